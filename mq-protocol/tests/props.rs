@@ -169,12 +169,7 @@ proptest! {
         let mut codec = Codec::new(max);
         let mut buf = BytesMut::from(&data[..]);
         // Either frames, a clean "need more", or an error: never a panic.
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = codec.decode(&mut buf) {}
     }
 
     #[test]
