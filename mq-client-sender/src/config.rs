@@ -1,0 +1,316 @@
+//! [`SenderConfig`]: every bound and timer of a sender, with documented
+//! defaults and a [`SenderConfig::validate`] that says what to change.
+
+use std::time::Duration;
+
+use mq_protocol::{Backoff, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN, MAX_TOKEN_LEN};
+
+use crate::ConfigError;
+
+/// Largest `max_in_flight` accepted (the semaphore's limit, rounded down).
+pub(crate) const MAX_WINDOW: usize = 1 << 40;
+/// Smallest `max_in_flight_bytes` accepted: one frame of a 1-byte topic and
+/// 1-byte payload.
+pub(crate) const MIN_WINDOW_BYTES: usize = mq_protocol::MESSAGE_OVERHEAD + 2;
+
+/// What `send` does when the in-flight window (count or bytes) is full.
+///
+/// # Examples
+///
+/// ```
+/// use mq_client_sender::{Backpressure, SenderConfig};
+/// let cfg = SenderConfig { backpressure: Backpressure::Fail, ..SenderConfig::new("127.0.0.1:7878") };
+/// assert_eq!(cfg.backpressure, Backpressure::Fail);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backpressure {
+    /// The hand-over waits until a slot frees up (default).
+    #[default]
+    Wait,
+    /// The hand-over fails at once with [`crate::SendError::Backpressure`],
+    /// giving the message back.
+    Fail,
+}
+
+/// Configuration of a [`crate::Sender`]. Every field has a documented default
+/// ([`SenderConfig::default`]); only `addresses` must be set.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_client_sender::SenderConfig;
+///
+/// let cfg = SenderConfig {
+///     max_in_flight: 256,
+///     send_timeout: Some(Duration::from_secs(10)),
+///     ..SenderConfig::new("127.0.0.1:7878")
+/// };
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenderConfig {
+    /// Broker addresses (`host:port`), tried in order on connect and on every
+    /// reconnect round. Default: empty (must be set).
+    pub addresses: Vec<String>,
+    /// Name sent in the handshake, for the broker's logs. Default
+    /// `"mq-client-sender"`; at most 255 bytes.
+    pub client_name: String,
+    /// Shared-secret token for the handshake. Default `None`.
+    pub auth_token: Option<String>,
+    /// Producer id, the high half of every [`mq_protocol::MessageId`]. Default
+    /// `None`: a random id per sender, so two senders never share sequence
+    /// space. Set a stable one only together with explicit sequences (the
+    /// durable outbox does).
+    pub producer_id: Option<u64>,
+    /// Most messages unresolved at once. Default 1024.
+    pub max_in_flight: usize,
+    /// Most frame bytes unresolved at once. Default 64 MiB. A single message
+    /// larger than this is refused with `TooLarge`.
+    pub max_in_flight_bytes: usize,
+    /// What a hand-over does when the window is full. Default `Wait`.
+    pub backpressure: Backpressure,
+    /// Reply timeout schedule: attempt `n` waits `retry.delay(n)` for its
+    /// reply before attempt `n + 1` is sent. Default 1 s, ×2, capped at 10 s,
+    /// 20 % jitter.
+    pub retry: Backoff,
+    /// Transmissions per message before it fails with `Timeout`. Default 5
+    /// (so at most 1 + 2 + 4 + 8 + 10 = 25 s with the default `retry`).
+    pub max_attempts: u32,
+    /// Total deadline per message from its acceptance, whatever the attempts.
+    /// Default `Some(30 s)`; `None` leaves only `max_attempts`.
+    pub send_timeout: Option<Duration>,
+    /// Delay between reconnect rounds (each round tries every address once).
+    /// Default 100 ms, ×2, capped at 10 s, 20 % jitter.
+    pub reconnect: Backoff,
+    /// Bound on TCP connect plus handshake, per address. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Largest frame this side sends or accepts (type byte plus body). The
+    /// effective send limit is the smaller of this and the broker's
+    /// `Welcome`. Default [`DEFAULT_MAX_FRAME_SIZE`] (1 MiB).
+    pub max_frame_size: u32,
+    /// Heartbeat interval: a `Ping` is sent after this much write silence and
+    /// the connection is considered dead after 3× this of read silence.
+    /// Default `None`: follow the broker's `Welcome` (0 there disables it).
+    pub heartbeat: Option<Duration>,
+    /// Seed of the jitter RNG (retry and reconnect) and of the random
+    /// producer id. Default `None`: seeded from the OS. Set it to replay a
+    /// schedule exactly.
+    pub seed: Option<u64>,
+}
+
+impl SenderConfig {
+    /// The defaults with one broker address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cfg = mq_client_sender::SenderConfig::new("127.0.0.1:7878");
+    /// assert_eq!(cfg.addresses, vec!["127.0.0.1:7878".to_string()]);
+    /// ```
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            addresses: vec![address.into()],
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found; its message names the field and what
+    /// to change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut cfg = mq_client_sender::SenderConfig::new("127.0.0.1:7878");
+    /// cfg.max_attempts = 0;
+    /// assert!(cfg.validate().unwrap_err().to_string().contains("max_attempts"));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.addresses.is_empty() {
+            return Err(ConfigError::NoAddresses);
+        }
+        if let Some(i) = self.addresses.iter().position(|a| a.trim().is_empty()) {
+            return Err(ConfigError::EmptyAddress(i));
+        }
+        if self.client_name.len() > MAX_NAME_LEN {
+            return Err(ConfigError::NameTooLong {
+                len: self.client_name.len(),
+                max: MAX_NAME_LEN,
+            });
+        }
+        if let Some(t) = &self.auth_token {
+            if t.len() > MAX_TOKEN_LEN {
+                return Err(ConfigError::TokenTooLong {
+                    len: t.len(),
+                    max: MAX_TOKEN_LEN,
+                });
+            }
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > MAX_WINDOW {
+            return Err(ConfigError::BadMaxInFlight(self.max_in_flight));
+        }
+        if self.max_in_flight_bytes < MIN_WINDOW_BYTES
+            || self.max_in_flight_bytes > u32::MAX as usize
+        {
+            return Err(ConfigError::BadMaxInFlightBytes(self.max_in_flight_bytes));
+        }
+        self.retry.validate().map_err(ConfigError::Retry)?;
+        self.reconnect.validate().map_err(ConfigError::Reconnect)?;
+        if self.max_attempts == 0 {
+            return Err(ConfigError::ZeroAttempts);
+        }
+        if self.send_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::ZeroSendTimeout);
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::ZeroConnectTimeout);
+        }
+        if self.max_frame_size < 64 {
+            return Err(ConfigError::FrameSizeTooSmall(self.max_frame_size));
+        }
+        if self.heartbeat.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::ZeroHeartbeat);
+        }
+        Ok(())
+    }
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            addresses: Vec::new(),
+            client_name: "mq-client-sender".into(),
+            auth_token: None,
+            producer_id: None,
+            max_in_flight: 1024,
+            max_in_flight_bytes: 64 << 20,
+            backpressure: Backpressure::Wait,
+            retry: Backoff {
+                initial: Duration::from_secs(1),
+                multiplier: 2.0,
+                max: Duration::from_secs(10),
+                jitter: 0.2,
+            },
+            max_attempts: 5,
+            send_timeout: Some(Duration::from_secs(30)),
+            reconnect: Backoff::default(),
+            connect_timeout: Duration::from_secs(5),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            heartbeat: None,
+            seed: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_only_an_address() {
+        assert_eq!(
+            SenderConfig::default().validate(),
+            Err(ConfigError::NoAddresses)
+        );
+        assert_eq!(SenderConfig::new("a:1").validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let ok = SenderConfig::new("a:1");
+        let cases: Vec<(SenderConfig, &str)> = vec![
+            (
+                SenderConfig {
+                    addresses: vec!["a:1".into(), " ".into()],
+                    ..ok.clone()
+                },
+                "addresses[1]",
+            ),
+            (
+                SenderConfig {
+                    max_in_flight: 0,
+                    ..ok.clone()
+                },
+                "max_in_flight",
+            ),
+            (
+                SenderConfig {
+                    max_in_flight_bytes: 3,
+                    ..ok.clone()
+                },
+                "max_in_flight_bytes",
+            ),
+            (
+                SenderConfig {
+                    max_attempts: 0,
+                    ..ok.clone()
+                },
+                "max_attempts",
+            ),
+            (
+                SenderConfig {
+                    send_timeout: Some(Duration::ZERO),
+                    ..ok.clone()
+                },
+                "send_timeout",
+            ),
+            (
+                SenderConfig {
+                    connect_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "connect_timeout",
+            ),
+            (
+                SenderConfig {
+                    max_frame_size: 10,
+                    ..ok.clone()
+                },
+                "max_frame_size",
+            ),
+            (
+                SenderConfig {
+                    heartbeat: Some(Duration::ZERO),
+                    ..ok.clone()
+                },
+                "heartbeat",
+            ),
+            (
+                SenderConfig {
+                    client_name: "x".repeat(300),
+                    ..ok.clone()
+                },
+                "client_name",
+            ),
+            (
+                SenderConfig {
+                    retry: Backoff {
+                        jitter: 3.0,
+                        ..ok.retry
+                    },
+                    ..ok.clone()
+                },
+                "retry",
+            ),
+            (
+                SenderConfig {
+                    reconnect: Backoff {
+                        initial: Duration::ZERO,
+                        ..ok.reconnect
+                    },
+                    ..ok.clone()
+                },
+                "reconnect",
+            ),
+        ];
+        for (cfg, field) in cases {
+            let msg = cfg.validate().expect_err(field).to_string();
+            assert!(msg.contains(field), "{msg:?} should name {field}");
+        }
+    }
+}

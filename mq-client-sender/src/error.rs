@@ -1,0 +1,286 @@
+//! One error type per operation: [`ConfigError`] (validation),
+//! [`ConnectError`] (`Sender::connect`) and [`SendError`] (hand-over and
+//! outcome of one message).
+
+use std::time::Duration;
+
+use mq_protocol::{BackoffError, ErrorCode, MessageId};
+
+use crate::OutgoingMessage;
+
+/// A [`crate::SenderConfig`] field that cannot work. The message names the
+/// field and what to change.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `addresses` is empty: add at least one `host:port`.
+    #[error("addresses is empty: add at least one broker address such as \"127.0.0.1:7878\"")]
+    NoAddresses,
+    /// One address is an empty string: remove it or fill in `host:port`.
+    #[error("addresses[{0}] is empty: use \"host:port\"")]
+    EmptyAddress(usize),
+    /// `client_name` is longer than the protocol allows: shorten it.
+    #[error("client_name is {len} bytes; shorten it to at most {max}")]
+    NameTooLong {
+        /// Its length.
+        len: usize,
+        /// The protocol limit.
+        max: usize,
+    },
+    /// `auth_token` is longer than the protocol allows: use a shorter token.
+    #[error("auth_token is {len} bytes; the protocol allows at most {max}")]
+    TokenTooLong {
+        /// Its length.
+        len: usize,
+        /// The protocol limit.
+        max: usize,
+    },
+    /// `max_in_flight` is 0 or too large: use a value such as 1024.
+    #[error("max_in_flight is {0}; use a value between 1 and {max}", max = crate::config::MAX_WINDOW)]
+    BadMaxInFlight(usize),
+    /// `max_in_flight_bytes` cannot hold one message or exceeds `u32::MAX`:
+    /// use a value such as 64 MiB.
+    #[error("max_in_flight_bytes is {0}; use a value between {min} and {max} (e.g. 64 MiB)",
+            min = crate::config::MIN_WINDOW_BYTES, max = u32::MAX)]
+    BadMaxInFlightBytes(usize),
+    /// `retry` is not a valid schedule; fix the named field.
+    #[error("retry backoff: {0}")]
+    Retry(#[source] BackoffError),
+    /// `reconnect` is not a valid schedule; fix the named field.
+    #[error("reconnect backoff: {0}")]
+    Reconnect(#[source] BackoffError),
+    /// `max_attempts` is 0: use at least 1 (1 = never retransmit).
+    #[error("max_attempts is 0; use at least 1 (1 means no retransmission)")]
+    ZeroAttempts,
+    /// `send_timeout` is `Some(0)`: use `None` for no total deadline, or a
+    /// positive duration.
+    #[error("send_timeout is zero; use None for no total deadline or a positive duration")]
+    ZeroSendTimeout,
+    /// `connect_timeout` is zero: use a positive duration such as 5 s.
+    #[error("connect_timeout is zero; use a positive duration such as 5 s")]
+    ZeroConnectTimeout,
+    /// `max_frame_size` is below 64 bytes: raise it (default 1 MiB).
+    #[error("max_frame_size is {0}; use at least 64 (default 1 MiB)")]
+    FrameSizeTooSmall(u32),
+    /// `heartbeat` is `Some(0)`: use `None` to follow the broker, or a positive duration.
+    #[error("heartbeat is zero; use None to follow the broker's interval, or a positive duration")]
+    ZeroHeartbeat,
+}
+
+/// Why [`crate::Sender::connect`] did not return a sender.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration is invalid; the inner error says what to change.
+    #[error("invalid sender configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// No address accepted a connection and completed the handshake within
+    /// `connect_timeout`. Check that a broker is running and reachable, then
+    /// call `connect` again.
+    #[error("no broker reachable at {addresses:?} (last error: {last})")]
+    Unreachable {
+        /// The addresses tried, in order.
+        addresses: Vec<String>,
+        /// The error of the last address tried.
+        #[source]
+        last: std::io::Error,
+    },
+    /// The broker refused the handshake (e.g. wrong token). Fix the cause the
+    /// code names; retrying unchanged will be refused again.
+    #[error("broker at {address} refused the connection: {code}: {reason}")]
+    Refused {
+        /// The refusing broker.
+        address: String,
+        /// Why, as a code.
+        code: ErrorCode,
+        /// Why, for a person.
+        reason: String,
+    },
+    /// The broker answered the handshake with something this client does not
+    /// understand (wrong protocol or version). Point the sender at a broker
+    /// implementing PROTOCOL.md version 1.
+    #[error("handshake with {address} failed: {reason}")]
+    Handshake {
+        /// The broker.
+        address: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The sender's callback thread could not be started; the system is out
+    /// of threads or memory.
+    #[error("could not start the callback thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Why a message was not handed over, or why it ended without a confirm.
+///
+/// Hand-over errors (`Backpressure`, `Closed`, `TooLarge`, `InvalidMessage`,
+/// `AlreadyInFlight`) happen before the message is accepted: it was never
+/// sent and is given back. Outcome errors (`Timeout`, `Rejected`,
+/// `Abandoned`, `DriverStopped`) are the one final outcome of an accepted
+/// message; [`SendError::id`] names it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The in-flight window is full and `backpressure` is `Fail`. Send the
+    /// returned message again later, or use `Backpressure::Wait`.
+    #[error("in-flight window full (backpressure = Fail); the message was not sent")]
+    Backpressure(OutgoingMessage),
+    /// The sender is closed (or closing). The message was not sent; send it
+    /// through another sender.
+    #[error("sender is closed; the message was not sent")]
+    Closed(OutgoingMessage),
+    /// The message's frame would exceed the frame size limit or the whole
+    /// in-flight byte window. Split the payload or raise the limits.
+    #[error("message frame of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Frame size of the message (type byte plus body).
+        size: usize,
+        /// The smaller of our `max_frame_size`, the broker's, and the byte window.
+        max: usize,
+        /// The message, given back.
+        message: OutgoingMessage,
+    },
+    /// The topic or headers break a protocol limit. Fix the message.
+    #[error("invalid message: {reason}")]
+    InvalidMessage {
+        /// What is wrong.
+        reason: String,
+        /// The message, given back.
+        message: OutgoingMessage,
+    },
+    /// A message with this explicit sequence is still unresolved in this
+    /// sender. Wait for its outcome instead of sending it twice.
+    #[error("message {id} is already in flight in this sender")]
+    AlreadyInFlight {
+        /// The ID in flight.
+        id: MessageId,
+        /// The second copy, given back.
+        message: OutgoingMessage,
+    },
+    /// No confirm after `attempts` transmissions or past `send_timeout`. The
+    /// message may or may not be stored (a reply can be lost after the
+    /// broker stored it); sending it again with the same explicit sequence is
+    /// safe, the broker will answer `Duplicate` if it has it.
+    #[error("message {id} not confirmed after {attempts} attempt(s) (or its send_timeout passed)")]
+    Timeout {
+        /// The message.
+        id: MessageId,
+        /// Attempts counted before giving up.
+        attempts: u32,
+    },
+    /// The broker refused the message. A permanent code (`!is_retryable()`)
+    /// means sending it again cannot help; a transient code here means the
+    /// retries were used up while the broker kept refusing.
+    #[error("message {id} rejected by the broker after {attempts} attempt(s): {code}: {reason}")]
+    Rejected {
+        /// The message.
+        id: MessageId,
+        /// Why, as a code.
+        code: ErrorCode,
+        /// Why, for a person.
+        reason: String,
+        /// Attempts counted.
+        attempts: u32,
+    },
+    /// `close()` reached its deadline before this message was confirmed. It
+    /// may or may not be stored; it is listed in the close report.
+    #[error("message {id} unresolved when the sender closed (after {attempts} attempt(s))")]
+    Abandoned {
+        /// The message.
+        id: MessageId,
+        /// Attempts counted.
+        attempts: u32,
+    },
+    /// The sender's driver task stopped without deciding (a panic or a
+    /// dropped runtime). The message may or may not be stored.
+    #[error("sender driver stopped before message {id} was resolved")]
+    DriverStopped {
+        /// The message.
+        id: MessageId,
+    },
+}
+
+impl SendError {
+    /// The ID of the message this error is about, when it has one (hand-over
+    /// errors before an ID was chosen have none).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_sender::SendError;
+    /// use mq_protocol::MessageId;
+    /// let e = SendError::Timeout { id: MessageId::new(1, 2), attempts: 5 };
+    /// assert_eq!(e.id(), Some(MessageId::new(1, 2)));
+    /// ```
+    pub fn id(&self) -> Option<MessageId> {
+        match self {
+            SendError::AlreadyInFlight { id, .. }
+            | SendError::Timeout { id, .. }
+            | SendError::Rejected { id, .. }
+            | SendError::Abandoned { id, .. }
+            | SendError::DriverStopped { id } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The message given back by a failed hand-over, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_sender::{OutgoingMessage, SendError};
+    /// let e = SendError::Backpressure(OutgoingMessage::new("t", "x"));
+    /// assert_eq!(e.into_message().unwrap().topic(), "t");
+    /// ```
+    pub fn into_message(self) -> Option<OutgoingMessage> {
+        match self {
+            SendError::Backpressure(m) | SendError::Closed(m) => Some(m),
+            SendError::TooLarge { message, .. }
+            | SendError::InvalidMessage { message, .. }
+            | SendError::AlreadyInFlight { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// True when retrying the same message later may succeed (backpressure,
+    /// timeouts, transient rejections); false when the message itself must
+    /// change (too large, invalid, permanent rejection).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_sender::SendError;
+    /// use mq_protocol::MessageId;
+    /// assert!(SendError::Timeout { id: MessageId::new(1, 1), attempts: 3 }.is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SendError::TooLarge { .. } | SendError::InvalidMessage { .. } => false,
+            SendError::Rejected { code, .. } => code.is_retryable(),
+            _ => true,
+        }
+    }
+}
+
+/// What [`crate::Sender::close`] could not finish.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(sender: mq_client_sender::Sender) {
+/// let report = sender.close(std::time::Duration::from_secs(5)).await;
+/// for id in &report.unresolved {
+///     eprintln!("{id} was not confirmed before close");
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseReport {
+    /// Messages still unconfirmed at the deadline; each got
+    /// [`SendError::Abandoned`] as its outcome. They may or may not be stored.
+    pub unresolved: Vec<MessageId>,
+    /// Time spent flushing.
+    pub elapsed: Duration,
+}

@@ -1,0 +1,456 @@
+//! The sans-IO in-flight tracker: which messages are unresolved, which
+//! attempt each is on, when each must be retransmitted or given up, and what
+//! to write next.
+//!
+//! No socket, no channel, no clock: every input takes `now`, every output is
+//! polled (`poll_transmit`, `poll_timeout`, `poll_outcome`), randomness is an
+//! injected RNG. The driver feeds it; the tests step it with made-up
+//! instants.
+//!
+//! # Timing rules
+//!
+//! * Attempt 1 starts at [`Inflight::insert`]. Attempt `n` waits
+//!   `retry.delay(n)` for its reply; when that passes, attempt `n + 1` starts
+//!   (same ID, `attempt` field `n + 1`), unless `n == max_attempts`: then the
+//!   message fails with [`SendError::Timeout`].
+//! * The total deadline (`send_timeout` from insert) fails the message
+//!   whatever its attempt.
+//! * Each message has ONE deadline, the earlier of the two; `poll_timeout`
+//!   returns the earliest over all messages.
+//! * Deadlines run while disconnected. An attempt started while disconnected
+//!   counts; it reaches the wire at the next [`Inflight::on_connected`].
+//! * On reconnect every unresolved message is queued at once: an attempt not
+//!   yet on the wire goes out under its own number; an attempt that was on
+//!   the lost connection is followed by attempt `n + 1` with a fresh deadline,
+//!   or, if `n` was the last allowed, is written once more under `n` with its
+//!   deadline unchanged (a last chance for the reply that was lost with the
+//!   connection, without extending the schedule).
+//! * A transient rejection (`code.is_retryable()`) ends the attempt early: the
+//!   next attempt starts after `retry.delay(n)`. A permanent one resolves at
+//!   once. After the attempts run out following a transient rejection, the
+//!   outcome is [`SendError::Rejected`] with the last code.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use mq_protocol::{Backoff, ErrorCode, Frame, Message, MessageId, Reply, ReplyStatus};
+use rand::Rng;
+
+use crate::{OutgoingMessage, Receipt, SendError};
+
+/// The retry rules of the core (a subset of [`crate::SenderConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CoreConfig {
+    pub(crate) retry: Backoff,
+    pub(crate) max_attempts: u32,
+    pub(crate) send_timeout: Option<Duration>,
+}
+
+/// The one final outcome of an inserted message, with the caller's data.
+#[derive(Debug)]
+pub(crate) struct Outcome<T> {
+    pub(crate) id: MessageId,
+    pub(crate) data: T,
+    pub(crate) result: Result<Receipt, SendError>,
+}
+
+/// What a reply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplyEffect {
+    /// The message is resolved; its outcome is ready in `poll_outcome`.
+    Resolved,
+    /// A transient rejection; the next attempt waits for its backoff.
+    Retrying,
+    /// Unknown ID (late reply after the outcome) or a stale rejection.
+    Ignored,
+}
+
+/// Counters only the core can see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CoreCounters {
+    /// Transmissions after a message's first.
+    pub(crate) retransmitted: u64,
+    /// Replies for IDs not tracked (already resolved or never sent).
+    pub(crate) late_replies: u64,
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    /// Always `Frame::Message`; kept as a frame so the driver encodes it
+    /// by reference, without cloning topic or headers.
+    frame: Frame,
+    attempt: u32,
+    /// Transmissions handed out so far.
+    transmissions: u32,
+    /// The current attempt has been handed to the driver for writing.
+    on_wire: bool,
+    /// The ID is in the transmit queue for the current attempt.
+    queued: bool,
+    accepted: Instant,
+    retry_at: Instant,
+    total_at: Option<Instant>,
+    /// `min(retry_at, total_at)`; the key of this entry's live timer.
+    deadline: Instant,
+    /// The last transient rejection, reported if the attempts run out.
+    rejection: Option<(ErrorCode, String)>,
+    data: T,
+}
+
+impl<T> Entry<T> {
+    fn set_attempt(&mut self, n: u32) {
+        self.attempt = n;
+        if let Frame::Message(m) = &mut self.frame {
+            m.attempt = n;
+        }
+    }
+}
+
+/// The in-flight table. `T` is the caller's per-message data (the driver
+/// keeps the completion and window permits there), returned in the outcome.
+pub(crate) struct Inflight<T, R> {
+    cfg: CoreConfig,
+    rng: R,
+    entries: HashMap<MessageId, Entry<T>>,
+    /// Min-heap of `(deadline, id)`; entries whose deadline changed since are
+    /// stale and skipped (lazy deletion), and the heap is rebuilt when stale
+    /// ones dominate.
+    timers: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    transmit: VecDeque<MessageId>,
+    outcomes: VecDeque<Outcome<T>>,
+    connected: bool,
+    counters: CoreCounters,
+}
+
+impl<T, R: Rng> Inflight<T, R> {
+    /// An empty, disconnected tracker.
+    pub(crate) fn new(cfg: CoreConfig, rng: R) -> Self {
+        Self {
+            cfg,
+            rng,
+            entries: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmit: VecDeque::new(),
+            outcomes: VecDeque::new(),
+            connected: false,
+            counters: CoreCounters::default(),
+        }
+    }
+
+    /// Unresolved messages.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is unresolved.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when `id` is unresolved.
+    #[cfg(test)]
+    pub(crate) fn contains(&self, id: MessageId) -> bool {
+        self.entries.contains_key(&id)
+    }
+
+    /// The core's counters.
+    pub(crate) fn counters(&self) -> CoreCounters {
+        self.counters
+    }
+
+    /// Tracks a new message and starts its attempt 1 (queued for writing if
+    /// connected). Its `attempt` field is overwritten.
+    ///
+    /// Fails, handing both back, if the ID is already unresolved.
+    pub(crate) fn insert(
+        &mut self,
+        now: Instant,
+        mut msg: Message,
+        data: T,
+    ) -> Result<(), (Message, T)> {
+        let id = msg.id;
+        if self.entries.contains_key(&id) {
+            return Err((msg, data));
+        }
+        msg.attempt = 1;
+        let total_at = self.cfg.send_timeout.map(|d| now + d);
+        self.entries.insert(
+            id,
+            Entry {
+                frame: Frame::Message(msg),
+                attempt: 1,
+                transmissions: 0,
+                on_wire: false,
+                queued: false,
+                accepted: now,
+                retry_at: now,
+                total_at,
+                deadline: now,
+                rejection: None,
+                data,
+            },
+        );
+        self.arm(id, now);
+        self.queue(id);
+        Ok(())
+    }
+
+    /// Sets the retry deadline of the current attempt to
+    /// `now + retry.delay(attempt)` and (re)arms the entry's one timer.
+    fn arm(&mut self, id: MessageId, now: Instant) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        e.retry_at = now + self.cfg.retry.delay(e.attempt, &mut self.rng);
+        let deadline = e.total_at.map_or(e.retry_at, |t| t.min(e.retry_at));
+        e.deadline = deadline;
+        self.timers.push(Reverse((deadline, id)));
+        self.compact_timers();
+    }
+
+    fn compact_timers(&mut self) {
+        if self.timers.len() > 1024 && self.timers.len() > 4 * self.entries.len() {
+            self.timers = self
+                .entries
+                .iter()
+                .map(|(id, e)| Reverse((e.deadline, *id)))
+                .collect();
+        }
+    }
+
+    /// Queues the current attempt for writing if connected.
+    fn queue(&mut self, id: MessageId) {
+        if !self.connected {
+            return;
+        }
+        if let Some(e) = self.entries.get_mut(&id) {
+            if !e.queued {
+                e.queued = true;
+                self.transmit.push_back(id);
+            }
+        }
+    }
+
+    /// The next frame to write (always a `Message`), or `None`. The frame is
+    /// counted as on the wire from here.
+    pub(crate) fn poll_transmit(&mut self) -> Option<&Frame> {
+        loop {
+            let id = self.transmit.pop_front()?;
+            let ready = match self.entries.get_mut(&id) {
+                Some(e) if e.queued => {
+                    e.queued = false;
+                    e.on_wire = true;
+                    if e.transmissions > 0 {
+                        self.counters.retransmitted += 1;
+                    }
+                    e.transmissions += 1;
+                    true
+                }
+                _ => false,
+            };
+            if ready {
+                return self.entries.get(&id).map(|e| &e.frame);
+            }
+        }
+    }
+
+    /// The earliest deadline of any unresolved message.
+    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            match self.entries.get(&id) {
+                Some(e) if e.deadline == t => return Some(t),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Fires every deadline at or before `now`: retransmissions and failures.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        while let Some(t) = self.poll_timeout() {
+            if t > now {
+                break;
+            }
+            let Some(Reverse((_, id))) = self.timers.pop() else {
+                break;
+            };
+            self.expire(id, now);
+        }
+    }
+
+    fn expire(&mut self, id: MessageId, now: Instant) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let total_passed = e.total_at.is_some_and(|t| t <= now);
+        if total_passed || e.attempt >= self.cfg.max_attempts {
+            tracing::debug!(id = %id, attempts = e.attempt, total_passed, "giving up");
+            self.exhausted(id);
+            return;
+        }
+        let next = e.attempt + 1;
+        e.set_attempt(next);
+        e.on_wire = false;
+        tracing::debug!(id = %id, attempt = next, connected = self.connected, "no reply; next attempt");
+        self.arm(id, now);
+        self.queue(id);
+    }
+
+    /// Resolves a message whose attempts or total deadline ran out.
+    fn exhausted(&mut self, id: MessageId) {
+        let Some(e) = self.entries.get(&id) else {
+            return;
+        };
+        let attempts = e.attempt;
+        let err = match &e.rejection {
+            Some((code, reason)) => SendError::Rejected {
+                id,
+                code: *code,
+                reason: reason.clone(),
+                attempts,
+            },
+            None => SendError::Timeout { id, attempts },
+        };
+        self.resolve(id, Err(err));
+    }
+
+    fn resolve(&mut self, id: MessageId, result: Result<Receipt, SendError>) {
+        if let Some(e) = self.entries.remove(&id) {
+            self.outcomes.push_back(Outcome {
+                id,
+                data: e.data,
+                result,
+            });
+        }
+    }
+
+    /// Applies a broker reply.
+    pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) -> ReplyEffect {
+        let Some(e) = self.entries.get_mut(&reply.id) else {
+            self.counters.late_replies += 1;
+            tracing::debug!(id = %reply.id, attempt = reply.attempt, "reply for an unknown or resolved message; ignored");
+            return ReplyEffect::Ignored;
+        };
+        let id = reply.id;
+        match reply.status {
+            ReplyStatus::Stored | ReplyStatus::Duplicate => {
+                let receipt = Receipt {
+                    id,
+                    attempts: e.attempt,
+                    elapsed: now.saturating_duration_since(e.accepted),
+                    duplicate: reply.status == ReplyStatus::Duplicate,
+                };
+                self.resolve(id, Ok(receipt));
+                ReplyEffect::Resolved
+            }
+            ReplyStatus::Rejected { code, reason } if !code.is_retryable() => {
+                let attempts = e.attempt;
+                self.resolve(
+                    id,
+                    Err(SendError::Rejected {
+                        id,
+                        code,
+                        reason,
+                        attempts,
+                    }),
+                );
+                ReplyEffect::Resolved
+            }
+            ReplyStatus::Rejected { code, reason } => {
+                if reply.attempt < e.attempt {
+                    // A newer attempt is out with its own timer.
+                    return ReplyEffect::Ignored;
+                }
+                tracing::debug!(id = %id, attempt = e.attempt, %code, "transient rejection; backing off");
+                e.rejection = Some((code, reason));
+                if e.attempt >= self.cfg.max_attempts {
+                    self.exhausted(id);
+                    return ReplyEffect::Resolved;
+                }
+                // Drop a queued copy of this attempt: it was just answered.
+                e.queued = false;
+                self.arm(id, now);
+                ReplyEffect::Retrying
+            }
+        }
+    }
+
+    /// The next outcome, in the order they were decided.
+    pub(crate) fn poll_outcome(&mut self) -> Option<Outcome<T>> {
+        self.outcomes.pop_front()
+    }
+
+    /// The connection is gone: nothing is written until `on_connected`.
+    /// Deadlines keep running.
+    pub(crate) fn on_disconnect(&mut self) {
+        self.connected = false;
+        for id in self.transmit.drain(..) {
+            if let Some(e) = self.entries.get_mut(&id) {
+                e.queued = false;
+            }
+        }
+    }
+
+    /// A connection is up: queue every unresolved message (see the module
+    /// docs for the attempt numbering), in ID order.
+    pub(crate) fn on_connected(&mut self, now: Instant) {
+        self.on_disconnect();
+        self.connected = true;
+        let mut ids: Vec<MessageId> = self.entries.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if e.on_wire && e.attempt < self.cfg.max_attempts {
+                let next = e.attempt + 1;
+                e.set_attempt(next);
+                e.on_wire = false;
+                self.arm(id, now);
+            }
+            self.queue(id);
+        }
+    }
+
+    /// Fails one message, e.g. because its frame no longer fits the frame
+    /// size of a broker reached after a reconnect. The message is given back.
+    pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
+        if let Some(e) = self.entries.remove(&id) {
+            let size = e.frame.frame_size();
+            let Frame::Message(msg) = e.frame else {
+                return;
+            };
+            self.outcomes.push_back(Outcome {
+                id,
+                data: e.data,
+                result: Err(SendError::TooLarge {
+                    size,
+                    max,
+                    message: OutgoingMessage::from_wire(msg, false),
+                }),
+            });
+        }
+    }
+
+    /// Resolves every unresolved message with [`SendError::Abandoned`] and
+    /// returns their IDs, sorted.
+    pub(crate) fn abandon_all(&mut self) -> Vec<MessageId> {
+        let mut ids: Vec<MessageId> = self.entries.keys().copied().collect();
+        ids.sort_unstable();
+        for &id in &ids {
+            if let Some(e) = self.entries.get(&id) {
+                let attempts = e.attempt;
+                self.resolve(id, Err(SendError::Abandoned { id, attempts }));
+            }
+        }
+        self.transmit.clear();
+        self.timers.clear();
+        ids
+    }
+}
+
+#[cfg(test)]
+#[path = "inflight_tests.rs"]
+mod tests;

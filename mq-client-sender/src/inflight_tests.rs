@@ -1,0 +1,455 @@
+//! The core stepped with explicit instants: no runtime, no sleeps.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
+use proptest::prelude::*;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn cfg(max_attempts: u32, jitter: f64, send_timeout: Option<Duration>) -> CoreConfig {
+    CoreConfig {
+        retry: Backoff {
+            initial: 100 * MS,
+            multiplier: 2.0,
+            max: 1000 * MS,
+            jitter,
+        },
+        max_attempts,
+        send_timeout,
+    }
+}
+
+fn core(c: CoreConfig, seed: u64) -> Inflight<u32, SmallRng> {
+    Inflight::new(c, SmallRng::seed_from_u64(seed))
+}
+
+fn msg(seq: u64) -> Message {
+    Message {
+        id: MessageId::new(7, seq),
+        attempt: 0,
+        topic: "t".into(),
+        headers: Headers::new(),
+        payload: "p".into(),
+    }
+}
+
+fn reply(seq: u64, attempt: u32, status: ReplyStatus) -> Reply {
+    Reply {
+        id: MessageId::new(7, seq),
+        attempt,
+        status,
+    }
+}
+
+/// All frames ready to write, as (seq, attempt).
+fn sent(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, u32)> {
+    let mut out = Vec::new();
+    while let Some(f) = c.poll_transmit() {
+        match f {
+            Frame::Message(m) => out.push((m.id.seq, m.attempt)),
+            other => panic!("core wrote {other:?}"),
+        }
+    }
+    out
+}
+
+fn outcomes(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, Result<Receipt, SendError>)> {
+    std::iter::from_fn(|| c.poll_outcome())
+        .map(|o| (o.id.seq, o.result))
+        .collect()
+}
+
+#[test]
+fn retransmits_on_exact_deadlines_then_times_out() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(4, 0.0, None), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    assert_eq!(sent(&mut c), vec![(1, 1)]);
+    assert_eq!(c.poll_timeout(), Some(t0 + 100 * MS));
+
+    c.handle_timeout(t0 + 99 * MS);
+    assert!(sent(&mut c).is_empty());
+    c.handle_timeout(t0 + 100 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 2)]);
+    assert_eq!(c.poll_timeout(), Some(t0 + 300 * MS));
+    c.handle_timeout(t0 + 300 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 3)]);
+    assert_eq!(c.poll_timeout(), Some(t0 + 700 * MS));
+    c.handle_timeout(t0 + 700 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 4)]);
+    assert_eq!(c.poll_timeout(), Some(t0 + 1500 * MS));
+    assert!(outcomes(&mut c).is_empty());
+
+    c.handle_timeout(t0 + 1500 * MS);
+    assert!(sent(&mut c).is_empty());
+    let out = outcomes(&mut c);
+    assert_eq!(out.len(), 1);
+    match &out[0].1 {
+        Err(e @ SendError::Timeout { attempts: 4, .. }) => {
+            assert!(e.to_string().contains("after 4 attempt(s)"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(c.is_empty());
+    assert_eq!(c.poll_timeout(), None);
+    assert_eq!(c.counters().retransmitted, 3);
+}
+
+#[test]
+fn jittered_deadlines_stay_within_bounds_for_a_fixed_seed() {
+    let seed = 0x5eed;
+    println!("seed = {seed}");
+    let c0 = cfg(6, 0.5, None);
+    let t0 = Instant::now();
+    let mut c = core(c0, seed);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    let mut now = t0;
+    let mut schedule = Vec::new();
+    for n in 1..=5u32 {
+        let d = c.poll_timeout().unwrap() - now;
+        let base = c0.retry.base_delay(n);
+        assert!(
+            d <= base && d >= base.mul_f64(0.5),
+            "attempt {n}: {d:?} vs {base:?}"
+        );
+        schedule.push(d);
+        now += d;
+        c.handle_timeout(now);
+    }
+    // Same seed, same schedule.
+    let mut again = core(c0, seed);
+    again.on_connected(t0);
+    again.insert(t0, msg(1), 0).unwrap();
+    let mut now = t0;
+    for d in schedule {
+        assert_eq!(again.poll_timeout(), Some(now + d));
+        now += d;
+        again.handle_timeout(now);
+    }
+}
+
+#[test]
+fn reply_to_an_earlier_attempt_after_a_retransmit_confirms_once() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(5, 0.0, None), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    sent(&mut c);
+    c.handle_timeout(t0 + 100 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 2)]);
+    assert_eq!(
+        c.handle_reply(t0 + 150 * MS, reply(1, 2, ReplyStatus::Duplicate)),
+        ReplyEffect::Resolved
+    );
+    let out = outcomes(&mut c);
+    let receipt = out[0].1.as_ref().unwrap();
+    assert_eq!(
+        (receipt.attempts, receipt.duplicate, receipt.elapsed),
+        (2, true, 150 * MS)
+    );
+    // The answer to attempt 1, arriving later, is ignored and counted.
+    assert_eq!(
+        c.handle_reply(t0 + 160 * MS, reply(1, 1, ReplyStatus::Stored)),
+        ReplyEffect::Ignored
+    );
+    assert!(outcomes(&mut c).is_empty());
+    assert_eq!(c.counters().late_replies, 1);
+}
+
+#[test]
+fn late_reply_after_failure_is_ignored() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(1, 0.0, None), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    sent(&mut c);
+    c.handle_timeout(t0 + 100 * MS);
+    assert!(matches!(
+        outcomes(&mut c)[..],
+        [(1, Err(SendError::Timeout { attempts: 1, .. }))]
+    ));
+    assert_eq!(
+        c.handle_reply(t0 + 200 * MS, reply(1, 1, ReplyStatus::Stored)),
+        ReplyEffect::Ignored
+    );
+    assert!(outcomes(&mut c).is_empty());
+    assert_eq!(c.counters().late_replies, 1);
+}
+
+#[test]
+fn permanent_rejection_resolves_at_once() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(5, 0.0, None), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    sent(&mut c);
+    let status = ReplyStatus::Rejected {
+        code: ErrorCode::INVALID_TOPIC,
+        reason: "bad".into(),
+    };
+    assert_eq!(
+        c.handle_reply(t0 + MS, reply(1, 1, status)),
+        ReplyEffect::Resolved
+    );
+    match &outcomes(&mut c)[..] {
+        [(
+            1,
+            Err(SendError::Rejected {
+                code, attempts: 1, ..
+            }),
+        )] => assert_eq!(*code, ErrorCode::INVALID_TOPIC),
+        other => panic!("{other:?}"),
+    }
+    assert!(sent(&mut c).is_empty());
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
+fn transient_rejection_backs_off_then_retries_then_reports_the_code() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(2, 0.0, None), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    sent(&mut c);
+    let busy = || ReplyStatus::Rejected {
+        code: ErrorCode::BUSY,
+        reason: "busy".into(),
+    };
+    assert_eq!(
+        c.handle_reply(t0 + 10 * MS, reply(1, 1, busy())),
+        ReplyEffect::Retrying
+    );
+    // Not re-sent before the backoff of attempt 1 (100 ms from the rejection).
+    assert_eq!(c.poll_timeout(), Some(t0 + 110 * MS));
+    c.handle_timeout(t0 + 109 * MS);
+    assert!(sent(&mut c).is_empty());
+    c.handle_timeout(t0 + 110 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 2)]);
+    // Last attempt rejected again: the outcome carries the code.
+    assert_eq!(
+        c.handle_reply(t0 + 120 * MS, reply(1, 2, busy())),
+        ReplyEffect::Resolved
+    );
+    match &outcomes(&mut c)[..] {
+        [(
+            1,
+            Err(SendError::Rejected {
+                code, attempts: 2, ..
+            }),
+        )] => assert_eq!(*code, ErrorCode::BUSY),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn total_deadline_wins_over_attempts() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(10, 0.0, Some(250 * MS)), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    sent(&mut c);
+    c.handle_timeout(t0 + 100 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 2)]);
+    // Attempt 2 would wait until 300 ms; the total deadline is 250 ms.
+    assert_eq!(c.poll_timeout(), Some(t0 + 250 * MS));
+    c.handle_timeout(t0 + 250 * MS);
+    assert!(matches!(
+        outcomes(&mut c)[..],
+        [(1, Err(SendError::Timeout { attempts: 2, .. }))]
+    ));
+}
+
+#[test]
+fn deadlines_run_while_disconnected_and_reconnect_resends_everything() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(3, 0.0, None), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    assert_eq!(sent(&mut c), vec![(1, 1)]);
+    c.on_disconnect();
+    // Inserted while disconnected: attempt 1 counts, nothing written.
+    c.insert(t0 + 10 * MS, msg(2), 0).unwrap();
+    assert!(sent(&mut c).is_empty());
+    // Message 1's attempt 2 starts while disconnected (not written).
+    c.handle_timeout(t0 + 100 * MS);
+    assert!(sent(&mut c).is_empty());
+    // Reconnect at 150 ms: both go out under their current attempt (neither
+    // current attempt was on the wire), deadlines unchanged.
+    c.on_connected(t0 + 150 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 2), (2, 1)]);
+    assert_eq!(c.poll_timeout(), Some(t0 + 110 * MS));
+    // Lose the connection again: both were on the wire, so reconnect starts
+    // the next attempt at once with fresh deadlines.
+    c.on_disconnect();
+    c.on_connected(t0 + 160 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 3), (2, 2)]);
+    // Message 1 is on its last attempt; another reconnect writes it again
+    // under attempt 3 without extending its deadline (160 + 400 ms).
+    c.on_disconnect();
+    c.on_connected(t0 + 170 * MS);
+    assert_eq!(sent(&mut c), vec![(1, 3), (2, 3)]);
+    c.handle_timeout(t0 + 559 * MS);
+    assert!(outcomes(&mut c).is_empty());
+    c.handle_timeout(t0 + 560 * MS);
+    assert!(matches!(
+        outcomes(&mut c)[..],
+        [(1, Err(SendError::Timeout { attempts: 3, .. }))]
+    ));
+}
+
+#[test]
+fn failure_arrives_on_time_when_the_broker_never_returns() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(3, 0.0, None), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    sent(&mut c);
+    c.on_disconnect();
+    let mut now = t0;
+    while let Some(t) = c.poll_timeout() {
+        now = t;
+        c.handle_timeout(now);
+    }
+    // 100 + 200 + 400 ms.
+    assert_eq!(now, t0 + 700 * MS);
+    assert!(matches!(
+        outcomes(&mut c)[..],
+        [(1, Err(SendError::Timeout { attempts: 3, .. }))]
+    ));
+}
+
+#[test]
+fn duplicate_insert_is_refused_and_abandon_resolves_all() {
+    let t0 = Instant::now();
+    let mut c = core(cfg(3, 0.0, None), 1);
+    c.insert(t0, msg(1), 10).unwrap();
+    let (m, data) = c.insert(t0, msg(1), 11).unwrap_err();
+    assert_eq!((m.id.seq, data), (1, 11));
+    c.insert(t0, msg(2), 12).unwrap();
+    assert_eq!(
+        c.abandon_all(),
+        vec![MessageId::new(7, 1), MessageId::new(7, 2)]
+    );
+    let out: Vec<_> = std::iter::from_fn(|| c.poll_outcome())
+        .map(|o| o.data)
+        .collect();
+    assert_eq!(out, vec![10, 12]);
+    assert!(c.is_empty() && c.poll_timeout().is_none());
+}
+
+/// One step of the model test.
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u64),
+    Advance(u64),
+    Reply(u64, u8),
+    Disconnect,
+    Connect,
+    Write,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u64..20).prop_map(Op::Insert),
+        3 => (0u64..400).prop_map(Op::Advance),
+        4 => ((1u64..20), 0u8..5).prop_map(|(s, k)| Op::Reply(s, k)),
+        1 => Just(Op::Disconnect),
+        1 => Just(Op::Connect),
+        3 => Just(Op::Write),
+    ]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Done,
+}
+
+proptest! {
+    /// Against a map id → state: every inserted message gets exactly one
+    /// outcome, no outcome for anything else, attempts never exceed the
+    /// maximum, and with time running out everything resolves.
+    #[test]
+    fn every_inserted_message_gets_exactly_one_outcome(
+        ops in proptest::collection::vec(op(), 1..200),
+        seed: u64,
+        max_attempts in 1u32..5,
+        timeout in proptest::option::of(50u64..2000),
+    ) {
+        let c0 = cfg(max_attempts, 0.3, timeout.map(Duration::from_millis));
+        let mut c = core(c0, seed);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut model: HashMap<u64, State> = HashMap::new();
+        let mut outcomes_seen = 0usize;
+        let mut check = |c: &mut Inflight<u32, SmallRng>, model: &mut HashMap<u64, State>| -> Result<(), TestCaseError> {
+            while let Some(o) = c.poll_outcome() {
+                let st = model.get_mut(&o.id.seq);
+                prop_assert_eq!(st.as_deref(), Some(&State::Pending), "outcome for {} not pending", o.id);
+                if let Some(st) = st { *st = State::Done; }
+                match &o.result {
+                    Ok(r) => prop_assert!(r.attempts <= max_attempts),
+                    Err(SendError::Timeout { attempts, .. } | SendError::Rejected { attempts, .. }) => {
+                        prop_assert!(*attempts <= max_attempts)
+                    }
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+                outcomes_seen += 1;
+            }
+            Ok(())
+        };
+        for op in ops {
+            match op {
+                Op::Insert(s) => {
+                    let pending = model.get(&s) == Some(&State::Pending);
+                    let r = c.insert(now, msg(s), 0);
+                    prop_assert_eq!(r.is_err(), pending);
+                    if !pending { model.insert(s, State::Pending); }
+                }
+                Op::Advance(ms) => { now += Duration::from_millis(ms); c.handle_timeout(now); }
+                Op::Reply(s, k) => {
+                    let status = match k {
+                        0 => ReplyStatus::Stored,
+                        1 => ReplyStatus::Duplicate,
+                        2 => ReplyStatus::Rejected { code: ErrorCode::BUSY, reason: String::new() },
+                        3 => ReplyStatus::Rejected { code: ErrorCode::MESSAGE_TOO_LARGE, reason: String::new() },
+                        _ => ReplyStatus::Stored,
+                    };
+                    let effect = c.handle_reply(now, reply(s, max_attempts, status));
+                    if model.get(&s) != Some(&State::Pending) {
+                        prop_assert_eq!(effect, ReplyEffect::Ignored);
+                    }
+                }
+                Op::Disconnect => c.on_disconnect(),
+                Op::Connect => c.on_connected(now),
+                Op::Write => {
+                    while let Some(f) = c.poll_transmit() {
+                        if let Frame::Message(m) = f {
+                            prop_assert!(m.attempt >= 1 && m.attempt <= max_attempts);
+                            prop_assert_eq!(model.get(&m.id.seq), Some(&State::Pending));
+                        }
+                    }
+                }
+            }
+            check(&mut c, &mut model)?;
+            prop_assert_eq!(c.len(), model.values().filter(|s| **s == State::Pending).count());
+        }
+        // Let every timer run out: everything resolves.
+        while let Some(t) = c.poll_timeout() {
+            now = now.max(t);
+            c.handle_timeout(now);
+        }
+        check(&mut c, &mut model)?;
+        prop_assert!(model.values().all(|s| *s == State::Done));
+        prop_assert!(c.is_empty());
+        let _ = outcomes_seen;
+    }
+}
