@@ -1,1 +1,105 @@
-//! placeholder
+//! The receiver half of the reliable-delivery MQ SDK: subscribe to a topic
+//! as a member of a consumer group, process each message with a handler
+//! ([`RecvCallback`]) or a [`DeliveryStream`], and ack it (`SendAck`).
+//!
+//! # Guarantees
+//!
+//! * **At-least-once from the broker.** The broker redelivers every message
+//!   of the group until it is acked, so nothing is lost; the price is
+//!   duplicates on the wire (lost acks, redelivery timers, reconnects).
+//! * **Once to the handler, within the dedup bounds.** Processed message IDs
+//!   (producer id + sequence) are remembered in a [`DedupStore`] (default:
+//!   the in-memory [`DedupWindow`]). A delivery of a remembered ID is acked
+//!   without reaching the handler; a delivery of an ID whose handler is still
+//!   running does not start a second call and is settled with the first.
+//! * **An error never acks.** A handler `Err` or panic nacks the delivery
+//!   (with the handler's requested delay, else the broker's schedule) and
+//!   does not record it; the message comes back later. Only an `Ok` in
+//!   [`AckMode::Auto`], or [`Delivery::ack`] in [`AckMode::Manual`], acks.
+//! * **Dedup may forget, never invent.** It never reports "seen" for an ID
+//!   that was not processed, so it can never ack an unprocessed message.
+//!
+//! # Where duplicates can still reach the handler
+//!
+//! When the dedup store no longer remembers an ID:
+//!
+//! * a bound was exceeded: more than [`DedupConfig::max_producers`]
+//!   producers (the least recently active is forgotten), or more than
+//!   [`DedupConfig::max_ranges_per_producer`] gaps in one producer's
+//!   sequences (the lowest range is forgotten);
+//! * the producer was idle longer than [`DedupConfig::idle_expiry`];
+//! * the process restarted with the in-memory store (use a persistent
+//!   [`DedupStore`], or share one store between receivers of one process,
+//!   via [`ReceiverBuilder::dedup_store`]);
+//! * another member of the same group processed it (each receiver
+//!   remembers only its own).
+//!
+//! Each forgotten entry is counted in [`ReceiverStats::dedup_evictions`].
+//! Handlers that must never repeat a side effect should still be idempotent.
+//!
+//! # Bounds
+//!
+//! * `prefetch`: credit given to the broker; at most this many deliveries
+//!   unsettled on a connection. Credit returns as deliveries are settled.
+//! * `max_concurrency`: handler calls at once (`<= prefetch`).
+//! * `max_frame_size`: largest frame accepted from the broker.
+//! * dedup memory: see [`DedupConfig`] and [`DedupWindow::memory_bytes`].
+//!
+//! # Layout
+//!
+//! * [`config`]: [`ReceiverConfig`], [`DedupConfig`], [`AckMode`].
+//! * [`error`]: one error enum per operation.
+//! * [`dedup`]: the sans-IO [`DedupWindow`].
+//! * [`store`]: the [`DedupStore`] trait and [`MemoryDedupStore`].
+//! * `driver`: the task owning the connection, credit and in-progress table.
+//! * [`delivery`]: [`Delivery`] with `ack`/`nack`, [`DeliveryStream`].
+//! * [`handler`]: [`RecvCallback`].
+//! * [`stats`]: [`ReceiverStats`].
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
+//!
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ReceiverConfig {
+//!     addresses: vec!["127.0.0.1:7000".into()],
+//!     topic: "orders".into(),
+//!     group: "billing".into(),
+//!     ..Default::default()
+//! };
+//! let receiver = Receiver::start(config, |d: Delivery| async move {
+//!     if d.payload().is_empty() {
+//!         return Err(HandlerError::new("empty order")); // nacked, comes back
+//!     }
+//!     Ok(()) // acked and remembered
+//! })
+//! .await?;
+//! receiver.shutdown(std::time::Duration::from_secs(10)).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod config;
+mod conn;
+pub mod dedup;
+pub mod delivery;
+mod driver;
+pub mod error;
+pub mod handler;
+mod receiver;
+pub mod stats;
+pub mod store;
+
+#[cfg(test)]
+mod driver_tests;
+
+pub use config::{AckMode, DedupConfig, ReceiverConfig};
+pub use dedup::DedupWindow;
+pub use delivery::{Delivery, DeliveryStream};
+pub use driver::CREDIT_FLUSH_DELAY;
+pub use error::{AckError, ConfigError, ConnectError, HandlerError, RecvError};
+pub use handler::RecvCallback;
+pub use receiver::{Receiver, ReceiverBuilder};
+pub use stats::ReceiverStats;
+pub use store::{DedupStore, MemoryDedupStore, StoreError};

@@ -1,0 +1,227 @@
+//! [`ReceiverConfig`] and [`DedupConfig`]: every bound of the receiver,
+//! with defaults and validation.
+
+use std::time::Duration;
+
+use mq_protocol::{Backoff, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN, MAX_TOKEN_LEN, MAX_TOPIC_LEN};
+
+use crate::error::ConfigError;
+
+/// Who settles a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AckMode {
+    /// The receiver acks when the handler returns `Ok` and nacks when it
+    /// returns `Err` or panics. [`crate::Delivery::ack`] is refused.
+    #[default]
+    Auto,
+    /// The handler or stream consumer calls [`crate::Delivery::ack`] or
+    /// [`crate::Delivery::nack`]. A delivery dropped without either is
+    /// nacked; a handler `Err` nacks a delivery not yet settled.
+    Manual,
+}
+
+/// Bounds of the dedup window ([`crate::DedupWindow`]).
+///
+/// Worst-case memory is about
+/// `max_producers * (PRODUCER_BYTES + max_ranges_per_producer * RANGE_BYTES)`
+/// (see [`crate::dedup`]); a producer that sends in order and whose messages
+/// are all processed costs one range no matter how many messages it sent.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let d = mq_client_receiver::DedupConfig { max_producers: 100, ..Default::default() };
+/// assert_eq!(d.idle_expiry, Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupConfig {
+    /// Producers tracked at once; beyond it the least recently active
+    /// producer is forgotten. Default 10 000.
+    pub max_producers: usize,
+    /// Disjoint sequence ranges kept per producer; beyond it the lowest
+    /// range is forgotten. Gaps come from messages still unprocessed or
+    /// processed by another group member. Default 1 024.
+    pub max_ranges_per_producer: usize,
+    /// A producer not seen for this long is forgotten. Default 1 hour.
+    pub idle_expiry: Duration,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        Self {
+            max_producers: 10_000,
+            max_ranges_per_producer: 1_024,
+            idle_expiry: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl DedupConfig {
+    /// Checks the bounds.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::ZeroBound`] for a zero bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut d = mq_client_receiver::DedupConfig::default();
+    /// assert!(d.validate().is_ok());
+    /// d.max_producers = 0;
+    /// assert!(d.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_producers == 0 {
+            return Err(ConfigError::ZeroBound("dedup.max_producers"));
+        }
+        if self.max_ranges_per_producer == 0 {
+            return Err(ConfigError::ZeroBound("dedup.max_ranges_per_producer"));
+        }
+        if self.idle_expiry.is_zero() {
+            return Err(ConfigError::ZeroBound("dedup.idle_expiry"));
+        }
+        Ok(())
+    }
+}
+
+/// Everything a [`crate::Receiver`] needs: where, who, what, and its bounds.
+///
+/// # Examples
+///
+/// ```
+/// use mq_client_receiver::{AckMode, ReceiverConfig};
+///
+/// let config = ReceiverConfig {
+///     addresses: vec!["127.0.0.1:7000".into()],
+///     topic: "orders".into(),
+///     group: "billing".into(),
+///     prefetch: 32,
+///     max_concurrency: 8,
+///     ack_mode: AckMode::Auto,
+///     ..Default::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// Broker addresses (`host:port`), tried in order, round robin on reconnect.
+    pub addresses: Vec<String>,
+    /// A name for the broker's logs. Default `"mq-client-receiver"`.
+    pub client_name: String,
+    /// Shared-secret token, if the broker requires one.
+    pub auth_token: Option<String>,
+    /// Topic to subscribe to.
+    pub topic: String,
+    /// Consumer group: members of one group share the topic's messages.
+    pub group: String,
+    /// Credit granted to the broker: the most deliveries unsettled at once
+    /// on the connection. Default 64.
+    pub prefetch: u32,
+    /// Handler calls running at once (handler mode only). Default 16; must
+    /// be at most `prefetch`.
+    pub max_concurrency: usize,
+    /// Who acks: the receiver from the handler's result, or the user.
+    pub ack_mode: AckMode,
+    /// Bounds of the dedup window.
+    pub dedup: DedupConfig,
+    /// Delay between reconnect attempts.
+    pub reconnect: Backoff,
+    /// Bound on TCP connect plus handshake plus subscribe. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Largest frame accepted from the broker (type byte plus body).
+    /// Default [`DEFAULT_MAX_FRAME_SIZE`] (1 MiB).
+    pub max_frame_size: u32,
+    /// Seed for reconnect jitter; `None` draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            addresses: Vec::new(),
+            client_name: "mq-client-receiver".into(),
+            auth_token: None,
+            topic: String::new(),
+            group: String::new(),
+            prefetch: 64,
+            max_concurrency: 16,
+            ack_mode: AckMode::Auto,
+            dedup: DedupConfig::default(),
+            reconnect: Backoff::default(),
+            connect_timeout: Duration::from_secs(5),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            seed: None,
+        }
+    }
+}
+
+impl ReceiverConfig {
+    /// Checks every field and says which to change.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the field.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_receiver::{ConfigError, ReceiverConfig};
+    /// let c = ReceiverConfig { addresses: vec!["x:1".into()], topic: "t".into(),
+    ///                          group: "g".into(), prefetch: 4, max_concurrency: 8,
+    ///                          ..Default::default() };
+    /// assert!(matches!(c.validate(), Err(ConfigError::ConcurrencyAbovePrefetch { .. })));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.addresses.is_empty() {
+            return Err(ConfigError::NoAddresses);
+        }
+        check_name("topic", &self.topic, MAX_TOPIC_LEN)?;
+        check_name("group", &self.group, MAX_NAME_LEN)?;
+        if self.client_name.len() > MAX_NAME_LEN {
+            return Err(ConfigError::TooLong {
+                field: "client_name",
+                max: MAX_NAME_LEN,
+            });
+        }
+        if self.auth_token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
+            return Err(ConfigError::TooLong {
+                field: "auth_token",
+                max: MAX_TOKEN_LEN,
+            });
+        }
+        if self.prefetch == 0 {
+            return Err(ConfigError::ZeroBound("prefetch"));
+        }
+        if self.max_concurrency == 0 {
+            return Err(ConfigError::ZeroBound("max_concurrency"));
+        }
+        if self.max_concurrency as u64 > u64::from(self.prefetch) {
+            return Err(ConfigError::ConcurrencyAbovePrefetch {
+                max_concurrency: self.max_concurrency,
+                prefetch: self.prefetch,
+            });
+        }
+        self.dedup.validate()?;
+        self.reconnect.validate()?;
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::ZeroBound("connect_timeout"));
+        }
+        if self.max_frame_size < 64 {
+            return Err(ConfigError::FrameSizeTooSmall(self.max_frame_size));
+        }
+        Ok(())
+    }
+}
+
+fn check_name(field: &'static str, v: &str, max: usize) -> Result<(), ConfigError> {
+    if v.is_empty() {
+        return Err(ConfigError::Empty(field));
+    }
+    if v.len() > max {
+        return Err(ConfigError::TooLong { field, max });
+    }
+    Ok(())
+}

@@ -1,0 +1,591 @@
+//! The driver: one task that owns the connection, the in-progress table and
+//! the credit, dispatches deliveries, settles them, reconnects.
+//!
+//! # Layout
+//!
+//! One `select!` loop; every branch only *computes* (frames to write go to
+//! `outbox`), and the writes happen after the `select!`, so no branch is
+//! cancelled halfway through a write. Reading a frame, receiving an event,
+//! reaping a handler task and polling the connect attempt are cancel safe.
+//!
+//! # Bookkeeping
+//!
+//! * `in_progress`: IDs handed to the handler or the stream and not yet
+//!   settled, each with the credit it holds on the current connection. A
+//!   duplicate of an in-progress ID does not start a second call: it adds
+//!   its credit to the entry and is settled with it.
+//! * The dedup store: IDs acked. A delivery of one of them is acked at once.
+//! * Credit: one per `Deliver` frame, returned when that delivery is
+//!   settled (or acked as a duplicate), batched in `Credit` frames of at
+//!   least `prefetch / 4` or after [`CREDIT_FLUSH_DELAY`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{SinkExt, StreamExt};
+use mq_protocol::{Ack, Close, Credit, Deliver, ErrorCode, Frame, MessageId, Nack, Ping, Pong};
+use rand::rngs::SmallRng;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::{AckMode, ReceiverConfig};
+use crate::conn::{establish, Conn, Connector, SUB_ID};
+use crate::delivery::{delay_ms, Delivery, Event, Outcome};
+use crate::error::{ConnectError, HandlerError, RecvError};
+use crate::handler::{call, RecvCallback};
+use crate::stats::{bump, Counters};
+use crate::store::DedupStore;
+
+/// Owed credit is sent at the latest this long after it became owed.
+pub const CREDIT_FLUSH_DELAY: Duration = Duration::from_millis(10);
+
+pub(crate) enum Dispatch {
+    Handler {
+        handler: Arc<dyn RecvCallback>,
+        sem: Arc<Semaphore>,
+    },
+    Stream(Option<mpsc::UnboundedSender<Delivery>>),
+}
+
+struct InFlight {
+    token: u64,
+    /// Connection (epoch) the held credit belongs to.
+    epoch: u64,
+    /// `Deliver` frames of this ID on that connection, not yet given back.
+    credits: u32,
+}
+
+struct Live {
+    conn: Conn,
+    epoch: u64,
+    last_recv: Instant,
+    last_sent: Instant,
+    owed: u32,
+    flush_at: Option<Instant>,
+    nonce: u64,
+}
+
+struct Shutdown {
+    deadline: Instant,
+    reply: Option<oneshot::Sender<Result<(), RecvError>>>,
+}
+
+type TaskResult = (MessageId, u64, Result<(), HandlerError>);
+type Connecting = BoxFuture<'static, Result<Conn, ConnectError>>;
+
+pub(crate) struct Driver {
+    pub config: Arc<ReceiverConfig>,
+    pub connector: Connector,
+    pub store: Arc<dyn DedupStore>,
+    pub counters: Arc<Counters>,
+    pub events_rx: mpsc::UnboundedReceiver<Event>,
+    pub events_tx: mpsc::UnboundedSender<Event>,
+    pub dispatch: Dispatch,
+    pub mode: AckMode,
+    pub rng: SmallRng,
+    /// Index of the address the current connection came from.
+    pub addr_idx: usize,
+}
+
+struct State {
+    d: Driver,
+    in_progress: HashMap<MessageId, InFlight>,
+    tasks: JoinSet<TaskResult>,
+    next_token: u64,
+    epoch: u64,
+    live: Option<Live>,
+    connecting: Option<Connecting>,
+    reconnect_at: Option<Instant>,
+    attempt: u32,
+    outbox: Vec<Frame>,
+    /// Write the outbox (a `Close`), then drop the connection.
+    close_after_write: bool,
+    shutdown: Option<Shutdown>,
+}
+
+impl Driver {
+    /// Runs until shutdown, starting from an established connection.
+    pub(crate) async fn run(self, first: Conn) {
+        let mut s = State {
+            d: self,
+            in_progress: HashMap::new(),
+            tasks: JoinSet::new(),
+            next_token: 0,
+            epoch: 0,
+            live: None,
+            connecting: None,
+            reconnect_at: None,
+            attempt: 0,
+            outbox: Vec::new(),
+            close_after_write: false,
+            shutdown: None,
+        };
+        s.on_connected(first);
+        s.write_outbox().await;
+        s.run().await;
+    }
+}
+
+async fn read(live: &mut Option<Live>) -> Option<Result<Frame, mq_protocol::ProtocolError>> {
+    match live {
+        Some(l) => l.conn.framed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connecting(c: &mut Option<Connecting>) -> Result<Conn, ConnectError> {
+    match c {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    async fn run(mut self) {
+        loop {
+            if let Some(sd) = &self.shutdown {
+                let idle = self.in_progress.is_empty() && self.tasks.is_empty();
+                if idle || Instant::now() >= sd.deadline {
+                    break;
+                }
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                r = read(&mut self.live) => self.on_read(r),
+                Some(ev) = self.d.events_rx.recv() => self.on_event(ev),
+                Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    if let Ok((id, token, result)) = res {
+                        self.on_task(id, token, result);
+                    }
+                }
+                r = connecting(&mut self.connecting) => {
+                    self.connecting = None;
+                    match r {
+                        Ok(conn) => self.on_connected(conn),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconnect failed");
+                            self.d.addr_idx += 1;
+                            self.schedule_reconnect();
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => self.on_timers(),
+            }
+            self.write_outbox().await;
+        }
+        self.finish().await;
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut wake = Instant::now() + Duration::from_secs(3600);
+        let mut at = |t: Option<Instant>| {
+            if let Some(t) = t {
+                wake = wake.min(t);
+            }
+        };
+        if let Some(l) = &self.live {
+            at(l.flush_at);
+            if let Some(hb) = l.conn.heartbeat {
+                at(Some(l.last_sent + hb));
+                at(Some(l.last_recv + hb * 3));
+            }
+        }
+        at(self.reconnect_at);
+        at(self.shutdown.as_ref().map(|s| s.deadline));
+        wake
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        if let Some(l) = &mut self.live {
+            if l.flush_at.is_some_and(|t| t <= now) {
+                flush_credit(l, &mut self.outbox);
+            }
+            if let Some(hb) = l.conn.heartbeat {
+                if now >= l.last_recv + hb * 3 {
+                    tracing::warn!("no frame from the broker for 3 heartbeats; reconnecting");
+                    self.disconnect();
+                    return;
+                }
+                if now >= l.last_sent + hb {
+                    l.nonce += 1;
+                    self.outbox.push(Frame::Ping(Ping { nonce: l.nonce }));
+                }
+            }
+        }
+        if self.reconnect_at.is_some_and(|t| t <= now) {
+            self.reconnect_at = None;
+            self.start_connecting();
+        }
+    }
+
+    fn start_connecting(&mut self) {
+        if self.shutdown.is_some() || self.connecting.is_some() {
+            return;
+        }
+        let addrs = &self.d.config.addresses;
+        let addr = addrs[self.d.addr_idx % addrs.len()].clone();
+        tracing::debug!(%addr, attempt = self.attempt, "reconnecting");
+        self.connecting = Some(Box::pin(establish(
+            self.d.config.clone(),
+            self.d.connector.clone(),
+            addr,
+        )));
+    }
+
+    fn schedule_reconnect(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.attempt = self.attempt.saturating_add(1);
+        let delay = self.d.config.reconnect.delay(self.attempt, &mut self.d.rng);
+        self.reconnect_at = Some(Instant::now() + delay);
+    }
+
+    fn on_connected(&mut self, mut conn: Conn) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        if self.epoch > 0 {
+            bump(&self.d.counters.reconnects);
+        }
+        self.epoch += 1;
+        self.attempt = 0;
+        let early = std::mem::take(&mut conn.early);
+        let now = Instant::now();
+        tracing::info!(epoch = self.epoch, "subscribed");
+        self.live = Some(Live {
+            conn,
+            epoch: self.epoch,
+            last_recv: now,
+            last_sent: now,
+            owed: 0,
+            flush_at: None,
+            nonce: 0,
+        });
+        for d in early {
+            self.on_deliver(d);
+        }
+    }
+
+    fn disconnect(&mut self) {
+        self.live = None;
+        self.outbox.clear();
+        self.schedule_reconnect();
+    }
+
+    fn on_read(&mut self, r: Option<Result<Frame, mq_protocol::ProtocolError>>) {
+        let frame = match r {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "bad frame from the broker; reconnecting");
+                self.outbox.clear();
+                self.outbox.push(Frame::Close(Close {
+                    code: e.code(),
+                    reason: e.to_string().chars().take(200).collect(),
+                }));
+                self.close_after_write = true;
+                return;
+            }
+            None => {
+                tracing::warn!("broker closed the connection; reconnecting");
+                self.disconnect();
+                return;
+            }
+        };
+        if let Some(l) = &mut self.live {
+            l.last_recv = Instant::now();
+        }
+        match frame {
+            Frame::Deliver(d) => self.on_deliver(d),
+            Frame::Ping(p) => self.outbox.push(Frame::Pong(Pong { nonce: p.nonce })),
+            Frame::Close(c) => {
+                tracing::warn!(code = %c.code, reason = %c.reason, "broker closed; reconnecting");
+                self.disconnect();
+            }
+            Frame::Pong(_) | Frame::SubscribeOk(_) | Frame::Extension { .. } => {}
+            other => {
+                tracing::warn!(frame = other.name(), "unexpected frame; reconnecting");
+                self.outbox.push(Frame::Close(Close {
+                    code: ErrorCode::UNEXPECTED_FRAME,
+                    reason: format!("unexpected {} frame", other.name()),
+                }));
+                self.close_after_write = true;
+            }
+        }
+    }
+}
+
+impl State {
+    fn on_deliver(&mut self, d: Deliver) {
+        let Some(epoch) = self.live.as_ref().map(|l| l.epoch) else {
+            return;
+        };
+        if d.sub_id != SUB_ID {
+            tracing::debug!(sub_id = d.sub_id, "delivery for an unknown subscription ignored");
+            return;
+        }
+        let c = &self.d.counters;
+        bump(&c.delivered);
+        let id = d.id;
+        if let Some(f) = self.in_progress.get_mut(&id) {
+            // Tied to the running call: settled (and credit returned) with it.
+            bump(&c.duplicates_suppressed);
+            tracing::debug!(%id, "duplicate of a delivery still being handled");
+            if f.epoch == epoch {
+                f.credits = f.credits.saturating_add(1);
+            } else {
+                f.epoch = epoch;
+                f.credits = 1;
+            }
+            return;
+        }
+        let seen = match self.d.store.contains(id) {
+            Ok(seen) => seen,
+            Err(e) => {
+                bump(&c.store_errors);
+                tracing::warn!(%id, error = %e, "dedup lookup failed; treating as unseen");
+                false
+            }
+        };
+        if seen {
+            bump(&c.duplicates_suppressed);
+            bump(&c.acked);
+            tracing::debug!(%id, "duplicate of a processed message acked");
+            self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
+            self.grant(1);
+            return;
+        }
+        if self.shutdown.is_some() {
+            // Left unsettled: the broker returns it when we close.
+            return;
+        }
+        self.next_token += 1;
+        let token = self.next_token;
+        self.in_progress.insert(
+            id,
+            InFlight {
+                token,
+                epoch,
+                credits: 1,
+            },
+        );
+        bump(&c.handled);
+        let span = tracing::info_span!("delivery", %id, attempt = d.delivery_attempt);
+        let delivery = Delivery::new(d, self.d.mode, token, self.d.events_tx.clone());
+        match &mut self.d.dispatch {
+            Dispatch::Handler { handler, sem } => {
+                let handler = handler.clone();
+                let sem = sem.clone();
+                self.tasks.spawn(
+                    async move {
+                        let result = match sem.acquire_owned().await {
+                            Ok(_permit) => call(&*handler, delivery).await,
+                            Err(_) => Err(HandlerError::new("receiver closing")),
+                        };
+                        (id, token, result)
+                    }
+                    .instrument(span),
+                );
+            }
+            Dispatch::Stream(tx) => {
+                // If the stream is gone the delivery comes back here and its
+                // drop nacks it.
+                if let Some(tx) = tx {
+                    let _ = tx.send(delivery);
+                }
+            }
+        }
+    }
+
+    fn on_task(&mut self, id: MessageId, token: u64, result: Result<(), HandlerError>) {
+        match result {
+            Ok(()) => {
+                if self.d.mode == AckMode::Auto {
+                    self.settle(id, token, Outcome::Ack);
+                }
+            }
+            Err(e) => {
+                bump(&self.d.counters.handler_errors);
+                tracing::warn!(%id, error = %e, "handler failed; nacking");
+                self.settle(
+                    id,
+                    token,
+                    Outcome::Nack {
+                        delay_ms: delay_ms(e.delay()),
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Settle {
+                id,
+                token,
+                outcome,
+                reply,
+            } => {
+                let r = if self.settle(id, token, outcome) {
+                    Ok(())
+                } else {
+                    Err(crate::AckError::AlreadySettled)
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
+            Event::Shutdown { deadline, reply } => {
+                if let Some(sd) = &mut self.shutdown {
+                    // A second request: keep the earlier deadline, answer both.
+                    sd.deadline = sd.deadline.min(Instant::now() + deadline);
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                tracing::info!(?deadline, "shutting down");
+                self.shutdown = Some(Shutdown {
+                    deadline: Instant::now() + deadline,
+                    reply: Some(reply),
+                });
+                self.reconnect_at = None;
+                self.connecting = None;
+                if let Dispatch::Stream(tx) = &mut self.d.dispatch {
+                    tx.take();
+                }
+            }
+        }
+    }
+
+    /// Applies `outcome` if `token` is the current dispatch of `id`.
+    fn settle(&mut self, id: MessageId, token: u64, outcome: Outcome) -> bool {
+        if self.in_progress.get(&id).map(|f| f.token) != Some(token) {
+            return false;
+        }
+        let Some(f) = self.in_progress.remove(&id) else {
+            return false;
+        };
+        let same_conn = self.live.as_ref().is_some_and(|l| l.epoch == f.epoch);
+        match outcome {
+            Outcome::Ack => {
+                let now = Instant::now().into_std();
+                if let Err(e) = self.d.store.insert(now, id) {
+                    bump(&self.d.counters.store_errors);
+                    tracing::warn!(%id, error = %e, "dedup insert failed; acking anyway");
+                }
+                bump(&self.d.counters.acked);
+                if self.live.is_some() {
+                    // On another connection than the delivery, the broker
+                    // ignores it or it settles the redelivery: harmless.
+                    self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
+                }
+            }
+            Outcome::Nack { delay_ms } => {
+                bump(&self.d.counters.nacked);
+                if same_conn {
+                    self.outbox.push(Frame::Nack(Nack {
+                        sub_id: SUB_ID,
+                        id,
+                        delay_ms,
+                    }));
+                }
+            }
+        }
+        if same_conn {
+            self.grant(f.credits);
+        }
+        true
+    }
+
+    fn grant(&mut self, n: u32) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let threshold = (self.d.config.prefetch / 4).max(1);
+        if let Some(l) = &mut self.live {
+            l.owed = l.owed.saturating_add(n);
+            if l.owed >= threshold {
+                flush_credit(l, &mut self.outbox);
+            } else if l.flush_at.is_none() && l.owed > 0 {
+                l.flush_at = Some(Instant::now() + CREDIT_FLUSH_DELAY);
+            }
+        }
+    }
+
+    async fn write_outbox(&mut self) {
+        let Some(l) = &mut self.live else {
+            self.outbox.clear();
+            return;
+        };
+        if self.outbox.is_empty() && !self.close_after_write {
+            return;
+        }
+        let limit = l
+            .conn
+            .heartbeat
+            .map_or(self.d.config.connect_timeout, |hb| {
+                (hb * 3).max(self.d.config.connect_timeout)
+            });
+        let frames = std::mem::take(&mut self.outbox);
+        let framed = &mut l.conn.framed;
+        let write = async {
+            for f in frames {
+                framed.feed(f).await?;
+            }
+            SinkExt::<Frame>::flush(framed).await
+        };
+        let ok = matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())));
+        l.last_sent = Instant::now();
+        if !ok || std::mem::take(&mut self.close_after_write) {
+            if !ok {
+                tracing::warn!("write to the broker failed; reconnecting");
+            }
+            self.disconnect();
+        }
+    }
+
+    async fn finish(mut self) {
+        let abandoned = self.in_progress.len();
+        self.tasks.abort_all();
+        if let Some(mut l) = self.live.take() {
+            let close = Frame::Close(Close {
+                code: ErrorCode::NORMAL,
+                reason: "receiver shutting down".into(),
+            });
+            let framed = &mut l.conn.framed;
+            let _ = tokio::time::timeout(self.d.config.connect_timeout, async {
+                framed.send(close).await?;
+                SinkExt::<Frame>::close(framed).await
+            })
+            .await;
+        }
+        if let Err(e) = self.d.store.flush() {
+            bump(&self.d.counters.store_errors);
+            tracing::warn!(error = %e, "dedup store flush failed");
+        }
+        let result = if abandoned == 0 {
+            Ok(())
+        } else {
+            Err(RecvError::ShutdownTimeout { abandoned })
+        };
+        tracing::info!(abandoned, "receiver stopped");
+        if let Some(reply) = self.shutdown.and_then(|mut s| s.reply.take()) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+fn flush_credit(l: &mut Live, outbox: &mut Vec<Frame>) {
+    if l.owed > 0 {
+        outbox.push(Frame::Credit(Credit {
+            sub_id: SUB_ID,
+            credit: l.owed,
+        }));
+    }
+    l.owed = 0;
+    l.flush_at = None;
+}

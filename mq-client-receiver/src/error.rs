@@ -1,0 +1,203 @@
+//! One error enum per operation: configuring, connecting, settling a
+//! delivery, running the receive loop, and the handler's own error.
+
+use std::time::Duration;
+
+use mq_protocol::{BackoffError, ErrorCode, ProtocolError};
+
+/// A [`crate::ReceiverConfig`] field that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `addresses` is empty; add at least one `host:port`.
+    #[error("no broker addresses configured; add at least one host:port")]
+    NoAddresses,
+    /// A required text field is empty; set it.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    /// A text field is longer than the protocol allows; shorten it.
+    #[error("{field} is longer than {max} bytes")]
+    TooLong {
+        /// The field.
+        field: &'static str,
+        /// The protocol's limit.
+        max: usize,
+    },
+    /// A bound is zero; give it a positive value.
+    #[error("{0} must be greater than zero")]
+    ZeroBound(&'static str),
+    /// More handler calls than credit could never all be busy; lower
+    /// `max_concurrency` or raise `prefetch`.
+    #[error("max_concurrency ({max_concurrency}) must be at most prefetch ({prefetch})")]
+    ConcurrencyAbovePrefetch {
+        /// The configured concurrency.
+        max_concurrency: usize,
+        /// The configured prefetch.
+        prefetch: u32,
+    },
+    /// `max_frame_size` is below 64 bytes, too small for control frames.
+    #[error("max_frame_size {0} is below the minimum of 64")]
+    FrameSizeTooSmall(u32),
+    /// The `reconnect` backoff is invalid; see the inner error for the field.
+    #[error("reconnect backoff: {0}")]
+    Reconnect(#[from] BackoffError),
+}
+
+/// Why [`crate::Receiver::start`] or [`crate::Receiver::stream`] could not
+/// subscribe. Once started, a receiver reconnects by itself and never reports
+/// connection errors again (see [`crate::ReceiverStats::reconnects`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration is invalid; fix the named field.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Connecting to `addr` failed (refused, unreachable, DNS). Check the
+    /// address and that the broker runs, then try again.
+    #[error("connecting to {addr}: {source}")]
+    Io {
+        /// The address tried last.
+        addr: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connect, handshake and subscribe did not finish within
+    /// `connect_timeout`; the broker may be overloaded. Try again or raise it.
+    #[error("connecting to {addr} timed out after {timeout:?}")]
+    Timeout {
+        /// The address tried last.
+        addr: String,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// The broker refused the handshake or the subscription (for example a
+    /// wrong `auth_token`); retrying with the same settings will not help.
+    #[error("broker refused: {code} {reason}")]
+    Refused {
+        /// The broker's code.
+        code: ErrorCode,
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The broker sent bytes or frames this client does not understand; it
+    /// may speak another protocol version.
+    #[error("protocol error during handshake: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The broker sent a valid frame that does not belong in the handshake.
+    #[error("unexpected {0} frame during handshake")]
+    UnexpectedFrame(&'static str),
+    /// The broker closed the connection during the handshake; try again later.
+    #[error("broker closed the connection during the handshake")]
+    Closed,
+}
+
+/// Why [`crate::Delivery::ack`] or [`crate::Delivery::nack`] did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AckError {
+    /// The receiver is in [`crate::AckMode::Auto`]: it settles from the
+    /// handler's result. Return `Ok` or `Err` from the handler instead.
+    #[error("the receiver is in automatic ack mode; return Ok/Err from the handler instead")]
+    AutoMode,
+    /// The receiver has shut down; the message was not recorded as processed.
+    /// The broker redelivers it (to this group) after the connection closed.
+    #[error("the receiver has shut down; the broker will redeliver this message")]
+    Closed,
+    /// The delivery was already settled (for example nacked by a handler
+    /// error or by the shutdown deadline); nothing more to do.
+    #[error("the delivery was already settled")]
+    AlreadySettled,
+}
+
+/// Why the receive loop ended abnormally; returned by
+/// [`crate::Receiver::shutdown`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// Handler calls (or manual deliveries) still unsettled at the shutdown
+    /// deadline were abandoned: not acked, so the broker redelivers them.
+    /// Give shutdown a longer deadline if handlers need more time.
+    #[error("{abandoned} deliveries were still unsettled at the shutdown deadline")]
+    ShutdownTimeout {
+        /// Deliveries abandoned.
+        abandoned: usize,
+    },
+    /// The receive loop stopped unexpectedly (a bug); nothing unprocessed was
+    /// acked. Start a new receiver.
+    #[error("the receive loop stopped unexpectedly: {0}")]
+    DriverFailed(String),
+}
+
+/// A handler's failure: the delivery is nacked, never acked, and comes back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_client_receiver::HandlerError;
+///
+/// let e = HandlerError::new("database down").retry_after(Duration::from_secs(5));
+/// assert_eq!(e.delay(), Some(Duration::from_secs(5)));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("handler failed: {message}")]
+pub struct HandlerError {
+    message: String,
+    delay: Option<Duration>,
+}
+
+impl HandlerError {
+    /// A failure with a description for logs; the broker picks the
+    /// redelivery delay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let e = mq_client_receiver::HandlerError::new("oops");
+    /// assert_eq!(e.message(), "oops");
+    /// ```
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            delay: None,
+        }
+    }
+
+    /// Asks the broker to redeliver after `delay` (rounded down to
+    /// milliseconds, capped at `u32::MAX` ms).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let e = mq_client_receiver::HandlerError::new("x").retry_after(Duration::from_millis(10));
+    /// assert_eq!(e.delay(), Some(Duration::from_millis(10)));
+    /// ```
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// The description.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mq_client_receiver::HandlerError::new("a").message(), "a");
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The requested redelivery delay; `None` lets the broker choose.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mq_client_receiver::HandlerError::new("a").delay(), None);
+    /// ```
+    pub fn delay(&self) -> Option<Duration> {
+        self.delay
+    }
+}

@@ -1,0 +1,71 @@
+//! Counters of a receiver: [`ReceiverStats`] snapshots of shared atomics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a receiver's counters since it started.
+///
+/// `delivered = handled + duplicates_suppressed + dropped at shutdown`.
+///
+/// # Examples
+///
+/// ```
+/// let s = mq_client_receiver::ReceiverStats::default();
+/// assert_eq!(s.delivered, 0);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceiverStats {
+    /// `Deliver` frames received, duplicates included.
+    pub delivered: u64,
+    /// Deliveries passed to the handler or the stream.
+    pub handled: u64,
+    /// Deliveries not passed on: already processed (acked at once) or the
+    /// same ID is still being handled (settled with it).
+    pub duplicates_suppressed: u64,
+    /// Messages recorded as processed and acked (an ack frame is written
+    /// when connected; otherwise the redelivery is acked by dedup).
+    pub acked: u64,
+    /// Deliveries nacked (handler error, panic, manual nack, drop).
+    pub nacked: u64,
+    /// Handler calls that returned `Err` or panicked.
+    pub handler_errors: u64,
+    /// Successful reconnects after the first connection.
+    pub reconnects: u64,
+    /// Entries the dedup store forgot (bounds or idle expiry).
+    pub dedup_evictions: u64,
+    /// Dedup store calls that failed.
+    pub store_errors: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub delivered: AtomicU64,
+    pub handled: AtomicU64,
+    pub duplicates_suppressed: AtomicU64,
+    pub acked: AtomicU64,
+    pub nacked: AtomicU64,
+    pub handler_errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub store_errors: AtomicU64,
+}
+
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, dedup_evictions: u64) -> ReceiverStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ReceiverStats {
+            delivered: g(&self.delivered),
+            handled: g(&self.handled),
+            duplicates_suppressed: g(&self.duplicates_suppressed),
+            acked: g(&self.acked),
+            nacked: g(&self.nacked),
+            handler_errors: g(&self.handler_errors),
+            reconnects: g(&self.reconnects),
+            dedup_evictions,
+            store_errors: g(&self.store_errors),
+        }
+    }
+}
