@@ -1,0 +1,367 @@
+//! The broker's configuration: addresses, limits, timing and faults, with
+//! defaults and validation.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use mq_protocol::{Backoff, BackoffError, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN};
+
+/// Everything a [`MockBroker`](crate::MockBroker) can be told at start.
+///
+/// Every bound of the broker is a field here; nothing else grows without a
+/// limit except the replies queued for a peer that sends but never reads
+/// (see the crate docs).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_mock_broker::BrokerConfig;
+///
+/// let config = BrokerConfig {
+///     max_deliveries: 3,
+///     heartbeat: Duration::from_secs(1),
+///     ..BrokerConfig::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address to listen on. Default `127.0.0.1:0` (an ephemeral port; read it
+    /// back with [`MockBroker::addr`](crate::MockBroker::addr)).
+    pub listen: SocketAddr,
+    /// Name sent in `Welcome`. Default `"mq-mock-broker"`.
+    pub server_name: String,
+    /// Largest frame (type byte plus body) accepted or sent. A larger length
+    /// prefix closes the connection with `FRAME_TOO_LARGE`.
+    /// Default [`DEFAULT_MAX_FRAME_SIZE`] (1 MiB). At least 64.
+    pub max_frame_size: u32,
+    /// Largest payload plus header bytes of one message; a larger message is
+    /// rejected with `MESSAGE_TOO_LARGE` (permanent). Default 1 MiB. A message
+    /// whose `Deliver` frame would not fit in `max_frame_size` is rejected too.
+    pub max_message_size: usize,
+    /// Heartbeat interval advertised in `Welcome`. The broker sends `Ping`
+    /// after this long without sending anything and drops a peer silent for
+    /// three intervals. Default 5 s.
+    pub heartbeat: Duration,
+    /// Time a new connection has to send `Hello`. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// If set, `Hello` must carry exactly this token or is refused with
+    /// `UNAUTHORIZED`. Default `None`.
+    pub auth_token: Option<String>,
+    /// Most connections open at once (past the handshake); one more is
+    /// refused with `TOO_MANY_CONNECTIONS`. Default 1024.
+    pub max_connections: usize,
+    /// Most messages stored at once; past it a message is rejected with
+    /// `STORE_FULL` (transient). Default 1 000 000.
+    pub max_stored_messages: usize,
+    /// Most payload plus header bytes stored at once; past it a message is
+    /// rejected with `STORE_FULL` (transient). Default 1 GiB.
+    pub max_stored_bytes: usize,
+    /// Redelivery schedule: delivery attempt `n` unacked is redelivered
+    /// `redelivery.delay(n)` after it was sent. Default 1 s doubling to 30 s,
+    /// 20 % jitter.
+    pub redelivery: Backoff,
+    /// Deliveries of one message to one group without an ack before it is
+    /// dead-lettered. Default 10. At least 1.
+    pub max_deliveries: u32,
+    /// Producers whose landed sequences are remembered for dedup; the least
+    /// recently used producer is forgotten past it. Default 10 000.
+    pub dedup_max_producers: usize,
+    /// Ranges of landed sequences remembered per producer; the lowest range is
+    /// forgotten past it. Default 1024.
+    pub dedup_max_ranges_per_producer: usize,
+    /// Dead letters kept for inspection (the count is exact regardless).
+    /// Default 10 000.
+    pub max_dead_letters: usize,
+    /// Acked IDs kept per group for inspection (the count is exact
+    /// regardless). Default 100 000.
+    pub max_acked_ids_per_group: usize,
+    /// Keep the per-ID landing log behind
+    /// [`MockBroker::landed_count`](crate::MockBroker::landed_count). It grows
+    /// by one entry per distinct message ever landed: turn it off for long
+    /// benchmarks. Default `true`.
+    pub record_landings: bool,
+    /// Seed of the one RNG behind every fault and the redelivery jitter.
+    /// `None` draws a random seed; either way it is logged and printed.
+    pub seed: Option<u64>,
+    /// Faults injected from the start; change them later with
+    /// [`MockBroker::set_faults`](crate::MockBroker::set_faults). Default none.
+    pub faults: Faults,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            server_name: "mq-mock-broker".into(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_message_size: DEFAULT_MAX_FRAME_SIZE as usize,
+            heartbeat: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(10),
+            auth_token: None,
+            max_connections: 1024,
+            max_stored_messages: 1_000_000,
+            max_stored_bytes: 1 << 30,
+            redelivery: Backoff {
+                initial: Duration::from_secs(1),
+                multiplier: 2.0,
+                max: Duration::from_secs(30),
+                jitter: 0.2,
+            },
+            max_deliveries: 10,
+            dedup_max_producers: 10_000,
+            dedup_max_ranges_per_producer: 1024,
+            max_dead_letters: 10_000,
+            max_acked_ids_per_group: 100_000,
+            record_landings: true,
+            seed: None,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// A [`BrokerConfig`] or [`Faults`] field that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A size or count is zero or too small; raise it to at least `min`.
+    #[error("{field} must be at least {min}")]
+    TooSmall {
+        /// The field.
+        field: &'static str,
+        /// The smallest accepted value.
+        min: u64,
+    },
+    /// A duration is zero or would overflow the wire field; pick a value
+    /// between 1 ms and about 49 days.
+    #[error("{field} must be between 1 ms and u32::MAX ms")]
+    BadDuration {
+        /// The field.
+        field: &'static str,
+    },
+    /// A probability is not within 0.0..=1.0.
+    #[error("{field} must be a probability within 0.0..=1.0, got {value}")]
+    BadProbability {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// `server_name` is longer than the protocol's name limit.
+    #[error("server_name is {0} bytes; the limit is 255")]
+    ServerNameTooLong(usize),
+    /// The redelivery backoff is invalid; the inner error names the field.
+    #[error("redelivery: {0}")]
+    Redelivery(#[from] BackoffError),
+}
+
+impl BrokerConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found, naming the field to change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut c = mq_mock_broker::BrokerConfig::default();
+    /// c.max_connections = 0;
+    /// assert!(c.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let min = |field, v: u64, min: u64| {
+            if v < min {
+                Err(ConfigError::TooSmall { field, min })
+            } else {
+                Ok(())
+            }
+        };
+        min("max_frame_size", u64::from(self.max_frame_size), 64)?;
+        min("max_message_size", self.max_message_size as u64, 1)?;
+        min("max_connections", self.max_connections as u64, 1)?;
+        min("max_stored_messages", self.max_stored_messages as u64, 1)?;
+        min("max_stored_bytes", self.max_stored_bytes as u64, 1)?;
+        min("max_deliveries", u64::from(self.max_deliveries), 1)?;
+        min("dedup_max_producers", self.dedup_max_producers as u64, 1)?;
+        min(
+            "dedup_max_ranges_per_producer",
+            self.dedup_max_ranges_per_producer as u64,
+            1,
+        )?;
+        for (field, d) in [
+            ("heartbeat", self.heartbeat),
+            ("handshake_timeout", self.handshake_timeout),
+        ] {
+            if d < Duration::from_millis(1) || d.as_millis() > u128::from(u32::MAX) {
+                return Err(ConfigError::BadDuration { field });
+            }
+        }
+        if self.server_name.len() > MAX_NAME_LEN {
+            return Err(ConfigError::ServerNameTooLong(self.server_name.len()));
+        }
+        self.redelivery.validate()?;
+        self.faults.validate()
+    }
+}
+
+/// Which connections a fault applies to, by the role their `Hello` named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RoleFilter {
+    /// Only sender connections.
+    Sender,
+    /// Only receiver connections.
+    Receiver,
+    /// Every connection.
+    #[default]
+    Both,
+}
+
+impl RoleFilter {
+    /// True if a connection of `role` is affected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_mock_broker::RoleFilter;
+    /// use mq_protocol::Role;
+    /// assert!(RoleFilter::Both.matches(Role::Sender));
+    /// assert!(!RoleFilter::Receiver.matches(Role::Sender));
+    /// ```
+    pub fn matches(self, role: mq_protocol::Role) -> bool {
+        use mq_protocol::Role;
+        match self {
+            RoleFilter::Both => true,
+            RoleFilter::Sender => role == Role::Sender,
+            RoleFilter::Receiver => role == Role::Receiver,
+        }
+    }
+}
+
+/// Faults applied to frames travelling one way.
+///
+/// Only *data* frames are subject to them: `Message`, `Reply`, `Deliver`,
+/// `Ack` and `Nack`, whose loss the protocol's timers recover from. The
+/// handshake, `Subscribe`/`SubscribeOk`, `Credit`, `Ping`/`Pong` and `Close`
+/// are never dropped, duplicated or delayed (losing a `Credit` would stall a
+/// consumer for ever, which no timer can detect).
+///
+/// # Examples
+///
+/// ```
+/// use mq_mock_broker::DirectionFaults;
+/// let lossy = DirectionFaults { drop: 0.1, ..DirectionFaults::default() };
+/// assert_eq!(lossy.duplicate, 0.0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirectionFaults {
+    /// Probability that a data frame is discarded.
+    pub drop: f64,
+    /// Probability that a data frame is processed (or written) twice.
+    pub duplicate: f64,
+    /// Probability that a data frame is held back for a random time up to
+    /// `max_delay` (frames may be reordered).
+    pub delay: f64,
+    /// Longest hold of a delayed frame. Default 100 ms.
+    pub max_delay: Duration,
+}
+
+impl Default for DirectionFaults {
+    fn default() -> Self {
+        Self {
+            drop: 0.0,
+            duplicate: 0.0,
+            delay: 0.0,
+            max_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Fault injection, all driven by the broker's one seeded RNG.
+///
+/// `Faults::default()` injects nothing.
+///
+/// # Examples
+///
+/// ```
+/// use mq_mock_broker::{Faults, RoleFilter};
+/// // The seed's "network flash": the broker stores, the reply is lost.
+/// let faults = Faults { drop_reply_after_store: 0.5, roles: RoleFilter::Sender, ..Faults::default() };
+/// assert!(faults.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Faults {
+    /// Faults on frames read from peers (applied after decoding, before
+    /// processing).
+    pub to_broker: DirectionFaults,
+    /// Faults on frames the broker sends (applied before writing).
+    pub from_broker: DirectionFaults,
+    /// Probability that the `Reply` to a landed message (`Stored` or
+    /// `Duplicate`) is not sent. The message stays landed.
+    pub drop_reply_after_store: f64,
+    /// Cut (abruptly close, without `Close`) a connection after it has sent
+    /// this many frames past the handshake.
+    pub cut_after_frames: Option<u64>,
+    /// Probability of cutting a connection after each frame it sends.
+    pub cut_probability: f64,
+    /// Which connections all of the above apply to.
+    pub roles: RoleFilter,
+}
+
+impl Faults {
+    /// Checks that every probability is within `0.0..=1.0`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::BadProbability`] naming the field.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let f = mq_mock_broker::Faults { cut_probability: 1.5, ..Default::default() };
+    /// assert!(f.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks = [
+            ("to_broker.drop", self.to_broker.drop),
+            ("to_broker.duplicate", self.to_broker.duplicate),
+            ("to_broker.delay", self.to_broker.delay),
+            ("from_broker.drop", self.from_broker.drop),
+            ("from_broker.duplicate", self.from_broker.duplicate),
+            ("from_broker.delay", self.from_broker.delay),
+            ("drop_reply_after_store", self.drop_reply_after_store),
+            ("cut_probability", self.cut_probability),
+        ];
+        for (field, value) in checks {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::BadProbability { field, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// True if no fault is configured (the fast path skips the RNG).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(mq_mock_broker::Faults::default().is_none());
+    /// ```
+    pub fn is_none(&self) -> bool {
+        *self
+            == Faults {
+                roles: self.roles,
+                to_broker: DirectionFaults {
+                    max_delay: self.to_broker.max_delay,
+                    ..DirectionFaults::default()
+                },
+                from_broker: DirectionFaults {
+                    max_delay: self.from_broker.max_delay,
+                    ..DirectionFaults::default()
+                },
+                ..Faults::default()
+            }
+    }
+}

@@ -1,0 +1,331 @@
+//! One connection: the handshake, then a reader loop (this task) and a
+//! writer task.
+//!
+//! The reader decodes frames, takes every frame already buffered (up to
+//! [`MAX_BATCH`]) and hands the batch to the state under one lock. The writer
+//! drains its queue, `feed`s many frames and flushes once, and sends `Ping`
+//! after a heartbeat interval without writing. A peer silent for three
+//! intervals is closed with `HEARTBEAT_TIMEOUT`; a decoding error closes the
+//! connection with the error's code. Only that connection is affected.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, SinkExt, StreamExt};
+use mq_protocol::{
+    Close, Codec, ErrorCode, Frame, Hello, Ping, ProtocolError, Refuse, Welcome, PROTOCOL_VERSION,
+};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{reason, Flow, OpenError, Out, Shared};
+
+/// Most frames handled under one lock, or written per flush.
+pub(crate) const MAX_BATCH: usize = 256;
+
+type Reader = FramedRead<OwnedReadHalf, Codec>;
+type Writer = FramedWrite<OwnedWriteHalf, Codec>;
+
+/// Serves one accepted TCP connection until it ends.
+pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, crash: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let (rd, wr) = stream.into_split();
+    let codec = Codec::new(shared.config.max_frame_size);
+    let mut reader = FramedRead::new(rd, codec);
+    let mut writer = FramedWrite::new(wr, codec);
+
+    let first = tokio::select! {
+        _ = crash.cancelled() => return,
+        _ = shared.shutdown.cancelled() => return,
+        r = timeout(shared.config.handshake_timeout, reader.next()) => r,
+    };
+    let hello = match first {
+        Err(_) => {
+            tracing::debug!(?peer, "no Hello within the handshake timeout");
+            shared.lock().core.stats_mut().timeouts += 1;
+            return;
+        }
+        Ok(None) => return,
+        Ok(Some(Err(e))) => {
+            shared.lock().core.stats_mut().protocol_errors += 1;
+            send_close(&mut writer, e.code(), e.to_string()).await;
+            return;
+        }
+        Ok(Some(Ok(Frame::Hello(h)))) => h,
+        Ok(Some(Ok(other))) => {
+            shared.lock().core.stats_mut().protocol_errors += 1;
+            let why = format!("expected Hello, got {}", other.name());
+            send_close(&mut writer, ErrorCode::UNEXPECTED_FRAME, why).await;
+            return;
+        }
+    };
+    if let Some((code, why)) = check_hello(&shared, &hello) {
+        refuse(&shared, &mut writer, code, why).await;
+        return;
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let kill = crash.child_token();
+    let opened = shared
+        .lock()
+        .try_open(hello.role, tx, stop.clone(), kill.clone());
+    let conn = match opened {
+        Ok(conn) => conn,
+        Err(OpenError::TooManyConnections) => {
+            let why = format!(
+                "the broker is at its limit of {} connections",
+                shared.config.max_connections
+            );
+            refuse(&shared, &mut writer, ErrorCode::TOO_MANY_CONNECTIONS, why).await;
+            return;
+        }
+        Err(OpenError::ShuttingDown) => {
+            let why = "the broker is shutting down".to_owned();
+            refuse(&shared, &mut writer, ErrorCode::SHUTTING_DOWN, why).await;
+            return;
+        }
+    };
+    tracing::debug!(?peer, conn, role = ?hello.role, client = %hello.client_name, "connected");
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame_size: shared.config.max_frame_size,
+        heartbeat_ms: shared
+            .config
+            .heartbeat
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32,
+        server_name: shared.config.server_name.clone(),
+    };
+    let sent = tokio::select! {
+        _ = kill.cancelled() => false,
+        r = writer.send(Frame::Welcome(welcome)) => r.is_ok(),
+    };
+    if !sent {
+        let mut st = shared.lock();
+        st.close_conn(conn, None, Instant::now());
+        shared.after_change(&mut st);
+        return;
+    }
+    let silent = shared.config.heartbeat * 3;
+    tokio::spawn(write_loop(
+        writer,
+        rx,
+        kill.clone(),
+        stop.clone(),
+        shared.config.heartbeat,
+        silent,
+    ));
+    read_loop(&shared, conn, &mut reader, &kill, &stop, silent).await;
+    let mut st = shared.lock();
+    st.close_conn(conn, None, Instant::now());
+    shared.after_change(&mut st);
+    tracing::debug!(?peer, conn, "disconnected");
+}
+
+fn check_hello(shared: &Shared, h: &Hello) -> Option<(ErrorCode, String)> {
+    if h.min_version > h.max_version
+        || h.min_version > PROTOCOL_VERSION
+        || h.max_version < PROTOCOL_VERSION
+    {
+        let why = format!(
+            "client speaks versions {}..={}, this broker only {PROTOCOL_VERSION}",
+            h.min_version, h.max_version
+        );
+        return Some((ErrorCode::UNSUPPORTED_VERSION, why));
+    }
+    if let Some(token) = &shared.config.auth_token {
+        let ok = h
+            .token
+            .as_deref()
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+        if !ok {
+            let why = if h.token.is_some() {
+                "wrong token"
+            } else {
+                "this broker requires a token"
+            };
+            return Some((ErrorCode::UNAUTHORIZED, why.into()));
+        }
+    }
+    None
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn refuse(shared: &Shared, writer: &mut Writer, code: ErrorCode, why: String) {
+    tracing::debug!(%code, %why, "refusing connection");
+    shared.lock().core.stats_mut().connections_refused += 1;
+    let refuse = Refuse {
+        code,
+        reason: reason(why),
+    };
+    let _ = timeout(Duration::from_secs(5), writer.send(Frame::Refuse(refuse))).await;
+}
+
+async fn send_close(writer: &mut Writer, code: ErrorCode, why: String) {
+    let close = Close {
+        code,
+        reason: reason(why),
+    };
+    let _ = timeout(Duration::from_secs(5), writer.send(Frame::Close(close))).await;
+}
+
+/// How the reader saw its connection end.
+enum End {
+    Eof,
+    Error(ProtocolError),
+    Silent,
+}
+
+async fn read_loop(
+    shared: &Shared,
+    conn: u64,
+    reader: &mut Reader,
+    kill: &CancellationToken,
+    stop: &CancellationToken,
+    silent: Duration,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = kill.cancelled() => return,
+            _ = stop.cancelled() => return,
+            r = timeout(silent, reader.next()) => r,
+        };
+        let mut end = match first {
+            Err(_) => Some(End::Silent),
+            Ok(None) => Some(End::Eof),
+            Ok(Some(Err(e))) => Some(End::Error(e)),
+            Ok(Some(Ok(f))) => {
+                batch.push(f);
+                None
+            }
+        };
+        while end.is_none() && batch.len() < MAX_BATCH {
+            match reader.next().now_or_never() {
+                None => break,
+                Some(None) => end = Some(End::Eof),
+                Some(Some(Err(e))) => end = Some(End::Error(e)),
+                Some(Some(Ok(f))) => batch.push(f),
+            }
+        }
+        let now = Instant::now();
+        let mut st = shared.lock();
+        if !batch.is_empty() && st.process(conn, batch.drain(..), now) == Flow::Closed {
+            shared.after_change(&mut st);
+            return;
+        }
+        let ending = end.is_some();
+        match end {
+            None => {}
+            Some(End::Eof) => st.close_conn(conn, None, now),
+            Some(End::Error(e)) => {
+                tracing::debug!(conn, error = %e, "protocol error");
+                st.core.stats_mut().protocol_errors += 1;
+                let close = Close {
+                    code: e.code(),
+                    reason: reason(e.to_string()),
+                };
+                st.close_conn(conn, Some(close), now);
+            }
+            Some(End::Silent) => {
+                st.core.stats_mut().timeouts += 1;
+                let close = Close {
+                    code: ErrorCode::HEARTBEAT_TIMEOUT,
+                    reason: format!("nothing received for {} ms", silent.as_millis()),
+                };
+                st.close_conn(conn, Some(close), now);
+            }
+        }
+        shared.after_change(&mut st);
+        if ending {
+            return;
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: Writer,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    kill: CancellationToken,
+    stop: CancellationToken,
+    heartbeat: Duration,
+    stuck: Duration,
+) {
+    let mut nonce = 0u64;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = kill.cancelled() => return,
+            r = timeout(heartbeat, rx.recv()) => r,
+        };
+        let wrote = tokio::select! {
+            biased;
+            _ = kill.cancelled() => return,
+            r = timeout(stuck, write_batch(&mut writer, &mut rx, first, &mut nonce)) => r,
+        };
+        match wrote {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                stop.cancel();
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("peer does not read; dropping the connection");
+                stop.cancel();
+                return;
+            }
+        }
+    }
+}
+
+/// Writes one batch; `Ok(false)` once the connection is done.
+async fn write_batch(
+    writer: &mut Writer,
+    rx: &mut mpsc::UnboundedReceiver<Out>,
+    first: Result<Option<Out>, tokio::time::error::Elapsed>,
+    nonce: &mut u64,
+) -> Result<bool, ProtocolError> {
+    match first {
+        Err(_) => {
+            *nonce += 1;
+            writer.feed(Frame::Ping(Ping { nonce: *nonce })).await?;
+        }
+        Ok(None) => {
+            SinkExt::<Frame>::flush(writer).await?;
+            return Ok(false);
+        }
+        Ok(Some(Out::Frame(f))) => writer.feed(f).await?,
+        Ok(Some(Out::Close(c))) => {
+            writer.send(Frame::Close(c)).await?;
+            return Ok(false);
+        }
+    }
+    for _ in 0..MAX_BATCH {
+        match rx.try_recv() {
+            Ok(Out::Frame(f)) => writer.feed(f).await?,
+            Ok(Out::Close(c)) => {
+                writer.send(Frame::Close(c)).await?;
+                return Ok(false);
+            }
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                SinkExt::<Frame>::flush(writer).await?;
+                return Ok(false);
+            }
+        }
+    }
+    SinkExt::<Frame>::flush(writer).await?;
+    Ok(true)
+}

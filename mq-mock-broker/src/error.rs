@@ -1,0 +1,39 @@
+//! Errors of starting, restarting and waiting on a broker.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::{BrokerStats, ConfigError};
+
+/// Why the broker could not start or restart.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The configuration is invalid; the inner error names the field to fix.
+    #[error("invalid broker configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound (in use, no permission, or, on
+    /// restart, taken by someone else meanwhile). Pick another address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The broker was shut down; start a new one.
+    #[error("the broker has been shut down")]
+    ShutDown,
+}
+
+/// [`MockBroker::wait_for`](crate::MockBroker::wait_for) timed out; carries
+/// the counters as they were, to explain the failure.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("condition not met within {waited:?}; last stats: {last:?}")]
+#[non_exhaustive]
+pub struct WaitTimeout {
+    /// How long was waited.
+    pub waited: Duration,
+    /// The counters at the deadline.
+    pub last: BrokerStats,
+}

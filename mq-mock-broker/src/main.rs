@@ -1,0 +1,140 @@
+//! `mq-mock-broker`: run the in-memory broker from the command line.
+//!
+//! ```text
+//! mq-mock-broker --listen 127.0.0.1:7878 --drop-reply-after-store 0.1 --seed 42
+//! ```
+//!
+//! Logs go through `tracing` (`RUST_LOG=debug` for per-connection events).
+//! The bound address is printed at start, the counters every
+//! `--stats-every-secs` and at Ctrl-C.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mq_mock_broker::{BrokerConfig, DirectionFaults, Faults, MockBroker, RoleFilter};
+
+/// An in-memory MQ broker with fault injection, for tests and development.
+#[derive(Debug, Parser)]
+#[command(name = "mq-mock-broker", version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// Require this token in every Hello.
+    #[arg(long)]
+    token: Option<String>,
+    /// Largest frame accepted or sent, in bytes.
+    #[arg(long, default_value_t = mq_protocol::DEFAULT_MAX_FRAME_SIZE)]
+    max_frame_size: u32,
+    /// Heartbeat interval advertised to clients, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    heartbeat_ms: u64,
+    /// Deliveries without an ack before a message is dead-lettered.
+    #[arg(long, default_value_t = 10)]
+    max_deliveries: u32,
+    /// First redelivery delay in milliseconds (doubles up to 30 s).
+    #[arg(long, default_value_t = 1000)]
+    redelivery_initial_ms: u64,
+    /// Most messages stored at once.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_stored_messages: usize,
+    /// Most connections open at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Fraction of data frames dropped, both directions.
+    #[arg(long, default_value_t = 0.0)]
+    drop: f64,
+    /// Fraction of data frames duplicated, both directions.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Fraction of replies to landed messages dropped.
+    #[arg(long, default_value_t = 0.0)]
+    drop_reply_after_store: f64,
+    /// Seed of the fault and jitter RNG (random if absent; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Seconds between stats lines (0: only at exit).
+    #[arg(long, default_value_t = 10)]
+    stats_every_secs: u64,
+    /// Do not keep the per-ID landing log (saves memory on long runs).
+    #[arg(long)]
+    no_landing_log: bool,
+}
+
+impl Args {
+    fn config(&self) -> BrokerConfig {
+        let dir = DirectionFaults {
+            drop: self.drop,
+            duplicate: self.duplicate,
+            ..DirectionFaults::default()
+        };
+        let mut config = BrokerConfig {
+            listen: self.listen,
+            auth_token: self.token.clone(),
+            max_frame_size: self.max_frame_size,
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            max_deliveries: self.max_deliveries,
+            max_stored_messages: self.max_stored_messages,
+            max_connections: self.max_connections,
+            record_landings: !self.no_landing_log,
+            seed: self.seed,
+            faults: Faults {
+                to_broker: dir,
+                from_broker: dir,
+                drop_reply_after_store: self.drop_reply_after_store,
+                roles: RoleFilter::Both,
+                ..Faults::default()
+            },
+            ..BrokerConfig::default()
+        };
+        config.redelivery.initial = Duration::from_millis(self.redelivery_initial_ms);
+        if config.redelivery.max < config.redelivery.initial {
+            config.redelivery.max = config.redelivery.initial;
+        }
+        config
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let broker = match MockBroker::start(args.config()).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("mq-mock-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("mq-mock-broker listening on {}", broker.addr());
+    let every = Duration::from_secs(args.stats_every_secs);
+    loop {
+        let tick = async {
+            if every.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(every).await
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                if let Err(e) = r {
+                    eprintln!("mq-mock-broker: cannot wait for Ctrl-C: {e}");
+                }
+                break;
+            }
+            _ = tick => println!("{:?}", broker.stats()),
+        }
+    }
+    broker.shutdown().await;
+    println!("{:?}", broker.stats());
+    ExitCode::SUCCESS
+}

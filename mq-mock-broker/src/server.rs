@@ -1,0 +1,430 @@
+//! The embeddable broker: [`MockBroker`], its accept loop and its one timer
+//! task.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mq_protocol::MessageId;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+use crate::state::Shared;
+use crate::{BrokerConfig, BrokerError, BrokerStats, Faults, Inspection, WaitTimeout};
+
+/// How [`MockBroker::restart`] treats the broker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestartMode {
+    /// Simulates a durable broker: stored messages (unacked deliveries become
+    /// ready again), groups, the dedup table and dead letters survive.
+    KeepStore,
+    /// Simulates a broker that lost its disk: everything is forgotten
+    /// (messages, groups, dedup table, dead letters, landing log). Counters
+    /// carry on.
+    LoseStore,
+}
+
+/// A running in-memory broker. Cheap to clone; every clone controls the same
+/// broker. Dropping the last clone stops it (like [`MockBroker::shutdown`],
+/// without waiting).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+/// use mq_mock_broker::{BrokerConfig, MockBroker};
+///
+/// let broker = MockBroker::start(BrokerConfig::default()).await?;
+/// assert!(broker.addr().ip().is_loopback());
+/// assert_eq!(broker.stats().messages_stored, 0);
+/// broker.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MockBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    seed: u64,
+    accept: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+        self.shared.cancel_connections();
+    }
+}
+
+impl fmt::Debug for MockBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockBroker")
+            .field("addr", &self.inner.addr)
+            .field("seed", &self.inner.seed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockBroker {
+    /// Validates `config`, binds its `listen` address and starts serving.
+    /// The seed of the fault and jitter RNG is logged and printed to stderr.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Config`] for an invalid configuration,
+    /// [`BrokerError::Bind`] if the address cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let config = mq_mock_broker::BrokerConfig { seed: Some(7), ..Default::default() };
+    /// let broker = mq_mock_broker::MockBroker::start(config).await?;
+    /// assert_eq!(broker.seed(), 7);
+    /// # Ok(()) }
+    /// ```
+    pub async fn start(config: BrokerConfig) -> Result<MockBroker, BrokerError> {
+        config.validate()?;
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let listener = bind(config.listen).await?;
+        let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        tracing::info!(%addr, seed, "mq-mock-broker listening");
+        eprintln!("mq-mock-broker: listening on {addr}, seed {seed}");
+        let core = Core::new(&config, StdRng::seed_from_u64(seed));
+        let shared = Arc::new(Shared::new(config, core));
+        tokio::spawn(timer_loop(shared.clone()));
+        let accept = tokio::spawn(accept_loop(shared.clone(), listener));
+        Ok(MockBroker {
+            inner: Arc::new(Inner {
+                shared,
+                addr,
+                seed,
+                accept: tokio::sync::Mutex::new(Some(accept)),
+            }),
+        })
+    }
+
+    /// The bound address (the real port when `listen` had port 0). It stays
+    /// the same across restarts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// assert_ne!(broker.addr().port(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The seed of the RNG behind every fault and the redelivery jitter:
+    /// pass it back as `BrokerConfig::seed` to replay a run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// println!("replay with seed {}", broker.seed());
+    /// # Ok(()) }
+    /// ```
+    pub fn seed(&self) -> u64 {
+        self.inner.seed
+    }
+
+    /// Replaces the faults, effective for the next frame of every
+    /// connection. Probabilities outside `0.0..=1.0` behave as clamped (use
+    /// [`Faults::validate`] to catch them).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// use mq_mock_broker::{Faults, MockBroker};
+    /// let broker = MockBroker::start(Default::default()).await?;
+    /// broker.set_faults(Faults { drop_reply_after_store: 1.0, ..Faults::default() });
+    /// broker.set_faults(Faults::default());
+    /// # Ok(()) }
+    /// ```
+    pub fn set_faults(&self, faults: Faults) {
+        if let Err(e) = faults.validate() {
+            tracing::warn!(error = %e, "faults out of range; probabilities are clamped");
+        }
+        self.inner.shared.lock().faults = faults;
+    }
+
+    /// Closes every connection at once, without a `Close` frame, as a crashed
+    /// broker would; unacked deliveries become ready again. The listener stays
+    /// up, so clients can reconnect at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// broker.crash();
+    /// assert_eq!(broker.stats().crashes, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn crash(&self) {
+        let shared = &self.inner.shared;
+        shared.cancel_connections();
+        let mut st = shared.lock();
+        st.crash(Instant::now());
+        shared.after_change(&mut st);
+    }
+
+    /// Crashes (every connection cut), stops listening, applies `mode` to the
+    /// stored state and listens again on the same address.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Bind`] if the address was taken meanwhile,
+    /// [`BrokerError::ShutDown`] after [`MockBroker::shutdown`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: cancelled between stopping and rebinding, the broker
+    /// stays without a listener until the next `restart`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// use mq_mock_broker::{MockBroker, RestartMode};
+    /// let broker = MockBroker::start(Default::default()).await?;
+    /// let addr = broker.addr();
+    /// broker.restart(RestartMode::KeepStore).await?;
+    /// assert_eq!(broker.addr(), addr);
+    /// # Ok(()) }
+    /// ```
+    pub async fn restart(&self, mode: RestartMode) -> Result<(), BrokerError> {
+        let shared = &self.inner.shared;
+        let mut accept = self.inner.accept.lock().await;
+        if shared.shutdown.is_cancelled() {
+            return Err(BrokerError::ShutDown);
+        }
+        if let Some(task) = accept.take() {
+            task.abort();
+            let _ = task.await; // the listener is dropped once this returns
+        }
+        self.crash();
+        if mode == RestartMode::LoseStore {
+            let mut st = shared.lock();
+            st.core.lose_store(Instant::now());
+            shared.after_change(&mut st);
+        }
+        let listener = bind(self.inner.addr).await?;
+        tracing::info!(addr = %self.inner.addr, ?mode, "mq-mock-broker restarted");
+        *accept = Some(tokio::spawn(accept_loop(shared.clone(), listener)));
+        Ok(())
+    }
+
+    /// Closes every connection with `Close { SHUTTING_DOWN }`, stops
+    /// listening and stops the timer. Later `restart` calls fail.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the broker is shut down once the first poll returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// broker.shutdown().await;
+    /// assert!(tokio::net::TcpStream::connect(broker.addr()).await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn shutdown(&self) {
+        let shared = &self.inner.shared;
+        shared.shutdown.cancel();
+        {
+            let mut st = shared.lock();
+            st.shutdown(Instant::now());
+            shared.after_change(&mut st);
+        }
+        let mut accept = self.inner.accept.lock().await;
+        if let Some(task) = accept.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// assert_eq!(broker.stats().connections_open, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> BrokerStats {
+        self.inner.shared.lock().core.stats()
+    }
+
+    /// Waits until `pred` holds for the counters, re-checking on every
+    /// change of the broker's state (no polling).
+    ///
+    /// # Errors
+    ///
+    /// [`WaitTimeout`] with the last counters if `pred` still fails after
+    /// `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// let s = broker.wait_for(Duration::from_secs(1), |s| s.messages_stored == 0).await?;
+    /// assert_eq!(s.messages_stored, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&BrokerStats) -> bool,
+    ) -> Result<BrokerStats, WaitTimeout> {
+        let mut rx = self.inner.shared.changed.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if pred(&stats) {
+                return Ok(stats);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    let last = self.stats();
+                    if pred(&last) {
+                        return Ok(last);
+                    }
+                    return Err(WaitTimeout {
+                        waited: timeout,
+                        last,
+                    });
+                }
+            }
+        }
+    }
+
+    /// A snapshot of stored messages, groups, subscriptions and dead letters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// assert!(broker.inspect().groups.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn inspect(&self) -> Inspection {
+        self.inner.shared.lock().core.inspect()
+    }
+
+    /// How many times `id` was landed: 0 or 1 unless dedup forgot it (see
+    /// the crate docs). For tests; kept only while
+    /// `BrokerConfig::record_landings` is on (else always 0), reset by
+    /// `restart(LoseStore)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// assert_eq!(broker.landed_count(mq_protocol::MessageId::new(1, 1)), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn landed_count(&self, id: MessageId) -> u32 {
+        self.inner.shared.lock().core.landed_count(id)
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BrokerError::Bind { addr, source })
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let crash: CancellationToken = shared.crash_token();
+                tokio::spawn(crate::conn::serve(shared.clone(), stream, crash));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little
+                // instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The broker's one timer: sleeps until the core's or the fault layer's
+/// next deadline, or until woken because a nearer one appeared.
+async fn timer_loop(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut st = shared.lock();
+            let next = st.poll_timeout();
+            st.armed = next;
+            next
+        };
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return,
+            _ = shared.timer_wake.notified() => {}
+            _ = sleep => {}
+        }
+        let mut st = shared.lock();
+        st.handle_timeout(Instant::now());
+        shared.after_change(&mut st);
+    }
+}

@@ -1,0 +1,419 @@
+//! The shared state behind one lock: the sans-IO core, the writer queue of
+//! every connection, and the fault layer between them.
+//!
+//! Connection tasks hand whole batches of decoded frames to
+//! [`State::process`]; the frames the core produces are routed to the
+//! writers (through the `from_broker` faults) before the lock is released.
+//! No `.await` ever happens under the lock.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use mq_protocol::{Close, ErrorCode, Frame, Role, MAX_REASON_LEN};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::Core;
+use crate::faults::{self, Delayed, Direction, Fate};
+use crate::groups::ConnId;
+use crate::{BrokerConfig, Faults};
+
+/// What a connection's writer task is asked to write.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Frame(Frame),
+    /// Write this, flush, and end the connection.
+    Close(Close),
+}
+
+/// Whether a connection goes on after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Closed,
+}
+
+/// Why a handshake is refused by the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    TooManyConnections,
+    ShuttingDown,
+}
+
+#[derive(Debug)]
+struct Writer {
+    tx: mpsc::UnboundedSender<Out>,
+    role: Role,
+    /// Stops the reader (graceful close: the writer still flushes).
+    stop: CancellationToken,
+    /// Stops reader and writer at once, nothing more is written.
+    kill: CancellationToken,
+    frames_in: u64,
+}
+
+/// Truncates a reason to the protocol's limit on a char boundary.
+pub(crate) fn reason(mut s: String) -> String {
+    if s.len() > MAX_REASON_LEN {
+        let mut cut = MAX_REASON_LEN;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Everything mutable, behind [`Shared::lock`].
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) core: Core,
+    pub(crate) faults: Faults,
+    writers: HashMap<ConnId, Writer>,
+    delayed: BinaryHeap<Reverse<Delayed>>,
+    delayed_seq: u64,
+    /// The deadline the timer task sleeps until (None: no deadline).
+    pub(crate) armed: Option<Instant>,
+    max_connections: usize,
+    next_conn: ConnId,
+    shutting_down: bool,
+}
+
+impl State {
+    pub(crate) fn new(config: &BrokerConfig, core: Core) -> Self {
+        Self {
+            core,
+            faults: config.faults,
+            writers: HashMap::new(),
+            delayed: BinaryHeap::new(),
+            delayed_seq: 0,
+            armed: None,
+            max_connections: config.max_connections,
+            next_conn: 0,
+            shutting_down: false,
+        }
+    }
+
+    /// Registers a connection past a valid `Hello`, within the limit.
+    pub(crate) fn try_open(
+        &mut self,
+        role: Role,
+        tx: mpsc::UnboundedSender<Out>,
+        stop: CancellationToken,
+        kill: CancellationToken,
+    ) -> Result<ConnId, OpenError> {
+        if self.shutting_down {
+            return Err(OpenError::ShuttingDown);
+        }
+        if self.core.connections() >= self.max_connections {
+            return Err(OpenError::TooManyConnections);
+        }
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.writers.insert(
+            conn,
+            Writer {
+                tx,
+                role,
+                stop,
+                kill,
+                frames_in: 0,
+            },
+        );
+        self.core.open(conn, role);
+        Ok(conn)
+    }
+
+    /// Processes a batch of frames read from `conn`.
+    pub(crate) fn process(
+        &mut self,
+        conn: ConnId,
+        frames: impl IntoIterator<Item = Frame>,
+        now: Instant,
+    ) -> Flow {
+        let Some(role) = self.writers.get(&conn).map(|w| w.role) else {
+            return Flow::Closed;
+        };
+        let active = !self.faults.is_none() && self.faults.roles.matches(role);
+        for frame in frames {
+            if let Frame::Close(c) = &frame {
+                tracing::debug!(conn, code = %c.code, reason = %c.reason, "peer closed");
+                self.close_conn(conn, None, now);
+                return Flow::Closed;
+            }
+            let mut copies = 1;
+            if active && faults::is_data(&frame) {
+                match faults::decide(&self.faults.to_broker, self.core.rng()) {
+                    Fate::Pass => {}
+                    Fate::Drop => {
+                        self.core.stats_mut().frames_dropped_by_faults += 1;
+                        copies = 0;
+                    }
+                    Fate::Duplicate => {
+                        self.core.stats_mut().frames_duplicated_by_faults += 1;
+                        copies = 2;
+                    }
+                    Fate::Delay(d) => {
+                        self.core.stats_mut().frames_delayed_by_faults += 1;
+                        self.hold(now + d, conn, Direction::ToBroker, frame.clone());
+                        copies = 0;
+                    }
+                }
+            }
+            let mut result = Ok(());
+            if copies == 2 {
+                result = self.core.handle_frame(conn, frame.clone(), now);
+            }
+            if copies > 0 && result.is_ok() {
+                result = self.core.handle_frame(conn, frame, now);
+            }
+            if let Err(close) = result {
+                tracing::debug!(conn, code = %close.code, reason = %close.reason, "closing");
+                self.core.stats_mut().protocol_errors += 1;
+                self.close_conn(conn, Some(close), now);
+                return Flow::Closed;
+            }
+            if active && self.should_cut(conn) {
+                self.core.stats_mut().connections_cut_by_faults += 1;
+                self.kill_conn(conn, now);
+                return Flow::Closed;
+            }
+        }
+        self.dispatch(now);
+        Flow::Continue
+    }
+
+    fn should_cut(&mut self, conn: ConnId) -> bool {
+        let Some(w) = self.writers.get_mut(&conn) else {
+            return false;
+        };
+        w.frames_in += 1;
+        let after = self
+            .faults
+            .cut_after_frames
+            .is_some_and(|n| w.frames_in >= n);
+        after || faults::chance(self.faults.cut_probability, self.core.rng())
+    }
+
+    fn hold(&mut self, at: Instant, conn: ConnId, dir: Direction, frame: Frame) {
+        self.delayed.push(Reverse(Delayed {
+            at,
+            seq: self.delayed_seq,
+            conn,
+            dir,
+            frame,
+        }));
+        self.delayed_seq += 1;
+    }
+
+    /// Ends a connection: optionally writes `close` first; the core returns
+    /// its unacked deliveries at once. Idempotent.
+    pub(crate) fn close_conn(&mut self, conn: ConnId, close: Option<Close>, now: Instant) {
+        self.dispatch(now);
+        if let Some(w) = self.writers.remove(&conn) {
+            if let Some(c) = close {
+                let _ = w.tx.send(Out::Close(c));
+            }
+            w.stop.cancel();
+        }
+        self.core.close(conn, now);
+        self.dispatch(now);
+    }
+
+    /// Cuts a connection abruptly: nothing more is written.
+    fn kill_conn(&mut self, conn: ConnId, now: Instant) {
+        if let Some(w) = self.writers.remove(&conn) {
+            w.kill.cancel();
+        }
+        self.core.close(conn, now);
+        self.dispatch(now);
+    }
+
+    /// Cuts every connection (crash); delayed frames are lost with them.
+    pub(crate) fn crash(&mut self, now: Instant) {
+        self.core.stats_mut().crashes += 1;
+        for (_, w) in self.writers.drain() {
+            w.kill.cancel();
+        }
+        self.delayed.clear();
+        self.core.close_all(now);
+        self.core.out.clear();
+    }
+
+    /// Closes every connection with `SHUTTING_DOWN` and refuses new ones.
+    pub(crate) fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        self.dispatch(now);
+        for (_, w) in self.writers.drain() {
+            let _ = w.tx.send(Out::Close(Close {
+                code: ErrorCode::SHUTTING_DOWN,
+                reason: "broker shutting down".into(),
+            }));
+            w.stop.cancel();
+        }
+        self.delayed.clear();
+        self.core.close_all(now);
+        self.core.out.clear();
+    }
+
+    /// Routes the core's output frames to the writers through the
+    /// `from_broker` faults.
+    fn dispatch(&mut self, now: Instant) {
+        if self.core.out.is_empty() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.core.out);
+        let faults_on = !self.faults.is_none();
+        for (conn, frame) in out.drain(..) {
+            let Some(w) = self.writers.get(&conn) else {
+                continue;
+            };
+            if faults_on && self.faults.roles.matches(w.role) && faults::is_data(&frame) {
+                if let Frame::Reply(r) = &frame {
+                    if r.status.is_stored()
+                        && faults::chance(self.faults.drop_reply_after_store, self.core.rng())
+                    {
+                        self.core.stats_mut().replies_dropped_after_store += 1;
+                        continue;
+                    }
+                }
+                match faults::decide(&self.faults.from_broker, self.core.rng()) {
+                    Fate::Pass => {}
+                    Fate::Drop => {
+                        self.core.stats_mut().frames_dropped_by_faults += 1;
+                        continue;
+                    }
+                    Fate::Duplicate => {
+                        self.core.stats_mut().frames_duplicated_by_faults += 1;
+                        let _ = w.tx.send(Out::Frame(frame.clone()));
+                    }
+                    Fate::Delay(d) => {
+                        self.core.stats_mut().frames_delayed_by_faults += 1;
+                        self.delayed.push(Reverse(Delayed {
+                            at: now + d,
+                            seq: self.delayed_seq,
+                            conn,
+                            dir: Direction::FromBroker,
+                            frame,
+                        }));
+                        self.delayed_seq += 1;
+                        continue;
+                    }
+                }
+            }
+            let _ = w.tx.send(Out::Frame(frame));
+        }
+        if self.core.out.is_empty() {
+            self.core.out = out; // keep the allocation
+        }
+    }
+
+    /// The next deadline of the core or of a delayed frame.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let d = self.delayed.peek().map(|Reverse(d)| d.at);
+        match (self.core.poll_timeout(), d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fires due redeliveries and releases due delayed frames.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.core.handle_timeout(now);
+        self.dispatch(now);
+        while self.delayed.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            let Some(Reverse(d)) = self.delayed.pop() else {
+                break;
+            };
+            match d.dir {
+                Direction::ToBroker => {
+                    if let Err(close) = self.core.handle_frame(d.conn, d.frame, now) {
+                        self.core.stats_mut().protocol_errors += 1;
+                        self.close_conn(d.conn, Some(close), now);
+                    }
+                }
+                Direction::FromBroker => {
+                    if let Some(w) = self.writers.get(&d.conn) {
+                        let _ = w.tx.send(Out::Frame(d.frame));
+                    }
+                }
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// True if the timer task must wake up because a deadline earlier than
+    /// the one it sleeps on appeared.
+    fn needs_wake(&mut self) -> bool {
+        let next = self.poll_timeout();
+        match (next, self.armed) {
+            (Some(n), Some(a)) if n < a => {
+                self.armed = Some(n);
+                true
+            }
+            (Some(n), None) => {
+                self.armed = Some(n);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What every task of one broker shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: BrokerConfig,
+    state: Mutex<State>,
+    pub(crate) timer_wake: Notify,
+    pub(crate) changed: watch::Sender<()>,
+    /// Cancelled by `crash`; every connection holds a child of the current one.
+    crash: Mutex<CancellationToken>,
+    /// Cancelled by `shutdown` or when the last handle is dropped.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Shared {
+    pub(crate) fn new(config: BrokerConfig, core: Core) -> Self {
+        let state = State::new(&config, core);
+        Self {
+            config,
+            state: Mutex::new(state),
+            timer_wake: Notify::new(),
+            changed: watch::Sender::new(()),
+            crash: Mutex::new(CancellationToken::new()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Locks the state. A panic under the lock cannot leave the core
+    /// half-updated in a way that matters more than the panic, so a poisoned
+    /// lock is simply taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token connections accepted now must watch.
+    pub(crate) fn crash_token(&self) -> CancellationToken {
+        self.crash.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Cancels every connection's token and starts a fresh one.
+    pub(crate) fn cancel_connections(&self) {
+        let mut t = self.crash.lock().unwrap_or_else(|e| e.into_inner());
+        t.cancel();
+        *t = CancellationToken::new();
+    }
+
+    /// Call after every change under the lock: wakes the timer task if a
+    /// nearer deadline appeared and wakes `wait_for` callers.
+    pub(crate) fn after_change(&self, st: &mut State) {
+        if st.needs_wake() {
+            self.timer_wake.notify_one();
+        }
+        if self.changed.receiver_count() > 0 {
+            self.changed.send_replace(());
+        }
+    }
+}

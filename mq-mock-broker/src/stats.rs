@@ -1,0 +1,71 @@
+//! Counters the broker keeps about everything it does.
+
+/// A snapshot of the broker's counters (monotonic unless marked as a gauge).
+///
+/// Counters survive [`MockBroker::restart`](crate::MockBroker::restart) in
+/// both modes, so a test can compare before and after.
+///
+/// # Examples
+///
+/// ```
+/// let s = mq_mock_broker::BrokerStats::default();
+/// assert_eq!(s.messages_stored, 0);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerStats {
+    /// Connections that completed the handshake with `Welcome`.
+    pub connections_accepted: u64,
+    /// Connections answered with `Refuse` (version, token or limit).
+    pub connections_refused: u64,
+    /// Gauge: connections currently open past the handshake.
+    pub connections_open: u64,
+    /// Connections closed by the broker for a protocol error (bad frame,
+    /// oversized length prefix, unexpected frame, unknown subscription).
+    pub protocol_errors: u64,
+    /// Connections dropped for a heartbeat or handshake timeout.
+    pub timeouts: u64,
+    /// Distinct messages landed.
+    pub messages_stored: u64,
+    /// `Message` frames with `attempt > 1`.
+    pub retransmits_received: u64,
+    /// `Reply { Duplicate }` answers.
+    pub duplicates_answered: u64,
+    /// `Reply { Rejected }` answers.
+    pub rejected: u64,
+    /// `Reply` frames produced (before faults).
+    pub replies_sent: u64,
+    /// `Deliver` frames produced, first deliveries and redeliveries.
+    pub deliveries_sent: u64,
+    /// `Deliver` frames with `delivery_attempt > 1`.
+    pub redeliveries_sent: u64,
+    /// `Ack` frames received.
+    pub acks_received: u64,
+    /// Acks ignored because the ID was not outstanding with that subscription.
+    pub acks_ignored: u64,
+    /// `Nack` frames received.
+    pub nacks_received: u64,
+    /// Messages moved to the dead-letter list (per group).
+    pub dead_lettered: u64,
+    /// Messages removed from the store after every group acked (or
+    /// dead-lettered) them.
+    pub messages_deleted: u64,
+    /// Gauge: messages stored now.
+    pub stored_messages: u64,
+    /// Gauge: payload plus header bytes stored now.
+    pub stored_bytes: u64,
+    /// IDs the dedup table forgot because of its bounds.
+    pub dedup_evictions: u64,
+    /// Frames discarded by `to_broker.drop` or `from_broker.drop`.
+    pub frames_dropped_by_faults: u64,
+    /// Frames duplicated by faults.
+    pub frames_duplicated_by_faults: u64,
+    /// Frames delayed by faults.
+    pub frames_delayed_by_faults: u64,
+    /// Replies to landed messages discarded by `drop_reply_after_store`.
+    pub replies_dropped_after_store: u64,
+    /// Connections cut by `cut_after_frames` or `cut_probability`.
+    pub connections_cut_by_faults: u64,
+    /// Calls to `crash` and `restart`.
+    pub crashes: u64,
+}

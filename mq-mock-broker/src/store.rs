@@ -1,0 +1,168 @@
+//! The message store: landed messages, their order per topic, the count and
+//! byte limits, and the per-ID landing log kept for tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mq_protocol::{ErrorCode, Headers, Message, MessageId};
+
+/// A landed message.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) topic: Arc<str>,
+    pub(crate) headers: Headers,
+    pub(crate) payload: Bytes,
+    /// Landing order, unique per store.
+    pub(crate) seq: u64,
+    /// Groups that still have to ack (or dead-letter) it.
+    pub(crate) remaining: u32,
+    /// Bytes counted against `max_stored_bytes`.
+    pub(crate) size: usize,
+}
+
+/// Why a message cannot be landed.
+pub(crate) struct Rejection {
+    pub(crate) code: ErrorCode,
+    pub(crate) reason: String,
+}
+
+/// The store. Owned by the core; not thread-safe.
+#[derive(Debug)]
+pub(crate) struct Store {
+    msgs: HashMap<MessageId, Stored>,
+    by_topic: HashMap<Arc<str>, BTreeMap<u64, MessageId>>,
+    bytes: usize,
+    next_seq: u64,
+    landings: Option<HashMap<MessageId, u32>>,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl Store {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize, record_landings: bool) -> Self {
+        Self {
+            msgs: HashMap::new(),
+            by_topic: HashMap::new(),
+            bytes: 0,
+            next_seq: 0,
+            landings: record_landings.then(HashMap::new),
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// Bytes a message counts for: payload plus header keys and values.
+    pub(crate) fn size_of(msg: &Message) -> usize {
+        msg.payload.len() + msg.headers.payload_bytes()
+    }
+
+    /// Checks the count and byte limits for a message of `size` bytes.
+    pub(crate) fn check_room(&self, size: usize) -> Result<(), Rejection> {
+        if size > self.max_bytes {
+            return Err(Rejection {
+                code: ErrorCode::MESSAGE_TOO_LARGE,
+                reason: format!(
+                    "message of {size} bytes exceeds the store's byte limit of {}",
+                    self.max_bytes
+                ),
+            });
+        }
+        if self.msgs.len() >= self.max_messages {
+            return Err(Rejection {
+                code: ErrorCode::STORE_FULL,
+                reason: format!("store holds its limit of {} messages", self.max_messages),
+            });
+        }
+        if self.bytes + size > self.max_bytes {
+            return Err(Rejection {
+                code: ErrorCode::STORE_FULL,
+                reason: format!(
+                    "store holds {} of its {} byte limit; {size} more do not fit",
+                    self.bytes, self.max_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Lands `msg` (the caller checked room and dedup) with `remaining`
+    /// groups to ack it, and returns its topic.
+    pub(crate) fn land(&mut self, msg: Message, topic: Arc<str>, remaining: u32) {
+        let size = Self::size_of(&msg);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += size;
+        self.by_topic
+            .entry(topic.clone())
+            .or_default()
+            .insert(seq, msg.id);
+        if let Some(log) = &mut self.landings {
+            *log.entry(msg.id).or_insert(0) += 1;
+        }
+        self.msgs.insert(
+            msg.id,
+            Stored {
+                topic,
+                headers: msg.headers,
+                payload: msg.payload,
+                seq,
+                remaining,
+                size,
+            },
+        );
+    }
+
+    pub(crate) fn get(&self, id: &MessageId) -> Option<&Stored> {
+        self.msgs.get(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &MessageId) -> Option<&mut Stored> {
+        self.msgs.get_mut(id)
+    }
+
+    /// Removes a message; returns whether it was there.
+    pub(crate) fn remove(&mut self, id: &MessageId) -> bool {
+        let Some(m) = self.msgs.remove(id) else {
+            return false;
+        };
+        self.bytes -= m.size;
+        if let Some(t) = self.by_topic.get_mut(&m.topic) {
+            t.remove(&m.seq);
+            if t.is_empty() {
+                self.by_topic.remove(&m.topic);
+            }
+        }
+        true
+    }
+
+    /// IDs stored on `topic`, in landing order.
+    pub(crate) fn topic_ids(&self, topic: &str) -> Vec<MessageId> {
+        self.by_topic
+            .get(topic)
+            .map(|t| t.values().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every stored message in landing order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&MessageId, &Stored)> {
+        let mut all: Vec<_> = self.msgs.iter().collect();
+        all.sort_by_key(|(_, m)| m.seq);
+        all.into_iter()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn landed_count(&self, id: &MessageId) -> u32 {
+        self.landings
+            .as_ref()
+            .and_then(|l| l.get(id).copied())
+            .unwrap_or(0)
+    }
+}
