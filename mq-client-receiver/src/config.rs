@@ -186,7 +186,11 @@ impl ReceiverConfig {
                 max: MAX_NAME_LEN,
             });
         }
-        if self.auth_token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
+        if self
+            .auth_token
+            .as_ref()
+            .is_some_and(|t| t.len() > MAX_TOKEN_LEN)
+        {
             return Err(ConfigError::TooLong {
                 field: "auth_token",
                 max: MAX_TOKEN_LEN,

@@ -23,7 +23,8 @@ pub(crate) type BoxIo = Box<dyn Io>;
 
 /// Opens a transport to an address. TCP in production; tests inject
 /// in-memory duplex pipes.
-pub(crate) type Connector = Arc<dyn Fn(String) -> BoxFuture<'static, io::Result<BoxIo>> + Send + Sync>;
+pub(crate) type Connector =
+    Arc<dyn Fn(String) -> BoxFuture<'static, io::Result<BoxIo>> + Send + Sync>;
 
 pub(crate) fn tcp_connector() -> Connector {
     Arc::new(|addr: String| {

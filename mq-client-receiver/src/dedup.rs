@@ -189,7 +189,9 @@ impl DedupWindow {
             }
         }
         // `prev.end < s`, so `end + 1` cannot overflow.
-        let joins_prev = prev.filter(|&(_, end)| end + 1 == s).map(|(start, _)| start);
+        let joins_prev = prev
+            .filter(|&(_, end)| end + 1 == s)
+            .map(|(start, _)| start);
         let next_end = s
             .checked_add(1)
             .and_then(|n| p.ranges.get(&n).copied().map(|e| (n, e)));

@@ -80,7 +80,12 @@ impl fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    pub(crate) fn new(d: Deliver, mode: AckMode, token: u64, tx: mpsc::UnboundedSender<Event>) -> Self {
+    pub(crate) fn new(
+        d: Deliver,
+        mode: AckMode,
+        token: u64,
+        tx: mpsc::UnboundedSender<Event>,
+    ) -> Self {
         Self {
             id: d.id,
             delivery_attempt: d.delivery_attempt,

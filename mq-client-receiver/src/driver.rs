@@ -326,7 +326,10 @@ impl State {
             return;
         };
         if d.sub_id != SUB_ID {
-            tracing::debug!(sub_id = d.sub_id, "delivery for an unknown subscription ignored");
+            tracing::debug!(
+                sub_id = d.sub_id,
+                "delivery for an unknown subscription ignored"
+            );
             return;
         }
         let c = &self.d.counters;

@@ -53,8 +53,8 @@
 //! * [`store`]: the [`DedupStore`] trait and [`MemoryDedupStore`].
 //! * `driver`: the task owning the connection, credit and in-progress table.
 //! * [`delivery`]: [`Delivery`] with `ack`/`nack`, [`DeliveryStream`].
-//! * [`handler`]: [`RecvCallback`].
-//! * [`stats`]: [`ReceiverStats`].
+//! * [`handler`]: the [`RecvCallback`] trait.
+//! * [`stats`]: the [`ReceiverStats`] counters.
 //!
 //! # Examples
 //!

@@ -110,7 +110,9 @@ impl Receiver {
     /// let (receiver, mut deliveries) = Receiver::stream(config).await?;
     /// # drop((receiver, deliveries)); Ok(()) }
     /// ```
-    pub async fn stream(config: ReceiverConfig) -> Result<(Receiver, DeliveryStream), ConnectError> {
+    pub async fn stream(
+        config: ReceiverConfig,
+    ) -> Result<(Receiver, DeliveryStream), ConnectError> {
         ReceiverBuilder::new(config).stream().await
     }
 
@@ -161,7 +163,9 @@ impl Receiver {
         match (result, joined) {
             (Ok(r), _) => r,
             (Err(_), Err(e)) => Err(RecvError::DriverFailed(e)),
-            (Err(_), Ok(())) => Err(RecvError::DriverFailed("driver ended without a reply".into())),
+            (Err(_), Ok(())) => Err(RecvError::DriverFailed(
+                "driver ended without a reply".into(),
+            )),
         }
     }
 }
