@@ -1,0 +1,302 @@
+//! The second half: subscriptions, delivery within credit, acks, nacks,
+//! the redelivery timer and dead letters.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mq_protocol::{Close, Deliver, ErrorCode, MessageId, Subscribe, SubscribeOk};
+use tokio::time::Instant;
+
+use super::{close, Core};
+use crate::groups::{ConnId, Group, Pending, PendingState, Sub, Timer};
+use crate::inspect::DeadLetter;
+
+impl Core {
+    pub(super) fn on_subscribe(
+        &mut self,
+        conn: ConnId,
+        s: Subscribe,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let in_use = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.subs.contains_key(&s.sub_id));
+        if in_use {
+            return Err(close(
+                ErrorCode::UNEXPECTED_FRAME,
+                format!("sub_id {} is already in use on this connection", s.sub_id),
+            ));
+        }
+        if s.topic.is_empty() {
+            return Err(close(
+                ErrorCode::INVALID_TOPIC,
+                "Subscribe with an empty topic".into(),
+            ));
+        }
+        let g = self.group_for(&s.topic, &s.group);
+        let sk = self.next_sub;
+        self.next_sub += 1;
+        self.subs.insert(
+            sk,
+            Sub {
+                conn,
+                sub_id: s.sub_id,
+                group: g,
+                credit: s.credit,
+                unacked: 0,
+                max_unacked: 0,
+            },
+        );
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.subs.insert(s.sub_id, sk);
+        }
+        self.groups[g].members.push(sk);
+        self.out
+            .push((conn, SubscribeOk { sub_id: s.sub_id }.into()));
+        self.pump(g, now);
+        Ok(())
+    }
+
+    /// Finds or creates a group. A new group adopts every message still
+    /// stored on its topic, then receives every later one.
+    pub(super) fn group_for(&mut self, topic: &str, name: &str) -> usize {
+        let topic: Arc<str> = match self.topic_groups.get_key_value(topic) {
+            Some((t, _)) => t.clone(),
+            None => Arc::from(topic),
+        };
+        let key = (topic.clone(), name.to_owned());
+        if let Some(&g) = self.group_index.get(&key) {
+            return g;
+        }
+        let g = self.groups.len();
+        let mut group = Group::new(topic.clone(), name.to_owned());
+        for id in self.store.topic_ids(&topic) {
+            if let Some(m) = self.store.get_mut(&id) {
+                m.remaining += 1;
+                group.enqueue(id);
+            }
+        }
+        self.groups.push(group);
+        self.group_index.insert(key, g);
+        self.topic_groups.entry(topic).or_default().push(g);
+        g
+    }
+
+    pub(super) fn on_ack(&mut self, conn: ConnId, sub_id: u32, id: MessageId) -> Result<(), Close> {
+        let sk = self.sub_key(conn, sub_id)?;
+        self.stats.acks_received += 1;
+        let Some(sub) = self.subs.get_mut(&sk) else {
+            return Ok(());
+        };
+        let group = &mut self.groups[sub.group];
+        match group.pending.get(&id) {
+            Some(p) if p.state == (PendingState::Outstanding { sub: sk }) => {}
+            _ => {
+                self.stats.acks_ignored += 1;
+                return Ok(());
+            }
+        }
+        group.pending.remove(&id);
+        group.record_ack(id, self.limits.max_acked_ids);
+        sub.unacked = sub.unacked.saturating_sub(1);
+        self.group_done(id);
+        Ok(())
+    }
+
+    pub(super) fn on_nack(
+        &mut self,
+        conn: ConnId,
+        sub_id: u32,
+        id: MessageId,
+        delay_ms: u32,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let sk = self.sub_key(conn, sub_id)?;
+        self.stats.nacks_received += 1;
+        let Some(sub) = self.subs.get_mut(&sk) else {
+            return Ok(());
+        };
+        let g = sub.group;
+        let Some(p) = self.groups[g].pending.get_mut(&id) else {
+            return Ok(());
+        };
+        if p.state != (PendingState::Outstanding { sub: sk }) {
+            return Ok(());
+        }
+        sub.unacked = sub.unacked.saturating_sub(1);
+        let delay = if delay_ms == 0 {
+            self.limits.redelivery.delay(p.deliveries, &mut self.rng)
+        } else {
+            Duration::from_millis(u64::from(delay_ms))
+        };
+        p.state = PendingState::Waiting;
+        p.gen = p.gen.wrapping_add(1);
+        let gen = p.gen;
+        self.arm(now + delay, g, id, gen);
+        Ok(())
+    }
+
+    pub(super) fn arm(&mut self, at: Instant, group: usize, id: MessageId, gen: u32) {
+        self.timers.push(Reverse(Timer {
+            at,
+            seq: self.timer_seq,
+            group,
+            id,
+            gen,
+        }));
+        self.timer_seq += 1;
+    }
+
+    /// One group is done with `id` (acked or dead-lettered); delete the
+    /// message once no group is left.
+    pub(super) fn group_done(&mut self, id: MessageId) {
+        if let Some(m) = self.store.get_mut(&id) {
+            m.remaining = m.remaining.saturating_sub(1);
+            if m.remaining == 0 {
+                self.store.remove(&id);
+                self.stats.messages_deleted += 1;
+            }
+        }
+    }
+
+    /// Sends ready messages of group `g` to members with credit, round robin.
+    pub(super) fn pump(&mut self, g: usize, now: Instant) {
+        let Core {
+            groups,
+            subs,
+            store,
+            limits,
+            rng,
+            stats,
+            out,
+            timers,
+            timer_seq,
+            ..
+        } = self;
+        let group = &mut groups[g];
+        while !group.ready.is_empty() {
+            let n = group.members.len();
+            let chosen = (0..n)
+                .map(|i| (group.cursor + i) % n)
+                .find(|&i| subs.get(&group.members[i]).is_some_and(|s| s.credit > 0));
+            let Some(idx) = chosen else {
+                return;
+            };
+            let sk = group.members[idx];
+            let Some(id) = group.ready.pop_front() else {
+                return;
+            };
+            let Some(p) = group.pending.get_mut(&id) else {
+                continue;
+            };
+            if p.state != PendingState::Ready {
+                continue;
+            }
+            let Some(msg) = store.get(&id) else {
+                group.pending.remove(&id);
+                continue;
+            };
+            let Some(sub) = subs.get_mut(&sk) else {
+                return;
+            };
+            group.cursor = (idx + 1) % n;
+            p.deliveries = p.deliveries.saturating_add(1);
+            p.gen = p.gen.wrapping_add(1);
+            p.state = PendingState::Outstanding { sub: sk };
+            let at = now + limits.redelivery.delay(p.deliveries, rng);
+            timers.push(Reverse(Timer {
+                at,
+                seq: *timer_seq,
+                group: g,
+                id,
+                gen: p.gen,
+            }));
+            *timer_seq += 1;
+            sub.credit -= 1;
+            sub.unacked += 1;
+            sub.max_unacked = sub.max_unacked.max(sub.unacked);
+            stats.deliveries_sent += 1;
+            if p.deliveries > 1 {
+                stats.redeliveries_sent += 1;
+            }
+            let deliver = Deliver {
+                sub_id: sub.sub_id,
+                id,
+                delivery_attempt: p.deliveries,
+                topic: msg.topic.to_string(),
+                headers: msg.headers.clone(),
+                payload: msg.payload.clone(),
+            };
+            out.push((sub.conn, deliver.into()));
+        }
+    }
+
+    /// A message whose delivery ended without an ack (timer, nack delay over,
+    /// receiver gone): back to the front of the ready queue, or to the
+    /// dead-letter list after `max_deliveries`.
+    pub(super) fn requeue(&mut self, g: usize, id: MessageId) {
+        let Some(p) = self.groups[g].pending.get(&id).copied() else {
+            return;
+        };
+        if p.deliveries < self.limits.max_deliveries {
+            self.groups[g].make_ready_front(id);
+            return;
+        }
+        let group = &mut self.groups[g];
+        group.pending.remove(&id);
+        if self.dead.len() >= self.limits.max_dead_letters {
+            self.dead.pop_front();
+        }
+        if self.limits.max_dead_letters > 0 {
+            self.dead.push_back(DeadLetter {
+                id,
+                topic: group.topic.to_string(),
+                group: group.name.clone(),
+                deliveries: p.deliveries,
+            });
+        }
+        self.stats.dead_lettered += 1;
+        self.group_done(id);
+    }
+
+    /// The earliest deadline, if any (possibly a stale one; firing it is harmless).
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse(t)| t.at)
+    }
+
+    /// Fires every deadline at or before `now`.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let mut touched = Vec::new();
+        while let Some(Reverse(t)) = self.timers.peek().copied() {
+            if t.at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(p) = self.groups.get(t.group).and_then(|g| g.pending.get(&t.id)) else {
+                continue;
+            };
+            let Pending { gen, state, .. } = *p;
+            if gen != t.gen {
+                continue;
+            }
+            match state {
+                PendingState::Ready => continue,
+                PendingState::Waiting => {}
+                PendingState::Outstanding { sub } => {
+                    if let Some(s) = self.subs.get_mut(&sub) {
+                        s.unacked = s.unacked.saturating_sub(1);
+                    }
+                }
+            }
+            self.requeue(t.group, t.id);
+            if !touched.contains(&t.group) {
+                touched.push(t.group);
+            }
+        }
+        for g in touched {
+            self.pump(g, now);
+        }
+    }
+}
