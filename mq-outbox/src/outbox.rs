@@ -1,0 +1,397 @@
+//! [`Outbox`]: opening the database, the shared handle, and wake-ups.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::watch;
+
+use crate::config::OutboxConfig;
+use crate::dispatcher::{Dispatch, Dispatcher};
+use crate::error::OpenError;
+use crate::schema;
+
+/// Where [`Outbox::open`] finds its database: a URL, or a pool the
+/// application already has (so the outbox shares the business tables'
+/// database and the caller's transactions can include outbox rows).
+///
+/// # Examples
+///
+/// ```
+/// let t: mq_outbox::OpenTarget = "sqlite::memory:".into();
+/// assert!(matches!(t, mq_outbox::OpenTarget::Url(_)));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum OpenTarget {
+    /// `sqlite:path/to/file.db`, `sqlite::memory:` or `postgres://user:pw@host/db`.
+    /// SQLite files are created if missing and opened with WAL,
+    /// `synchronous=FULL` and the configured busy timeout.
+    Url(String),
+    /// An existing SQLite pool. Its connections must use WAL and
+    /// `synchronous` FULL or EXTRA (checked on one connection).
+    Sqlite(SqlitePool),
+    /// An existing Postgres pool.
+    Postgres(PgPool),
+}
+
+impl From<&str> for OpenTarget {
+    fn from(url: &str) -> Self {
+        OpenTarget::Url(url.to_owned())
+    }
+}
+impl From<String> for OpenTarget {
+    fn from(url: String) -> Self {
+        OpenTarget::Url(url)
+    }
+}
+impl From<SqlitePool> for OpenTarget {
+    fn from(pool: SqlitePool) -> Self {
+        OpenTarget::Sqlite(pool)
+    }
+}
+impl From<PgPool> for OpenTarget {
+    fn from(pool: PgPool) -> Self {
+        OpenTarget::Postgres(pool)
+    }
+}
+
+/// The outbox's database, one of the two supported kinds.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "SQLite",
+            Db::Postgres(_) => "Postgres",
+        }
+    }
+}
+
+/// Runs `$body` in a short write transaction on `$db`: `BEGIN IMMEDIATE` on
+/// SQLite (take the write lock up front, so a busy database waits for
+/// `busy_timeout` instead of failing on upgrade), plain `BEGIN` on Postgres.
+/// `$lock` is `" FOR UPDATE SKIP LOCKED"` on Postgres and `""` on SQLite,
+/// for claiming subqueries. `?` inside the body rolls back.
+macro_rules! write_tx {
+    ($db:expr, |$tx:ident, $lock:ident| $body:expr) => {
+        match $db {
+            $crate::outbox::Db::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                #[allow(unused_variables)]
+                let $lock = "";
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::outbox::Db::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                #[allow(unused_variables)]
+                let $lock = " FOR UPDATE SKIP LOCKED";
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+pub(crate) use write_tx;
+
+/// Runs `$body` with a pooled connection `$conn` for reads.
+macro_rules! read_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::outbox::Db::Sqlite(pool) => {
+                let mut $conn = pool.acquire().await?;
+                $body
+            }
+            $crate::outbox::Db::Postgres(pool) => {
+                let mut $conn = pool.acquire().await?;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use read_conn;
+
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) config: OutboxConfig,
+    pub(crate) producer_id: u64,
+    /// Bumped by [`Outbox::notify`]; every dispatcher watches it.
+    pub(crate) enqueued: watch::Sender<u64>,
+    /// Bumped whenever a dispatcher confirms or fails rows.
+    pub(crate) settled: watch::Sender<u64>,
+}
+
+/// A durable outbox on SQLite or Postgres. Cheap to clone (one `Arc`).
+///
+/// Open it once per process with [`Outbox::open`], write rows with
+/// [`Outbox::enqueue`] inside your business transactions, call
+/// [`Outbox::notify`] after committing, and run one
+/// [`Dispatcher`] (see [`Outbox::dispatcher`]).
+///
+/// # Examples
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// let outbox = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await?;
+/// assert_ne!(outbox.producer_id(), 0);
+/// # Ok::<(), mq_outbox::OpenError>(()) }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(f) }
+/// ```
+#[derive(Clone)]
+pub struct Outbox {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("db", &self.inner.db.kind())
+            .field(
+                "producer_id",
+                &format_args!("{:016x}", self.inner.producer_id),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// Opens (and creates or upgrades) the outbox tables.
+    ///
+    /// SQLite URLs get WAL, `synchronous=FULL` and `busy_timeout`; the
+    /// pragmas are read back and a setting that did not take is an error.
+    /// The first open of a database draws the outbox's producer id; later
+    /// opens, in any process, read the same one.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError`]: invalid config, unreachable database, failed
+    /// migration, a schema newer than this library, or missing pragmas.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancelling leaves the database as it was or fully migrated (the
+    /// migration is one transaction).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), mq_outbox::OpenError> {
+    /// use mq_outbox::{Outbox, OutboxConfig};
+    /// let outbox = Outbox::open("sqlite:orders.db", OutboxConfig::default()).await?;
+    /// let shared = Outbox::open("postgres://app:pw@db/orders", OutboxConfig::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(
+        target: impl Into<OpenTarget>,
+        config: OutboxConfig,
+    ) -> Result<Outbox, OpenError> {
+        config.validate()?;
+        let db = match target.into() {
+            OpenTarget::Url(url) => connect_url(&url, &config).await?,
+            OpenTarget::Sqlite(pool) => Db::Sqlite(pool),
+            OpenTarget::Postgres(pool) => Db::Postgres(pool),
+        };
+        let producer_id = match &db {
+            Db::Sqlite(pool) => {
+                schema::check_sqlite_pragmas(pool).await?;
+                schema::migrate_sqlite(pool).await?
+            }
+            Db::Postgres(pool) => schema::migrate_postgres(pool).await?,
+        };
+        tracing::debug!(db = db.kind(), producer_id, "outbox opened");
+        Ok(Outbox {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                producer_id,
+                enqueued: watch::channel(0).0,
+                settled: watch::channel(0).0,
+            }),
+        })
+    }
+
+    /// The outbox's stable producer id: the `producer` half of every row's
+    /// [`MessageId`](mq_protocol::MessageId). Give it to the sender
+    /// (`SenderConfig::producer_id`) that dispatches the rows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let a = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await.unwrap();
+    /// println!("{:016x}", a.producer_id());
+    /// # });
+    /// ```
+    pub fn producer_id(&self) -> u64 {
+        self.inner.producer_id
+    }
+
+    /// The configuration the outbox was opened with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let o = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await.unwrap();
+    /// assert_eq!(o.config().max_attempts, 5);
+    /// # });
+    /// ```
+    pub fn config(&self) -> &OutboxConfig {
+        &self.inner.config
+    }
+
+    /// The SQLite pool, when the outbox is on SQLite. Begin business
+    /// transactions with `pool.begin_with("BEGIN IMMEDIATE")` so that a
+    /// busy database makes them wait instead of failing mid-way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let o = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await.unwrap();
+    /// assert!(o.sqlite_pool().is_some() && o.pg_pool().is_none());
+    /// # });
+    /// ```
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.inner.db {
+            Db::Sqlite(p) => Some(p),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// The Postgres pool, when the outbox is on Postgres.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let o = mq_outbox::Outbox::open("postgres://app@db/orders", Default::default()).await?;
+    /// let mut tx = o.pg_pool().ok_or("not postgres")?.begin().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.inner.db {
+            Db::Postgres(p) => Some(p),
+            Db::Sqlite(_) => None,
+        }
+    }
+
+    /// Wakes this process's dispatchers so they send newly committed rows
+    /// at once instead of at the next poll. Call it after committing a
+    /// transaction that enqueued rows. Calling it without new rows is
+    /// harmless; forgetting it only delays sending by up to
+    /// `poll_interval`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let o = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await.unwrap();
+    /// o.notify();
+    /// # });
+    /// ```
+    pub fn notify(&self) {
+        self.inner.enqueued.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A dispatcher that sends this outbox's rows through `dispatch`
+    /// (usually an `mq_client_sender::Sender` whose producer id is
+    /// [`Outbox::producer_id`]). Start it with [`Dispatcher::spawn`] or
+    /// [`Dispatcher::run`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(outbox: mq_outbox::Outbox, sender: mq_client_sender::Sender) {
+    /// let handle = outbox.dispatcher(sender).spawn();
+    /// // ... later, on shutdown:
+    /// handle.shutdown().await;
+    /// # }
+    /// ```
+    pub fn dispatcher<D: Dispatch>(&self, dispatch: D) -> Dispatcher<D> {
+        Dispatcher::new(self.clone(), dispatch)
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub(crate) fn settled(&self) {
+        self.inner.settled.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+async fn connect_url(url: &str, config: &OutboxConfig) -> Result<Db, OpenError> {
+    if url.starts_with("sqlite:") {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(OpenError::Unreachable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(config.busy_timeout);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut pool = SqlitePoolOptions::new().max_connections(config.max_connections);
+        if in_memory {
+            // The database lives as long as one connection to it does.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool
+            .connect_with(opts)
+            .await
+            .map_err(OpenError::Unreachable)?;
+        Ok(Db::Sqlite(pool))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let opts = PgConnectOptions::from_str(url).map_err(OpenError::Unreachable)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .connect_with(opts)
+            .await
+            .map_err(OpenError::Unreachable)?;
+        Ok(Db::Postgres(pool))
+    } else {
+        Err(OpenError::UnsupportedUrl(redact(url)))
+    }
+}
+
+/// The URL without anything that could be a password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Wall-clock unix milliseconds: the time base of every stored timestamp
+/// and lease. Processes sharing one database need synchronised clocks
+/// (NTP); keep the lease far above the skew.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("mysql://u:pw@h/db"), "mysql://***@h/db");
+        assert_eq!(redact("nope"), "nope");
+    }
+}
