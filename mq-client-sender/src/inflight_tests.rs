@@ -334,6 +334,7 @@ fn duplicate_insert_is_refused_and_abandon_resolves_all() {
     let (m, data) = c.insert(t0, msg(1), 11).unwrap_err();
     assert_eq!((m.id.seq, data), (1, 11));
     c.insert(t0, msg(2), 12).unwrap();
+    assert!(c.contains(MessageId::new(7, 2)) && !c.contains(MessageId::new(7, 3)));
     assert_eq!(
         c.abandon_all(),
         vec![MessageId::new(7, 1), MessageId::new(7, 2)]

@@ -1,13 +1,110 @@
-//! placeholder (being written)
+//! The sender half of the reliable-delivery MQ SDK: hand a message over,
+//! get exactly one outcome.
+//!
+//! # Guarantees
+//!
+//! * **At-least-once on the wire.** An accepted message is transmitted until
+//!   the broker answers for its ID, its attempts (`max_attempts`) run out, or
+//!   its total deadline (`send_timeout`) passes. Every retransmission carries
+//!   the same [`mq_protocol::MessageId`] and a higher attempt number.
+//! * **Exactly one outcome per accepted message**, delivered to its
+//!   [`PendingSend`] future or its [`SendCallback`]: a [`Receipt`] (the broker
+//!   answered `Stored` or `Duplicate`), [`SendError::Rejected`],
+//!   [`SendError::Timeout`] (saying how many attempts were made), or
+//!   [`SendError::Abandoned`] when [`Sender::close`] hit its deadline.
+//!   Reconnecting never drops a message, and the outcome arrives on the
+//!   sender's own timer even if the broker never comes back.
+//! * **Where duplicates come from.** If the broker stored a message but its
+//!   reply was lost (a network flash, a cut connection), the retransmission
+//!   reaches the broker again. The broker answers `Duplicate` and stores it
+//!   once, as long as it still remembers the ID: its dedup memory is bounded,
+//!   and a message retransmitted after the broker forgot its ID is stored
+//!   twice. A `Timeout` does not mean "not stored". Consumers must be
+//!   idempotent (the receiver crate dedupes by ID).
+//! * **Nothing is buffered silently.** At most `max_in_flight` messages and
+//!   `max_in_flight_bytes` frame bytes are unresolved at once; beyond that a
+//!   hand-over waits (`Backpressure::Wait`) or fails giving the message back
+//!   (`Backpressure::Fail`). A message larger than the frame limit (ours or
+//!   the broker's) or breaking the protocol's topic/header limits is refused
+//!   before it takes a slot.
+//!
+//! # Bounds and defaults
+//!
+//! | bound | default | field |
+//! |---|---|---|
+//! | messages in flight | 1024 | [`SenderConfig::max_in_flight`] |
+//! | frame bytes in flight | 64 MiB | [`SenderConfig::max_in_flight_bytes`] |
+//! | frame size | 1 MiB, or the broker's if smaller | [`SenderConfig::max_frame_size`] |
+//! | reply timeout of attempt n | `retry.delay(n)`: 1 s ×2 up to 10 s, −20 % jitter | [`SenderConfig::retry`] |
+//! | attempts | 5 | [`SenderConfig::max_attempts`] |
+//! | total deadline | 30 s | [`SenderConfig::send_timeout`] |
+//! | reconnect delay | 100 ms ×2 up to 10 s | [`SenderConfig::reconnect`] |
+//! | heartbeat | the broker's `Welcome` | [`SenderConfig::heartbeat`] |
+//!
+//! # Layout
+//!
+//! * `config.rs`: [`SenderConfig`] and its validation.
+//! * `message.rs`: [`OutgoingMessage`] and [`Receipt`].
+//! * `error.rs`: [`ConfigError`], [`ConnectError`], [`SendError`], [`CloseReport`].
+//! * `inflight.rs`: the sans-IO core (table, one deadline per message,
+//!   retransmit and failure rules), stepped with explicit instants.
+//! * `driver.rs`, `link.rs`, `connection.rs`: the one task that owns the
+//!   connection and the core; reading, coalesced writing; handshake and
+//!   reconnect.
+//! * `handle.rs`: [`Sender`] and [`PendingSend`].
+//! * `callback.rs`: [`SendCallback`] and the callback thread.
+//! * `flush.rs`, `stats.rs`: flush barriers, [`SenderStats`].
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use mq_client_sender::{OutgoingMessage, Sender, SenderConfig};
+//!
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let sender = Sender::connect(SenderConfig::new("127.0.0.1:7878")).await?;
+//!
+//! // Await the confirm.
+//! let receipt = sender.send(OutgoingMessage::new("orders", "order 1")).await?;
+//! println!("{} stored after {} attempt(s)", receipt.id, receipt.attempts);
+//!
+//! // Or hand over now, learn the outcome later.
+//! let pending = sender.enqueue(OutgoingMessage::new("orders", "order 2")).await?;
+//! // Or get a callback.
+//! sender
+//!     .send_with_callback(OutgoingMessage::new("orders", "order 3"), |outcome| {
+//!         if let Err(e) = outcome {
+//!             eprintln!("order 3: {e}");
+//!         }
+//!     })
+//!     .await?;
+//! pending.await?;
+//!
+//! let report = sender.close(Duration::from_secs(5)).await;
+//! assert!(report.unresolved.is_empty());
+//! # Ok(()) }
+//! ```
 #![warn(missing_docs)]
 
+mod callback;
 mod config;
+mod connection;
+mod driver;
 mod error;
+mod flush;
+mod handle;
 mod inflight;
+mod link;
 mod message;
 mod stats;
 
+pub use callback::SendCallback;
 pub use config::{Backpressure, SenderConfig};
 pub use error::{CloseReport, ConfigError, ConnectError, SendError};
+pub use handle::{PendingSend, Sender};
 pub use message::{OutgoingMessage, Receipt};
+pub use mq_protocol::{Backoff, MessageId};
 pub use stats::SenderStats;
+
+#[cfg(test)]
+mod tests;

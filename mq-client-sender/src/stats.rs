@@ -70,10 +70,4 @@ impl Stats {
             late_replies: self.late_replies.load(Relaxed),
         }
     }
-
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.fetch_add(n, Relaxed);
-        }
-    }
 }

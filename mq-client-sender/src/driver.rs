@@ -1,0 +1,569 @@
+//! The one task that owns the connection and the in-flight core.
+//!
+//! # Layout of the loop
+//!
+//! Each turn: fire due timers (core deadlines, heartbeat, reconnect, close
+//! deadline), hand decided outcomes to their futures or the callback thread,
+//! encode queued frames into the write buffer, then wait in ONE `select!` on:
+//! a batch of commands, bytes to read, room to write, a connect attempt, the
+//! single sleep until the next deadline. Every branch is cancel-safe
+//! (`recv_many`, `read_buf`, `write_buf`, a pinned connect future that is
+//! kept, a pinned `Sleep`); all work happens after the `select!` returns.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mq_protocol::{Close, ErrorCode, Frame, Message, MessageId, Ping, Pong};
+use rand::rngs::SmallRng;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::time::Instant;
+
+use crate::callback::{CallbackOnce, Callbacks, Job};
+use crate::connection::{self, BoxFuture, Connector, Established};
+use crate::flush::FlushTracker;
+use crate::handle::Shared;
+use crate::inflight::{CoreConfig, Inflight, Outcome};
+use crate::link::{self, ReadSide, WriteSide, WRITE_HIGH_WATER};
+use crate::{CloseReport, ConnectError, Receipt, SendError, SenderConfig};
+
+/// Commands taken from the channel per turn.
+const BATCH: usize = 512;
+
+/// Where an outcome goes.
+pub(crate) enum Completion {
+    Future(oneshot::Sender<Result<Receipt, SendError>>),
+    Callback(CallbackOnce),
+}
+
+/// The window permits of one message: a slot and its frame bytes.
+pub(crate) struct Permits {
+    pub(crate) _count: OwnedSemaphorePermit,
+    pub(crate) _bytes: OwnedSemaphorePermit,
+}
+
+/// The driver's per-message data, kept in the core next to the message.
+pub(crate) struct Ticket {
+    pub(crate) completion: Completion,
+    pub(crate) permits: Permits,
+    pub(crate) explicit: bool,
+    index: u64,
+}
+
+impl Ticket {
+    pub(crate) fn new(completion: Completion, permits: Permits, explicit: bool) -> Self {
+        Self {
+            completion,
+            permits,
+            explicit,
+            index: 0,
+        }
+    }
+}
+
+/// What a handle asks of the driver.
+pub(crate) enum Command {
+    Send {
+        msg: Message,
+        ticket: Ticket,
+    },
+    Flush(oneshot::Sender<()>),
+    Close {
+        deadline: Duration,
+        reply: oneshot::Sender<CloseReport>,
+    },
+}
+
+struct Closing {
+    started: Instant,
+    abandoned: Vec<MessageId>,
+    deadline: Option<Instant>,
+    replies: Vec<oneshot::Sender<CloseReport>>,
+}
+
+enum Event {
+    Commands(usize),
+    Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+    Connected(Result<Established, ConnectError>),
+    Timer,
+}
+
+pub(crate) struct Driver {
+    shared: Arc<Shared>,
+    cfg: Arc<SenderConfig>,
+    core: Inflight<Ticket, SmallRng>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    rx_open: bool,
+    batch: Vec<Command>,
+    callbacks: Callbacks,
+    connector: Connector,
+    rng: SmallRng,
+    reader: Option<ReadSide>,
+    writer: Option<WriteSide>,
+    heartbeat: Option<Duration>,
+    ping_nonce: u64,
+    connecting: Option<BoxFuture<Result<Established, ConnectError>>>,
+    reconnect_at: Option<Instant>,
+    reconnect_round: u32,
+    flush: FlushTracker<oneshot::Sender<()>>,
+    closing: Option<Closing>,
+}
+
+fn std_now(t: Instant) -> std::time::Instant {
+    t.into_std()
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        cfg: Arc<SenderConfig>,
+        rx: mpsc::UnboundedReceiver<Command>,
+        callbacks: Callbacks,
+        connector: Connector,
+        core_rng: SmallRng,
+        rng: SmallRng,
+        est: Established,
+    ) -> Self {
+        let core_cfg = CoreConfig {
+            retry: cfg.retry,
+            max_attempts: cfg.max_attempts,
+            send_timeout: cfg.send_timeout,
+        };
+        let mut d = Self {
+            shared,
+            core: Inflight::new(core_cfg, core_rng),
+            cfg,
+            rx,
+            rx_open: true,
+            batch: Vec::with_capacity(BATCH),
+            callbacks,
+            connector,
+            rng,
+            reader: None,
+            writer: None,
+            heartbeat: None,
+            ping_nonce: 0,
+            connecting: None,
+            reconnect_at: None,
+            reconnect_round: 0,
+            flush: FlushTracker::default(),
+            closing: None,
+        };
+        d.install(Instant::now(), est, false);
+        d
+    }
+
+    /// Runs until closed (by `close` or by dropping every handle) and every
+    /// accepted message has its outcome.
+    pub(crate) async fn run(mut self) {
+        let mut sleep = pin!(tokio::time::sleep_until(Instant::now()));
+        loop {
+            let now = Instant::now();
+            self.on_time(now);
+            self.fill_writes();
+            self.deliver_outcomes();
+            if self.close_finished(now) {
+                break;
+            }
+            let wake = self.next_wake();
+            if let Some(w) = wake {
+                sleep.as_mut().reset(w);
+            }
+            let event = tokio::select! {
+                n = self.rx.recv_many(&mut self.batch, BATCH), if self.rx_open => Event::Commands(n),
+                r = link::read_some(self.reader.as_mut()) => Event::Read(r),
+                w = link::write_some(self.writer.as_mut()) => Event::Wrote(w),
+                c = connect_step(self.connecting.as_mut()) => Event::Connected(c),
+                () = &mut sleep, if wake.is_some() => Event::Timer,
+            };
+            let now = Instant::now();
+            match event {
+                Event::Commands(0) => self.on_handles_gone(now),
+                Event::Commands(_) => self.on_commands(now),
+                Event::Read(Ok(0)) => self.lost(now, "broker closed the connection"),
+                Event::Read(Ok(_)) => self.on_readable(now),
+                Event::Read(Err(e)) => self.lost(now, &format!("read failed: {e}")),
+                Event::Wrote(Ok(0)) => self.lost(now, "write returned 0"),
+                Event::Wrote(Ok(_)) => {
+                    if let Some(w) = self.writer.as_mut() {
+                        w.last_write = now;
+                    }
+                }
+                Event::Wrote(Err(e)) => self.lost(now, &format!("write failed: {e}")),
+                Event::Connected(r) => self.on_connect_result(now, r),
+                Event::Timer => {}
+            }
+        }
+        self.shutdown().await;
+    }
+
+    // ----- time -----
+
+    fn on_time(&mut self, now: Instant) {
+        self.core.handle_timeout(std_now(now));
+        if let (Some(hb), Some(r)) = (self.heartbeat, self.reader.as_ref()) {
+            if now >= r.last_read + hb * 3 {
+                self.goodbye(
+                    ErrorCode::HEARTBEAT_TIMEOUT,
+                    "no frame for 3 heartbeat intervals",
+                );
+                self.lost(now, "heartbeat timeout");
+            }
+        }
+        if let (Some(hb), Some(w)) = (self.heartbeat, self.writer.as_mut()) {
+            if now >= w.last_write + hb && w.buf.is_empty() {
+                self.ping_nonce += 1;
+                let _ = w.push(&Frame::Ping(Ping {
+                    nonce: self.ping_nonce,
+                }));
+                w.last_write = now;
+            }
+        }
+        if self.reconnect_at.is_some_and(|t| t <= now) && self.connecting.is_none() {
+            self.reconnect_at = None;
+            self.connecting = Some(Box::pin(connection::connect_round(
+                self.connector.clone(),
+                self.cfg.clone(),
+            )));
+        }
+        if let Some(c) = &self.closing {
+            if c.deadline.is_some_and(|d| d <= now) && !self.core.is_empty() {
+                tracing::info!(unresolved = self.core.len(), "close deadline reached");
+                let ids = self.core.abandon_all();
+                if let Some(c) = self.closing.as_mut() {
+                    c.abandoned.extend(ids);
+                }
+            }
+        }
+    }
+
+    fn next_wake(&mut self) -> Option<Instant> {
+        let mut wake = self.core.poll_timeout().map(Instant::from_std);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                wake = Some(wake.map_or(t, |w| w.min(t)));
+            }
+        };
+        if let Some(hb) = self.heartbeat {
+            consider(self.reader.as_ref().map(|r| r.last_read + hb * 3));
+            consider(self.writer.as_ref().map(|w| w.last_write + hb));
+        }
+        consider(self.reconnect_at);
+        consider(self.closing.as_ref().and_then(|c| c.deadline));
+        wake
+    }
+
+    // ----- connection -----
+
+    fn install(&mut self, now: Instant, est: Established, reconnect: bool) {
+        self.heartbeat = connection::heartbeat(&self.cfg, &est.welcome);
+        let peer_max = self.cfg.max_frame_size.min(est.welcome.max_frame_size);
+        self.shared.set_peer_max_frame(peer_max);
+        tracing::info!(address = %est.address, server = %est.welcome.server_name, reconnect, "connected");
+        let (r, w) = link::split(est, self.cfg.max_frame_size, now);
+        self.reader = Some(r);
+        self.writer = Some(w);
+        self.reconnect_round = 0;
+        if reconnect {
+            self.shared
+                .stats
+                .reconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.core.on_connected(std_now(now));
+        // Frames that arrived right behind the Welcome.
+        self.on_readable(now);
+    }
+
+    fn on_connect_result(&mut self, now: Instant, r: Result<Established, ConnectError>) {
+        self.connecting = None;
+        match r {
+            Ok(est) => self.install(now, est, true),
+            Err(e) => {
+                self.reconnect_round += 1;
+                let delay = self
+                    .cfg
+                    .reconnect
+                    .delay(self.reconnect_round, &mut self.rng);
+                tracing::warn!(error = %e, round = self.reconnect_round, retry_in = ?delay, "reconnect failed");
+                self.reconnect_at = Some(now + delay);
+            }
+        }
+    }
+
+    /// Queues a `Close` for the broker (written only if the connection
+    /// happens to be writable before it is dropped; best effort).
+    fn goodbye(&mut self, code: ErrorCode, reason: &str) {
+        if let Some(w) = self.writer.as_mut() {
+            let _ = w.push(&Frame::Close(Close {
+                code,
+                reason: reason.into(),
+            }));
+        }
+    }
+
+    fn lost(&mut self, now: Instant, why: &str) {
+        if self.reader.is_none() && self.writer.is_none() {
+            return;
+        }
+        tracing::warn!(
+            reason = why,
+            in_flight = self.core.len(),
+            "connection lost; reconnecting"
+        );
+        self.reader = None;
+        self.writer = None;
+        self.core.on_disconnect();
+        self.reconnect_at = Some(now);
+    }
+
+    fn on_readable(&mut self, now: Instant) {
+        if let Some(r) = self.reader.as_mut() {
+            r.last_read = now;
+        }
+        loop {
+            let Some(r) = self.reader.as_mut() else {
+                return;
+            };
+            match r.decode() {
+                Ok(Some(frame)) => self.on_frame(now, frame),
+                Ok(None) => return,
+                Err(e) => {
+                    self.goodbye(e.code(), &e.to_string());
+                    self.lost(now, &format!("protocol error from broker: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, now: Instant, frame: Frame) {
+        match frame {
+            Frame::Reply(reply) => {
+                self.core.handle_reply(std_now(now), reply);
+            }
+            Frame::Ping(p) => {
+                if let Some(w) = self.writer.as_mut() {
+                    let _ = w.push(&Frame::Pong(Pong { nonce: p.nonce }));
+                }
+            }
+            Frame::Pong(_) | Frame::Extension { .. } => {}
+            Frame::Close(c) => {
+                let why = format!("broker sent Close: {}: {}", c.code, c.reason);
+                self.lost(now, &why);
+            }
+            other => {
+                let why = format!("unexpected {} frame from broker", other.name());
+                self.goodbye(ErrorCode::UNEXPECTED_FRAME, &why);
+                self.lost(now, &why);
+            }
+        }
+    }
+
+    /// Encodes queued messages into the write buffer, up to the high-water mark.
+    fn fill_writes(&mut self) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let mut too_large: Vec<MessageId> = Vec::new();
+        while w.buf.len() < WRITE_HIGH_WATER {
+            let Some(frame) = self.core.poll_transmit() else {
+                break;
+            };
+            if frame.frame_size() > w.max_frame() || w.push(frame).is_err() {
+                if let Frame::Message(m) = frame {
+                    too_large.push(m.id);
+                }
+            }
+        }
+        let max = w.max_frame();
+        for id in too_large {
+            self.core.fail_too_large(id, max);
+        }
+    }
+
+    // ----- commands -----
+
+    fn on_commands(&mut self, now: Instant) {
+        let mut batch = std::mem::take(&mut self.batch);
+        for cmd in batch.drain(..) {
+            self.on_command(now, cmd);
+        }
+        self.batch = batch;
+    }
+
+    fn on_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::Send { msg, mut ticket } => {
+                ticket.index = self.flush.next_index();
+                if let Err((msg, ticket)) = self.core.insert(std_now(now), msg, ticket) {
+                    let id = msg.id;
+                    let err = SendError::AlreadyInFlight {
+                        id,
+                        message: crate::OutgoingMessage::from_wire(msg, ticket.explicit),
+                    };
+                    // The ID stays in flight for the earlier copy.
+                    let ticket = Ticket {
+                        explicit: false,
+                        ..ticket
+                    };
+                    self.complete(id, ticket, Err(err));
+                }
+            }
+            Command::Flush(tx) => self.flush.wait(tx),
+            Command::Close { deadline, reply } => {
+                let d = now.checked_add(deadline);
+                let c = self.closing.get_or_insert(Closing {
+                    started: now,
+                    abandoned: Vec::new(),
+                    deadline: d,
+                    replies: Vec::new(),
+                });
+                c.deadline = match (c.deadline, d) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                c.replies.push(reply);
+                tracing::info!(in_flight = self.core.len(), ?deadline, "closing");
+            }
+        }
+    }
+
+    /// Every handle is dropped: finish what is in flight, then stop.
+    fn on_handles_gone(&mut self, now: Instant) {
+        self.rx_open = false;
+        self.closing.get_or_insert(Closing {
+            started: now,
+            abandoned: Vec::new(),
+            deadline: None,
+            replies: Vec::new(),
+        });
+    }
+
+    // ----- outcomes -----
+
+    fn deliver_outcomes(&mut self) {
+        while let Some(Outcome { id, data, result }) = self.core.poll_outcome() {
+            self.complete(id, data, result);
+        }
+        let stats = &self.shared.stats;
+        let c = self.core.counters();
+        use std::sync::atomic::Ordering::Relaxed;
+        stats.retransmitted.store(c.retransmitted, Relaxed);
+        stats.late_replies.store(c.late_replies, Relaxed);
+        stats.in_flight.store(self.core.len() as u64, Relaxed);
+        for tx in self.flush.ready() {
+            self.callbacks.push(Job::Notify(Box::new(move || {
+                let _ = tx.send(());
+            })));
+        }
+    }
+
+    fn complete(&mut self, id: MessageId, ticket: Ticket, result: Result<Receipt, SendError>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.shared.stats;
+        match &result {
+            Ok(r) => {
+                stats.confirmed.fetch_add(1, Relaxed);
+                if r.duplicate {
+                    stats.duplicates.fetch_add(1, Relaxed);
+                }
+                tracing::trace!(id = %id, attempts = r.attempts, duplicate = r.duplicate, "confirmed");
+            }
+            Err(e @ SendError::Rejected { .. }) => {
+                stats.rejected.fetch_add(1, Relaxed);
+                tracing::debug!(id = %id, error = %e, "rejected");
+            }
+            Err(e) => {
+                stats.failed.fetch_add(1, Relaxed);
+                tracing::debug!(id = %id, error = %e, "failed");
+            }
+        }
+        if ticket.explicit {
+            self.shared.explicit.remove(&id);
+        }
+        self.flush.resolve(ticket.index);
+        match ticket.completion {
+            Completion::Future(tx) => {
+                // A dropped PendingSend is fine: the outcome is counted above.
+                let _ = tx.send(result);
+            }
+            Completion::Callback(cb) => self.callbacks.push(Job::Call {
+                cb,
+                outcome: result,
+                release: Box::new(ticket.permits),
+            }),
+        }
+    }
+
+    // ----- shutdown -----
+
+    fn close_finished(&mut self, now: Instant) -> bool {
+        let Some(c) = &self.closing else {
+            return false;
+        };
+        let past_deadline = c.deadline.is_some_and(|d| d <= now);
+        // With handles alive, messages may still be in the channel; they are
+        // drained (and abandoned) in `shutdown` after the channel is closed.
+        self.core.is_empty() && (past_deadline || !self.rx_open || self.rx.is_empty())
+    }
+
+    async fn shutdown(mut self) {
+        let now = Instant::now();
+        let mut unresolved = self.core.abandon_all();
+        self.deliver_outcomes();
+        self.rx.close();
+        let mut replies = match self.closing.take() {
+            Some(c) => {
+                unresolved.extend(c.abandoned);
+                (c.started, c.replies)
+            }
+            None => (now, Vec::new()),
+        };
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Send { msg, ticket } => {
+                    let id = msg.id;
+                    unresolved.push(id);
+                    self.complete(id, ticket, Err(SendError::Abandoned { id, attempts: 0 }));
+                }
+                Command::Flush(tx) => self.flush.wait(tx),
+                Command::Close { reply, .. } => replies.1.push(reply),
+            }
+        }
+        self.deliver_outcomes();
+        unresolved.sort_unstable();
+        let waiters = self.flush.take_all();
+        let report = CloseReport {
+            unresolved,
+            elapsed: now.saturating_duration_since(replies.0),
+        };
+        let reply_list = replies.1;
+        self.callbacks.push(Job::Notify(Box::new(move || {
+            for tx in waiters {
+                let _ = tx.send(());
+            }
+            for tx in reply_list {
+                let _ = tx.send(report.clone());
+            }
+        })));
+        self.goodbye(ErrorCode::NORMAL, "sender closed");
+        if let Some(w) = self.writer.take() {
+            w.drain(Duration::from_secs(1)).await;
+        }
+        tracing::info!("sender driver stopped");
+    }
+}
+
+/// Polls the connect attempt in progress. Cancel-safe: the future is kept
+/// in the driver and polled again next turn. Never completes without one.
+async fn connect_step(
+    c: Option<&mut BoxFuture<Result<Established, ConnectError>>>,
+) -> Result<Established, ConnectError> {
+    match c {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
