@@ -285,9 +285,11 @@ impl Sender {
     ///
     /// ```no_run
     /// # async fn f(sender: mq_client_sender::Sender) -> Result<(), mq_client_sender::SendError> {
-    /// use mq_client_sender::OutgoingMessage;
+    /// use mq_client_sender::{OutgoingMessage, Receipt, SendError};
+    /// // A closure needs its argument type spelled out (or use a type
+    /// // implementing `SendCallback`).
     /// sender
-    ///     .send_with_callback(OutgoingMessage::new("t", "x"), |outcome| match outcome {
+    ///     .send_with_callback(OutgoingMessage::new("t", "x"), |outcome: Result<Receipt, SendError>| match outcome {
     ///         Ok(r) => println!("{} stored", r.id),
     ///         Err(e) => eprintln!("{e}"),
     ///     })
@@ -426,7 +428,7 @@ impl Sender {
     /// # async fn f(sender: mq_client_sender::Sender) -> Result<(), mq_client_sender::SendError> {
     /// use mq_client_sender::OutgoingMessage;
     /// for i in 0..10 {
-    ///     sender.send_with_callback(OutgoingMessage::new("t", format!("{i}")), |_| {}).await?;
+    ///     sender.send_with_callback(OutgoingMessage::new("t", format!("{i}")), |_: Result<_, _>| {}).await?;
     /// }
     /// sender.flush().await; // all 10 callbacks have run
     /// # Ok(()) }

@@ -72,7 +72,7 @@
 //! let pending = sender.enqueue(OutgoingMessage::new("orders", "order 2")).await?;
 //! // Or get a callback.
 //! sender
-//!     .send_with_callback(OutgoingMessage::new("orders", "order 3"), |outcome| {
+//!     .send_with_callback(OutgoingMessage::new("orders", "order 3"), |outcome: Result<_, _>| {
 //!         if let Err(e) = outcome {
 //!             eprintln!("order 3: {e}");
 //!         }
