@@ -32,3 +32,132 @@ async fn deliver_then_ack_deletes() {
         Some(vec![id])
     );
 }
+
+fn slow_redelivery() -> BrokerConfig {
+    // Redelivery far beyond the wait bound: anything delivered again within
+    // the test came from another rule.
+    let mut c = BrokerConfig::default();
+    c.redelivery.initial = std::time::Duration::from_secs(600);
+    c.redelivery.max = c.redelivery.initial;
+    c
+}
+
+#[tokio::test]
+async fn credit_is_never_exceeded() {
+    let b = broker(slow_redelivery()).await;
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    r.subscribe(1, 3, "t", "g").await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    for seq in 1..=10 {
+        s.publish(MessageId::new(1, seq), 1, "t", b"x").await;
+    }
+    for _ in 0..3 {
+        r.deliver().await;
+    }
+    // Deliveries are produced while the Message is handled, before its Reply;
+    // a Pong now is queued behind every Deliver the broker produced.
+    r.send(mq_protocol::Frame::Ping(mq_protocol::Ping { nonce: 7 }))
+        .await;
+    match r.io.next().await {
+        Some(Ok(mq_protocol::Frame::Pong(p))) => assert_eq!(p.nonce, 7),
+        other => panic!("expected Pong (no 4th Deliver), got {other:?}"),
+    }
+    r.credit(1, 2).await;
+    for _ in 0..2 {
+        r.deliver().await;
+    }
+    let snap = b.inspect();
+    assert_eq!(snap.subscriptions[0].max_unacked, 5);
+    assert_eq!(b.stats().deliveries_sent, 5);
+}
+
+use futures::StreamExt;
+
+#[tokio::test]
+async fn disconnect_returns_unacked_to_another_member_at_once() {
+    let b = broker(slow_redelivery()).await;
+    let mut r1 = Peer::connect(b.addr(), Role::Receiver).await;
+    r1.subscribe(1, 10, "t", "g").await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    for seq in 1..=3 {
+        s.publish(MessageId::new(1, seq), 1, "t", b"x").await;
+    }
+    for _ in 0..3 {
+        assert_eq!(r1.deliver().await.delivery_attempt, 1);
+    }
+    let mut r2 = Peer::connect(b.addr(), Role::Receiver).await;
+    r2.subscribe(2, 10, "t", "g").await;
+    drop(r1);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let d = r2.deliver().await;
+        assert_eq!((d.sub_id, d.delivery_attempt), (2, 2));
+        got.push(d.id.seq);
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2, 3]);
+}
+
+#[tokio::test]
+async fn unacked_is_dead_lettered_after_max_deliveries() {
+    let mut config = BrokerConfig {
+        max_deliveries: 2,
+        ..BrokerConfig::default()
+    };
+    config.redelivery.initial = std::time::Duration::from_millis(10);
+    config.redelivery.max = config.redelivery.initial;
+    let b = broker(config).await;
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    r.subscribe(1, 10, "t", "g").await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    let id = MessageId::new(4, 4);
+    s.publish(id, 1, "t", b"poison").await;
+    assert_eq!(r.deliver().await.delivery_attempt, 1);
+    assert_eq!(r.deliver().await.delivery_attempt, 2);
+    b.wait_for(WAIT, |s| s.dead_lettered == 1)
+        .await
+        .expect("dead-lettered");
+    let snap = b.inspect();
+    assert_eq!(snap.dead_letters.len(), 1);
+    assert_eq!(
+        (snap.dead_letters[0].id, snap.dead_letters[0].deliveries),
+        (id, 2)
+    );
+    assert_eq!(&snap.dead_letters[0].group, "g");
+    assert!(!snap.is_stored(id));
+    assert_eq!(b.stats().deliveries_sent, 2);
+}
+
+#[tokio::test]
+async fn ack_for_unknown_subscription_closes() {
+    let b = broker(BrokerConfig::default()).await;
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    r.ack(42, MessageId::new(1, 1)).await;
+    assert_eq!(
+        r.expect_close().await.code,
+        mq_protocol::ErrorCode::UNKNOWN_SUBSCRIPTION
+    );
+}
+
+#[tokio::test]
+async fn every_group_gets_every_message() {
+    let b = broker(slow_redelivery()).await;
+    let mut a = Peer::connect(b.addr(), Role::Receiver).await;
+    a.subscribe(1, 10, "t", "a").await;
+    let mut c = Peer::connect(b.addr(), Role::Receiver).await;
+    c.subscribe(1, 10, "t", "c").await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    let id = MessageId::new(2, 1);
+    s.publish(id, 1, "t", b"x").await;
+    assert_eq!(a.deliver().await.id, id);
+    assert_eq!(c.deliver().await.id, id);
+    a.ack(1, id).await;
+    b.wait_for(WAIT, |s| s.acks_received == 1)
+        .await
+        .expect("ack seen");
+    assert!(b.inspect().is_stored(id), "group c has not acked");
+    c.ack(1, id).await;
+    b.wait_for(WAIT, |s| s.messages_deleted == 1)
+        .await
+        .expect("deleted");
+}
