@@ -57,6 +57,9 @@ struct InFlight {
     epoch: u64,
     /// `Deliver` frames of this ID on that connection, not yet given back.
     credits: u32,
+    /// Highest `delivery_attempt` seen on that connection. A frame repeating
+    /// it is a transport-level copy (the broker charged no credit for it).
+    max_attempt: u32,
 }
 
 struct Live {
@@ -339,11 +342,13 @@ impl State {
             // Tied to the running call: settled (and credit returned) with it.
             bump(&c.duplicates_suppressed);
             tracing::debug!(%id, "duplicate of a delivery still being handled");
-            if f.epoch == epoch {
-                f.credits = f.credits.saturating_add(1);
-            } else {
+            if f.epoch != epoch {
                 f.epoch = epoch;
                 f.credits = 1;
+                f.max_attempt = d.delivery_attempt;
+            } else if d.delivery_attempt > f.max_attempt {
+                f.credits = f.credits.saturating_add(1);
+                f.max_attempt = d.delivery_attempt;
             }
             return;
         }
@@ -375,9 +380,11 @@ impl State {
                 token,
                 epoch,
                 credits: 1,
+                max_attempt: d.delivery_attempt,
             },
         );
         bump(&c.handled);
+        c.set_unsettled(self.in_progress.len());
         let span = tracing::info_span!("delivery", %id, attempt = d.delivery_attempt);
         let delivery = Delivery::new(d, self.d.mode, token, self.d.events_tx.clone());
         match &mut self.d.dispatch {
@@ -472,6 +479,7 @@ impl State {
         let Some(f) = self.in_progress.remove(&id) else {
             return false;
         };
+        self.d.counters.set_unsettled(self.in_progress.len());
         let same_conn = self.live.as_ref().is_some_and(|l| l.epoch == f.epoch);
         match outcome {
             Outcome::Ack => {

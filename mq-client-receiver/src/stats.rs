@@ -22,8 +22,9 @@ pub struct ReceiverStats {
     /// Deliveries not passed on: already processed (acked at once) or the
     /// same ID is still being handled (settled with it).
     pub duplicates_suppressed: u64,
-    /// Messages recorded as processed and acked (an ack frame is written
-    /// when connected; otherwise the redelivery is acked by dedup).
+    /// Acks issued: messages recorded as processed (the ack frame is written
+    /// when connected; otherwise the redelivery is acked by dedup), plus
+    /// deliveries of already-processed messages acked from dedup.
     pub acked: u64,
     /// Deliveries nacked (handler error, panic, manual nack, drop).
     pub nacked: u64,
@@ -35,6 +36,11 @@ pub struct ReceiverStats {
     pub dedup_evictions: u64,
     /// Dedup store calls that failed.
     pub store_errors: u64,
+    /// Gauge: deliveries handed to the handler or stream and not settled.
+    pub unsettled: u64,
+    /// The highest `unsettled` ever reached (at most `prefetch` plus what
+    /// was still running across a reconnect).
+    pub max_unsettled: u64,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +53,8 @@ pub(crate) struct Counters {
     pub handler_errors: AtomicU64,
     pub reconnects: AtomicU64,
     pub store_errors: AtomicU64,
+    pub unsettled: AtomicU64,
+    pub max_unsettled: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -54,6 +62,12 @@ pub(crate) fn bump(c: &AtomicU64) {
 }
 
 impl Counters {
+    pub(crate) fn set_unsettled(&self, n: usize) {
+        let n = n as u64;
+        self.unsettled.store(n, Ordering::Relaxed);
+        self.max_unsettled.fetch_max(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self, dedup_evictions: u64) -> ReceiverStats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ReceiverStats {
@@ -66,6 +80,8 @@ impl Counters {
             reconnects: g(&self.reconnects),
             dedup_evictions,
             store_errors: g(&self.store_errors),
+            unsettled: g(&self.unsettled),
+            max_unsettled: g(&self.max_unsettled),
         }
     }
 }
