@@ -234,6 +234,9 @@ impl<D: Dispatch> Dispatcher<D> {
                     enqueued.borrow_and_update();
                     let free = cfg.max_in_flight - in_flight;
                     let want = u32::try_from(free).unwrap_or(u32::MAX).min(cfg.batch_size);
+                    // The attempt deadline is measured from before the
+                    // claim, so it always falls inside the lease.
+                    let deadline = Instant::now() + cfg.attempt_timeout();
                     let now = now_ms();
                     let lease_until = now.saturating_add(millis(cfg.lease));
                     match sweeper::claim(outbox.db(), want, cfg.max_attempts, lease_until, now)
@@ -246,7 +249,7 @@ impl<D: Dispatch> Dispatcher<D> {
                             }
                             for row in rows {
                                 in_flight += 1;
-                                self.start(&outbox, row, &tx);
+                                self.start(&outbox, row, deadline, &tx);
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "outbox claim failed; retrying"),
@@ -282,7 +285,13 @@ impl<D: Dispatch> Dispatcher<D> {
     }
 
     /// Spawns one attempt for a claimed row.
-    fn start(&self, outbox: &Outbox, row: ClaimedTuple, tx: &mpsc::UnboundedSender<Outcome>) {
+    fn start(
+        &self,
+        outbox: &Outbox,
+        row: ClaimedTuple,
+        deadline: Instant,
+        tx: &mpsc::UnboundedSender<Outcome>,
+    ) {
         let (seq, topic, headers, payload, attempts) = row;
         let tx = tx.clone();
         let headers = decode_headers(&headers);
@@ -300,7 +309,7 @@ impl<D: Dispatch> Dispatcher<D> {
                         headers,
                         payload: Bytes::from(payload),
                     };
-                    match tokio::time::timeout(timeout, dispatch.dispatch(message)).await {
+                    match tokio::time::timeout_at(deadline, dispatch.dispatch(message)).await {
                         Ok(r) => r,
                         Err(_) => Err(DispatchError::Transient(format!(
                             "no confirm within {timeout:?}"

@@ -50,6 +50,8 @@ pub struct FakeDispatch {
     pub payloads: Arc<Mutex<Vec<bytes::Bytes>>>,
     pub max_delay_ms: u64,
     pub fail_ratio: f64,
+    /// Share of attempts that never answer (until dropped).
+    pub hang_ratio: f64,
     rng: Arc<Mutex<StdRng>>,
 }
 
@@ -65,6 +67,7 @@ impl FakeDispatch {
             payloads: Default::default(),
             max_delay_ms: 0,
             fail_ratio: 0.0,
+            hang_ratio: 0.0,
             rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
         }
     }
@@ -98,15 +101,20 @@ impl Dispatch for FakeDispatch {
             }
         }
         let _g = Guard(&self.in_flight, id);
-        let (delay, fail) = {
+        let (delay, fail, hang) = {
             let mut r = self.rng.lock().unwrap();
             let d = if self.max_delay_ms > 0 {
                 r.gen_range(0..=self.max_delay_ms)
             } else {
                 0
             };
-            (d, r.gen_bool(self.fail_ratio))
+            (d, r.gen_bool(self.fail_ratio), r.gen_bool(self.hang_ratio))
         };
+        if hang {
+            // The confirm never comes; the dispatcher must drop this
+            // attempt before its lease expires.
+            std::future::pending::<()>().await;
+        }
         if delay > 0 {
             // Simulated broker latency (not synchronisation).
             tokio::time::sleep(Duration::from_millis(delay)).await;
