@@ -445,15 +445,15 @@ impl Driver {
     // ----- outcomes -----
 
     fn deliver_outcomes(&mut self) {
-        while let Some(Outcome { id, data, result }) = self.core.poll_outcome() {
-            self.complete(id, data, result);
-        }
+        // Counters first, so a caller woken by an outcome sees them.
         let stats = &self.shared.stats;
         let c = self.core.counters();
         use std::sync::atomic::Ordering::Relaxed;
         stats.retransmitted.store(c.retransmitted, Relaxed);
         stats.late_replies.store(c.late_replies, Relaxed);
-        stats.in_flight.store(self.core.len() as u64, Relaxed);
+        while let Some(Outcome { id, data, result }) = self.core.poll_outcome() {
+            self.complete(id, data, result);
+        }
         for tx in self.flush.ready() {
             self.callbacks.push(Job::Notify(Box::new(move || {
                 let _ = tx.send(());

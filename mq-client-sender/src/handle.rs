@@ -395,14 +395,16 @@ impl Sender {
         }
         let id = wire.id;
         let ticket = Ticket::new(completion(id), permits, explicit.is_some());
+        // Counted before the driver can resolve it (see `Stats::snapshot`).
+        shared.stats.sent.fetch_add(1, Relaxed);
         match self.tx.send(Command::Send { msg: wire, ticket }) {
             Ok(()) => {
                 guard.id = None;
-                shared.stats.sent.fetch_add(1, Relaxed);
                 Ok(id)
             }
             Err(mpsc::error::SendError(cmd)) => match cmd {
                 Command::Send { msg, ticket } => {
+                    shared.stats.sent.fetch_sub(1, Relaxed);
                     if let Completion::Callback(cb) = ticket.completion {
                         cb.disarm();
                     }

@@ -51,21 +51,26 @@ pub(crate) struct Stats {
     pub(crate) retransmitted: AtomicU64,
     pub(crate) failed: AtomicU64,
     pub(crate) rejected: AtomicU64,
-    pub(crate) in_flight: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) late_replies: AtomicU64,
 }
 
 impl Stats {
     pub(crate) fn snapshot(&self) -> SenderStats {
+        // Outcomes are counted before they are delivered and `sent` before
+        // the hand-over, so a caller that saw an outcome sees it counted.
+        let confirmed = self.confirmed.load(Relaxed);
+        let failed = self.failed.load(Relaxed);
+        let rejected = self.rejected.load(Relaxed);
+        let sent = self.sent.load(Relaxed);
         SenderStats {
-            sent: self.sent.load(Relaxed),
-            confirmed: self.confirmed.load(Relaxed),
+            sent,
+            confirmed,
             duplicates: self.duplicates.load(Relaxed),
             retransmitted: self.retransmitted.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            rejected: self.rejected.load(Relaxed),
-            in_flight: self.in_flight.load(Relaxed),
+            failed,
+            rejected,
+            in_flight: sent.saturating_sub(confirmed + failed + rejected),
             reconnects: self.reconnects.load(Relaxed),
             late_replies: self.late_replies.load(Relaxed),
         }
