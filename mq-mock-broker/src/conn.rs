@@ -15,7 +15,7 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use mq_protocol::{
     Close, Codec, ErrorCode, Frame, Hello, Ping, ProtocolError, Refuse, Welcome, PROTOCOL_VERSION,
 };
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
@@ -27,14 +27,28 @@ use crate::state::{reason, Flow, OpenError, Out, Shared};
 /// Most frames handled under one lock, or written per flush.
 pub(crate) const MAX_BATCH: usize = 256;
 
-type Reader = FramedRead<OwnedReadHalf, Codec>;
-type Writer = FramedWrite<OwnedWriteHalf, Codec>;
+type Reader<R> = FramedRead<R, Codec>;
+type Writer<W> = FramedWrite<W, Codec>;
 
 /// Serves one accepted TCP connection until it ends.
-pub(crate) async fn serve(shared: Arc<Shared>, stream: TcpStream, crash: CancellationToken) {
+pub(crate) async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, crash: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let (rd, wr) = stream.into_split();
+    serve(shared, rd, wr, peer, crash).await;
+}
+
+/// Serves one connection, given as its two halves, until it ends.
+pub(crate) async fn serve<R, W>(
+    shared: Arc<Shared>,
+    rd: R,
+    wr: W,
+    peer: Option<std::net::SocketAddr>,
+    crash: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let codec = Codec::new(shared.config.max_frame_size);
     let mut reader = FramedRead::new(rd, codec);
     let mut writer = FramedWrite::new(wr, codec);
@@ -160,7 +174,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn refuse(shared: &Shared, writer: &mut Writer, code: ErrorCode, why: String) {
+async fn refuse<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    writer: &mut Writer<W>,
+    code: ErrorCode,
+    why: String,
+) {
     tracing::debug!(%code, %why, "refusing connection");
     shared.lock().core.stats_mut().connections_refused += 1;
     let refuse = Refuse {
@@ -170,7 +189,7 @@ async fn refuse(shared: &Shared, writer: &mut Writer, code: ErrorCode, why: Stri
     let _ = timeout(Duration::from_secs(5), writer.send(Frame::Refuse(refuse))).await;
 }
 
-async fn send_close(writer: &mut Writer, code: ErrorCode, why: String) {
+async fn send_close<W: AsyncWrite + Unpin>(writer: &mut Writer<W>, code: ErrorCode, why: String) {
     let close = Close {
         code,
         reason: reason(why),
@@ -185,10 +204,10 @@ enum End {
     Silent,
 }
 
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     conn: u64,
-    reader: &mut Reader,
+    reader: &mut Reader<R>,
     kill: &CancellationToken,
     stop: &CancellationToken,
     silent: Duration,
@@ -253,8 +272,8 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(
-    mut writer: Writer,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: Writer<W>,
     mut rx: mpsc::UnboundedReceiver<Out>,
     kill: CancellationToken,
     stop: CancellationToken,
@@ -291,8 +310,8 @@ async fn write_loop(
 }
 
 /// Writes one batch; `Ok(false)` once the connection is done.
-async fn write_batch(
-    writer: &mut Writer,
+async fn write_batch<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
     rx: &mut mpsc::UnboundedReceiver<Out>,
     first: Result<Option<Out>, tokio::time::error::Elapsed>,
     nonce: &mut u64,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use mq_protocol::MessageId;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -56,6 +57,8 @@ pub struct MockBroker {
 struct Inner {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// False for [`MockBroker::start_in_memory`]: no listener to restart.
+    listening: bool,
     seed: u64,
     accept: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -97,26 +100,111 @@ impl MockBroker {
     /// ```
     pub async fn start(config: BrokerConfig) -> Result<MockBroker, BrokerError> {
         config.validate()?;
-        let seed = config.seed.unwrap_or_else(rand::random);
         let listener = bind(config.listen).await?;
         let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
             addr: config.listen,
             source,
         })?;
-        tracing::info!(%addr, seed, "mq-mock-broker listening");
-        eprintln!("mq-mock-broker: listening on {addr}, seed {seed}");
+        Ok(Self::launch(config, addr, Some(listener)))
+    }
+
+    /// Starts a broker without a listener. Connections are handed to it
+    /// with [`MockBroker::serve_io`] or [`MockBroker::connect_duplex`], so a
+    /// test can run it under `#[tokio::test(start_paused = true)]` with no
+    /// socket at all. [`MockBroker::addr`] returns the configured (unbound)
+    /// `listen` address; [`MockBroker::restart`] rebinds nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokerError::Config`] for an invalid configuration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start_in_memory(Default::default()).await?;
+    /// let _client_end = broker.connect_duplex();
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_in_memory(config: BrokerConfig) -> Result<MockBroker, BrokerError> {
+        config.validate()?;
+        let addr = config.listen;
+        Ok(Self::launch(config, addr, None))
+    }
+
+    fn launch(config: BrokerConfig, addr: SocketAddr, listener: Option<TcpListener>) -> Self {
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let listening = listener.is_some();
+        if listening {
+            tracing::info!(%addr, seed, "mq-mock-broker listening");
+            eprintln!("mq-mock-broker: listening on {addr}, seed {seed}");
+        } else {
+            tracing::info!(seed, "mq-mock-broker started in memory");
+            eprintln!("mq-mock-broker: in memory, seed {seed}");
+        }
         let core = Core::new(&config, StdRng::seed_from_u64(seed));
         let shared = Arc::new(Shared::new(config, core));
         tokio::spawn(timer_loop(shared.clone()));
-        let accept = tokio::spawn(accept_loop(shared.clone(), listener));
-        Ok(MockBroker {
+        let accept = listener.map(|l| tokio::spawn(accept_loop(shared.clone(), l)));
+        MockBroker {
             inner: Arc::new(Inner {
                 shared,
                 addr,
+                listening,
                 seed,
-                accept: tokio::sync::Mutex::new(Some(accept)),
+                accept: tokio::sync::Mutex::new(accept),
             }),
-        })
+        }
+    }
+
+    /// Serves an already-connected byte stream as if it had been accepted
+    /// (handshake first). Works on any broker; with
+    /// [`MockBroker::start_in_memory`] it is the only way in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+    /// let broker = mq_mock_broker::MockBroker::start_in_memory(Default::default()).await?;
+    /// let (client, server) = tokio::io::duplex(64 * 1024);
+    /// broker.serve_io(server);
+    /// # drop(client);
+    /// # Ok(()) }
+    /// ```
+    pub fn serve_io<S>(&self, io: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let shared = self.inner.shared.clone();
+        let crash = shared.crash_token();
+        let (rd, wr) = tokio::io::split(io);
+        tokio::spawn(crate::conn::serve(shared, rd, wr, None, crash));
+    }
+
+    /// Returns the client end of an in-memory connection whose other end
+    /// the broker serves (see [`MockBroker::serve_io`]). Its buffer holds
+    /// two maximum-size frames.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures::{SinkExt, StreamExt};
+    /// use mq_protocol::{Codec, Frame, Hello, Role};
+    /// let broker = mq_mock_broker::MockBroker::start_in_memory(Default::default()).await?;
+    /// let mut conn = tokio_util::codec::Framed::new(broker.connect_duplex(), Codec::default());
+    /// conn.send(Frame::Hello(Hello::new(Role::Sender, "doc"))).await?;
+    /// assert!(matches!(conn.next().await, Some(Ok(Frame::Welcome(_)))));
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_duplex(&self) -> DuplexStream {
+        let size = (self.inner.shared.config.max_frame_size as usize + 4) * 2;
+        let (client, server) = tokio::io::duplex(size);
+        self.serve_io(server);
+        client
     }
 
     /// The bound address (the real port when `listen` had port 0). It stays
@@ -235,6 +323,9 @@ impl MockBroker {
             let mut st = shared.lock();
             st.core.lose_store(Instant::now());
             shared.after_change(&mut st);
+        }
+        if !self.inner.listening {
+            return Ok(());
         }
         let listener = bind(self.inner.addr).await?;
         tracing::info!(addr = %self.inner.addr, ?mode, "mq-mock-broker restarted");
@@ -389,7 +480,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         match accepted {
             Ok((stream, _)) => {
                 let crash: CancellationToken = shared.crash_token();
-                tokio::spawn(crate::conn::serve(shared.clone(), stream, crash));
+                tokio::spawn(crate::conn::serve_tcp(shared.clone(), stream, crash));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off a little
