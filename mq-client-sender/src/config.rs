@@ -7,8 +7,15 @@ use mq_protocol::{Backoff, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN, MAX_TOKEN_LEN};
 
 use crate::ConfigError;
 
-/// Largest `max_in_flight` accepted (the semaphore's limit, rounded down).
-pub(crate) const MAX_WINDOW: usize = 1 << 40;
+/// Largest `max_in_flight` accepted (the window semaphore's limit).
+pub(crate) const MAX_WINDOW: usize = tokio::sync::Semaphore::MAX_PERMITS;
+/// Largest `max_in_flight_bytes` accepted: a `u32` (one acquire per message)
+/// and the semaphore's limit.
+pub(crate) const MAX_WINDOW_BYTES: usize = if (u32::MAX as usize) < MAX_WINDOW {
+    u32::MAX as usize
+} else {
+    MAX_WINDOW
+};
 /// Smallest `max_in_flight_bytes` accepted: one frame of a 1-byte topic and
 /// 1-byte payload.
 pub(crate) const MIN_WINDOW_BYTES: usize = mq_protocol::MESSAGE_OVERHEAD + 2;
@@ -155,7 +162,7 @@ impl SenderConfig {
             return Err(ConfigError::BadMaxInFlight(self.max_in_flight));
         }
         if self.max_in_flight_bytes < MIN_WINDOW_BYTES
-            || self.max_in_flight_bytes > u32::MAX as usize
+            || self.max_in_flight_bytes > MAX_WINDOW_BYTES
         {
             return Err(ConfigError::BadMaxInFlightBytes(self.max_in_flight_bytes));
         }

@@ -248,7 +248,14 @@ impl Driver {
         };
         if let Some(hb) = self.heartbeat {
             consider(self.reader.as_ref().map(|r| r.last_read + hb * 3));
-            consider(self.writer.as_ref().map(|w| w.last_write + hb));
+            // With bytes pending, the write branch wakes us; a ping is only
+            // due on an idle writer (else a stuck socket would spin here).
+            consider(
+                self.writer
+                    .as_ref()
+                    .filter(|w| w.buf.is_empty())
+                    .map(|w| w.last_write + hb),
+            );
         }
         consider(self.reconnect_at);
         consider(self.closing.as_ref().and_then(|c| c.deadline));

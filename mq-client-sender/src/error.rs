@@ -38,10 +38,11 @@ pub enum ConfigError {
     /// `max_in_flight` is 0 or too large: use a value such as 1024.
     #[error("max_in_flight is {0}; use a value between 1 and {max}", max = crate::config::MAX_WINDOW)]
     BadMaxInFlight(usize),
-    /// `max_in_flight_bytes` cannot hold one message or exceeds `u32::MAX`:
+    /// `max_in_flight_bytes` cannot hold one message or exceeds `u32::MAX`
+    /// (or the platform's semaphore limit):
     /// use a value such as 64 MiB.
     #[error("max_in_flight_bytes is {0}; use a value between {min} and {max} (e.g. 64 MiB)",
-            min = crate::config::MIN_WINDOW_BYTES, max = u32::MAX)]
+            min = crate::config::MIN_WINDOW_BYTES, max = crate::config::MAX_WINDOW_BYTES)]
     BadMaxInFlightBytes(usize),
     /// `retry` is not a valid schedule; fix the named field.
     #[error("retry backoff: {0}")]

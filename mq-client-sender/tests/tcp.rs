@@ -221,7 +221,7 @@ async fn hundred_thousand_messages_under_faults_one_outcome_each() {
         ids.push(id);
     }
     sender.flush().await;
-    let map = outcomes.lock().unwrap();
+    let map = std::mem::take(&mut *outcomes.lock().unwrap());
     assert_eq!(map.len(), n as usize, "every message has an outcome");
     let mut failed = 0;
     for id in &ids {
