@@ -25,8 +25,11 @@ pub enum AckMode {
 ///
 /// Worst-case memory is about
 /// `max_producers * (PRODUCER_BYTES + max_ranges_per_producer * RANGE_BYTES)`
-/// (see [`crate::dedup`]); a producer that sends in order and whose messages
-/// are all processed costs one range no matter how many messages it sent.
+/// (see [`crate::dedup`]): with the defaults about 490 MiB, reached only
+/// if 10 000 producers each leave 1 024 gaps. A producer that sends in
+/// order and whose messages are all processed here costs one range (about
+/// 150 bytes) no matter how many messages it sent. Lower the bounds to cap
+/// memory; the cost is that more duplicates can reach the handler.
 ///
 /// # Examples
 ///
@@ -120,8 +123,9 @@ pub struct ReceiverConfig {
     /// Credit granted to the broker: the most deliveries unsettled at once
     /// on the connection. Default 64.
     pub prefetch: u32,
-    /// Handler calls running at once (handler mode only). Default 16; must
-    /// be at most `prefetch`.
+    /// Handler calls running at once. Default 16; must be at most
+    /// `prefetch`. Not used by [`crate::Receiver::stream`], where the
+    /// consumer decides and `prefetch` bounds the unsettled deliveries.
     pub max_concurrency: usize,
     /// Who acks: the receiver from the handler's result, or the user.
     pub ack_mode: AckMode,

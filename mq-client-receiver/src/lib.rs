@@ -97,7 +97,7 @@ mod driver_tests;
 pub use config::{AckMode, DedupConfig, ReceiverConfig};
 pub use dedup::DedupWindow;
 pub use delivery::{Delivery, DeliveryStream};
-pub use driver::CREDIT_FLUSH_DELAY;
+pub use driver::{CREDIT_FLUSH_DELAY, EXPIRE_INTERVAL};
 pub use error::{AckError, ConfigError, ConnectError, HandlerError, RecvError};
 pub use handler::RecvCallback;
 pub use receiver::{Receiver, ReceiverBuilder};

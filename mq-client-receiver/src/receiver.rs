@@ -317,7 +317,8 @@ impl ReceiverBuilder {
             rng: SmallRng::seed_from_u64(seed),
             addr_idx,
         };
-        let handle = tokio::spawn(driver.run(first));
+        let span = tracing::info_span!("receiver", topic = %driver.config.topic, group = %driver.config.group);
+        let handle = tokio::spawn(tracing::Instrument::instrument(driver.run(first), span));
         Ok(Receiver {
             events: events_tx,
             counters,

@@ -25,23 +25,28 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
-use mq_protocol::{Ack, Close, Credit, Deliver, ErrorCode, Frame, MessageId, Nack, Ping, Pong};
+use mq_protocol::{Close, Credit, ErrorCode, Frame, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use crate::config::{AckMode, ReceiverConfig};
 use crate::conn::{establish, Conn, Connector, SUB_ID};
-use crate::delivery::{delay_ms, Delivery, Event, Outcome};
+use crate::delivery::{Delivery, Event};
 use crate::error::{ConnectError, HandlerError, RecvError};
-use crate::handler::{call, RecvCallback};
+use crate::handler::RecvCallback;
 use crate::stats::{bump, Counters};
 use crate::store::DedupStore;
 
+mod settle;
+
 /// Owed credit is sent at the latest this long after it became owed.
 pub const CREDIT_FLUSH_DELAY: Duration = Duration::from_millis(10);
+
+/// The dedup store's [`DedupStore::expire`] runs at least this often (and at
+/// least four times per `idle_expiry`).
+pub const EXPIRE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(crate) enum Dispatch {
     Handler {
@@ -107,6 +112,7 @@ struct State {
     outbox: Vec<Frame>,
     /// Write the outbox (a `Close`), then drop the connection.
     close_after_write: bool,
+    next_expire: Instant,
     shutdown: Option<Shutdown>,
 }
 
@@ -125,6 +131,7 @@ impl Driver {
             attempt: 0,
             outbox: Vec::new(),
             close_after_write: false,
+            next_expire: Instant::now(),
             shutdown: None,
         };
         s.on_connected(first);
@@ -198,6 +205,7 @@ impl State {
             }
         }
         at(self.reconnect_at);
+        at(Some(self.next_expire));
         at(self.shutdown.as_ref().map(|s| s.deadline));
         wake
     }
@@ -223,6 +231,14 @@ impl State {
         if self.reconnect_at.is_some_and(|t| t <= now) {
             self.reconnect_at = None;
             self.start_connecting();
+        }
+        if self.next_expire <= now {
+            let every = EXPIRE_INTERVAL.min(self.d.config.dedup.idle_expiry / 4);
+            self.next_expire = now + every.max(Duration::from_millis(1));
+            if let Err(e) = self.d.store.expire(now.into_std()) {
+                bump(&self.d.counters.store_errors);
+                tracing::warn!(error = %e, "dedup store expiry failed");
+            }
         }
     }
 
@@ -324,209 +340,6 @@ impl State {
 }
 
 impl State {
-    fn on_deliver(&mut self, d: Deliver) {
-        let Some(epoch) = self.live.as_ref().map(|l| l.epoch) else {
-            return;
-        };
-        if d.sub_id != SUB_ID {
-            tracing::debug!(
-                sub_id = d.sub_id,
-                "delivery for an unknown subscription ignored"
-            );
-            return;
-        }
-        let c = &self.d.counters;
-        bump(&c.delivered);
-        let id = d.id;
-        if let Some(f) = self.in_progress.get_mut(&id) {
-            // Tied to the running call: settled (and credit returned) with it.
-            bump(&c.duplicates_suppressed);
-            tracing::debug!(%id, "duplicate of a delivery still being handled");
-            if f.epoch != epoch {
-                f.epoch = epoch;
-                f.credits = 1;
-                f.max_attempt = d.delivery_attempt;
-            } else if d.delivery_attempt > f.max_attempt {
-                f.credits = f.credits.saturating_add(1);
-                f.max_attempt = d.delivery_attempt;
-            }
-            return;
-        }
-        let seen = match self.d.store.contains(id) {
-            Ok(seen) => seen,
-            Err(e) => {
-                bump(&c.store_errors);
-                tracing::warn!(%id, error = %e, "dedup lookup failed; treating as unseen");
-                false
-            }
-        };
-        if seen {
-            bump(&c.duplicates_suppressed);
-            bump(&c.acked);
-            tracing::debug!(%id, "duplicate of a processed message acked");
-            self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
-            self.grant(1);
-            return;
-        }
-        if self.shutdown.is_some() {
-            // Left unsettled: the broker returns it when we close.
-            return;
-        }
-        self.next_token += 1;
-        let token = self.next_token;
-        self.in_progress.insert(
-            id,
-            InFlight {
-                token,
-                epoch,
-                credits: 1,
-                max_attempt: d.delivery_attempt,
-            },
-        );
-        bump(&c.handled);
-        c.set_unsettled(self.in_progress.len());
-        let span = tracing::info_span!("delivery", %id, attempt = d.delivery_attempt);
-        let delivery = Delivery::new(d, self.d.mode, token, self.d.events_tx.clone());
-        match &mut self.d.dispatch {
-            Dispatch::Handler { handler, sem } => {
-                let handler = handler.clone();
-                let sem = sem.clone();
-                self.tasks.spawn(
-                    async move {
-                        let result = match sem.acquire_owned().await {
-                            Ok(_permit) => call(&*handler, delivery).await,
-                            Err(_) => Err(HandlerError::new("receiver closing")),
-                        };
-                        (id, token, result)
-                    }
-                    .instrument(span),
-                );
-            }
-            Dispatch::Stream(tx) => {
-                // If the stream is gone the delivery comes back here and its
-                // drop nacks it.
-                if let Some(tx) = tx {
-                    let _ = tx.send(delivery);
-                }
-            }
-        }
-    }
-
-    fn on_task(&mut self, id: MessageId, token: u64, result: Result<(), HandlerError>) {
-        match result {
-            Ok(()) => {
-                if self.d.mode == AckMode::Auto {
-                    self.settle(id, token, Outcome::Ack);
-                }
-            }
-            Err(e) => {
-                bump(&self.d.counters.handler_errors);
-                tracing::warn!(%id, error = %e, "handler failed; nacking");
-                self.settle(
-                    id,
-                    token,
-                    Outcome::Nack {
-                        delay_ms: delay_ms(e.delay()),
-                    },
-                );
-            }
-        }
-    }
-
-    fn on_event(&mut self, ev: Event) {
-        match ev {
-            Event::Settle {
-                id,
-                token,
-                outcome,
-                reply,
-            } => {
-                let r = if self.settle(id, token, outcome) {
-                    Ok(())
-                } else {
-                    Err(crate::AckError::AlreadySettled)
-                };
-                if let Some(reply) = reply {
-                    let _ = reply.send(r);
-                }
-            }
-            Event::Shutdown { deadline, reply } => {
-                if let Some(sd) = &mut self.shutdown {
-                    // A second request: keep the earlier deadline, answer both.
-                    sd.deadline = sd.deadline.min(Instant::now() + deadline);
-                    let _ = reply.send(Ok(()));
-                    return;
-                }
-                tracing::info!(?deadline, "shutting down");
-                self.shutdown = Some(Shutdown {
-                    deadline: Instant::now() + deadline,
-                    reply: Some(reply),
-                });
-                self.reconnect_at = None;
-                self.connecting = None;
-                if let Dispatch::Stream(tx) = &mut self.d.dispatch {
-                    tx.take();
-                }
-            }
-        }
-    }
-
-    /// Applies `outcome` if `token` is the current dispatch of `id`.
-    fn settle(&mut self, id: MessageId, token: u64, outcome: Outcome) -> bool {
-        if self.in_progress.get(&id).map(|f| f.token) != Some(token) {
-            return false;
-        }
-        let Some(f) = self.in_progress.remove(&id) else {
-            return false;
-        };
-        self.d.counters.set_unsettled(self.in_progress.len());
-        let same_conn = self.live.as_ref().is_some_and(|l| l.epoch == f.epoch);
-        match outcome {
-            Outcome::Ack => {
-                let now = Instant::now().into_std();
-                if let Err(e) = self.d.store.insert(now, id) {
-                    bump(&self.d.counters.store_errors);
-                    tracing::warn!(%id, error = %e, "dedup insert failed; acking anyway");
-                }
-                bump(&self.d.counters.acked);
-                if self.live.is_some() {
-                    // On another connection than the delivery, the broker
-                    // ignores it or it settles the redelivery: harmless.
-                    self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
-                }
-            }
-            Outcome::Nack { delay_ms } => {
-                bump(&self.d.counters.nacked);
-                if same_conn {
-                    self.outbox.push(Frame::Nack(Nack {
-                        sub_id: SUB_ID,
-                        id,
-                        delay_ms,
-                    }));
-                }
-            }
-        }
-        if same_conn {
-            self.grant(f.credits);
-        }
-        true
-    }
-
-    fn grant(&mut self, n: u32) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        let threshold = (self.d.config.prefetch / 4).max(1);
-        if let Some(l) = &mut self.live {
-            l.owed = l.owed.saturating_add(n);
-            if l.owed >= threshold {
-                flush_credit(l, &mut self.outbox);
-            } else if l.flush_at.is_none() && l.owed > 0 {
-                l.flush_at = Some(Instant::now() + CREDIT_FLUSH_DELAY);
-            }
-        }
-    }
-
     async fn write_outbox(&mut self) {
         let Some(l) = &mut self.live else {
             self.outbox.clear();
