@@ -233,3 +233,118 @@ fn check_name(field: &'static str, v: &str, max: usize) -> Result<(), ConfigErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> ReceiverConfig {
+        ReceiverConfig {
+            addresses: vec!["127.0.0.1:1".into()],
+            topic: "t".into(),
+            group: "g".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_bounds() {
+        let c = ReceiverConfig::default();
+        assert_eq!((c.prefetch, c.max_concurrency), (64, 16));
+        assert_eq!(c.ack_mode, AckMode::Auto);
+        assert_eq!(c.dedup, DedupConfig::default());
+        assert!(ok().validate().is_ok());
+    }
+
+    #[test]
+    fn validation_names_what_to_change() {
+        let cases: Vec<(ReceiverConfig, ConfigError)> = vec![
+            (
+                ReceiverConfig {
+                    addresses: vec![],
+                    ..ok()
+                },
+                ConfigError::NoAddresses,
+            ),
+            (
+                ReceiverConfig {
+                    topic: String::new(),
+                    ..ok()
+                },
+                ConfigError::Empty("topic"),
+            ),
+            (
+                ReceiverConfig {
+                    group: String::new(),
+                    ..ok()
+                },
+                ConfigError::Empty("group"),
+            ),
+            (
+                ReceiverConfig {
+                    topic: "x".repeat(MAX_TOPIC_LEN + 1),
+                    ..ok()
+                },
+                ConfigError::TooLong {
+                    field: "topic",
+                    max: MAX_TOPIC_LEN,
+                },
+            ),
+            (
+                ReceiverConfig {
+                    prefetch: 0,
+                    ..ok()
+                },
+                ConfigError::ZeroBound("prefetch"),
+            ),
+            (
+                ReceiverConfig {
+                    max_concurrency: 0,
+                    ..ok()
+                },
+                ConfigError::ZeroBound("max_concurrency"),
+            ),
+            (
+                ReceiverConfig {
+                    prefetch: 4,
+                    max_concurrency: 5,
+                    ..ok()
+                },
+                ConfigError::ConcurrencyAbovePrefetch {
+                    max_concurrency: 5,
+                    prefetch: 4,
+                },
+            ),
+            (
+                ReceiverConfig {
+                    dedup: DedupConfig {
+                        max_ranges_per_producer: 0,
+                        ..Default::default()
+                    },
+                    ..ok()
+                },
+                ConfigError::ZeroBound("dedup.max_ranges_per_producer"),
+            ),
+            (
+                ReceiverConfig {
+                    connect_timeout: Duration::ZERO,
+                    ..ok()
+                },
+                ConfigError::ZeroBound("connect_timeout"),
+            ),
+            (
+                ReceiverConfig {
+                    max_frame_size: 10,
+                    ..ok()
+                },
+                ConfigError::FrameSizeTooSmall(10),
+            ),
+        ];
+        for (c, want) in cases {
+            assert_eq!(c.validate(), Err(want));
+        }
+        let mut c = ok();
+        c.reconnect.jitter = 3.0;
+        assert!(matches!(c.validate(), Err(ConfigError::Reconnect(_))));
+    }
+}

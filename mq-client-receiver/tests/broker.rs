@@ -435,3 +435,88 @@ async fn slow_handler_with_prefetch_10_never_has_more_than_10_unacked() {
     r.shutdown(WAIT).await.unwrap();
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn fails_over_to_the_next_address() {
+    let broker = broker(Faults::default()).await;
+    publish(&broker, 5).await;
+    // An address nobody listens on: bind an ephemeral port, then free it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = ReceiverConfig {
+        addresses: vec![dead.to_string(), broker.addr().to_string()],
+        ..config(&broker)
+    };
+    let ledger = Ledger::default();
+    let r = Receiver::start(cfg, slow_recording_handler(ledger.clone(), Duration::ZERO))
+        .await
+        .unwrap();
+    wait_acked(&broker, 5).await;
+    ledger.assert_each_once(5);
+    r.shutdown(WAIT).await.unwrap();
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_token_is_a_refusal_not_a_retry_loop() {
+    let b = BrokerConfig {
+        seed: Some(seed()),
+        auth_token: Some("secret".into()),
+        ..Default::default()
+    };
+    let broker = MockBroker::start(b).await.unwrap();
+    let cfg = ReceiverConfig {
+        auth_token: Some("wrong".into()),
+        ..config(&broker)
+    };
+    let err = Receiver::start(
+        cfg,
+        slow_recording_handler(Ledger::default(), Duration::ZERO),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, mq_client_receiver::ConnectError::Refused { .. }),
+        "{err:?}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn broker_restart_keeping_its_store_loses_nothing() {
+    let broker = broker(Faults::default()).await;
+    let n = 60;
+    publish(&broker, n).await;
+    let ledger = Ledger::default();
+    let cfg = ReceiverConfig {
+        prefetch: 8,
+        max_concurrency: 4,
+        ..config(&broker)
+    };
+    let r = Receiver::start(
+        cfg,
+        slow_recording_handler(ledger.clone(), Duration::from_millis(5)),
+    )
+    .await
+    .unwrap();
+    wait_acked(&broker, n / 3).await;
+    broker
+        .restart(mq_mock_broker::RestartMode::KeepStore)
+        .await
+        .unwrap();
+    // Wait on what is left to deliver rather than on ack counters.
+    if let Err(e) = broker.wait_for(WAIT, |s| s.stored_messages == 0).await {
+        panic!("messages left after the restart: {e:?}");
+    }
+    let c = ledger.counts();
+    for seq in 1..=n {
+        assert!(c.contains_key(&id(seq)), "message {seq} never handled");
+    }
+    // Same receiver, same dedup window: nothing handled twice.
+    ledger.assert_each_once(n);
+    assert!(r.stats().reconnects >= 1);
+    r.shutdown(WAIT).await.unwrap();
+    broker.shutdown().await;
+}
