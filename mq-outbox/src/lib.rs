@@ -44,10 +44,10 @@
 //! ```no_run
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! use mq_outbox::{Outbox, OutboxConfig};
-//! use mq_client_sender::{Sender, SenderConfig};
+//! use mq_client_sender::SenderConfig;
 //!
 //! let outbox = Outbox::open("sqlite:orders.db", OutboxConfig::default()).await?;
-//! let sender = mq_outbox::connect_sender(&outbox, "127.0.0.1:7000", SenderConfig::default()).await?;
+//! let sender = mq_outbox::connect_sender(&outbox, SenderConfig::new("127.0.0.1:7878")).await?;
 //! let dispatcher = outbox.dispatcher(sender).spawn();
 //!
 //! let pool = outbox.sqlite_pool().ok_or("not sqlite")?.clone();
@@ -88,7 +88,7 @@ mod enqueue;
 mod error;
 mod outbox;
 mod schema;
-// mod sender;
+mod sender;
 mod sweeper;
 
 pub use admin::{FailedRow, OutboxStats};
@@ -98,4 +98,4 @@ pub use enqueue::OutboxDatabase;
 pub use error::{AdminError, DispatchError, EnqueueError, OpenError};
 pub use outbox::{OpenTarget, Outbox};
 pub use schema::SCHEMA_VERSION;
-// pub use sender::connect_sender;
+pub use sender::connect_sender;
