@@ -7,7 +7,9 @@
 //! the receiver's dedup then absorbs). It never merges ranges across a gap,
 //! which would answer `Duplicate` for a message never stored: a loss.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::fxhash::FxHashMap;
 
 use mq_protocol::MessageId;
 
@@ -55,7 +57,9 @@ impl Producer {
 /// The dedup table. Not thread-safe; owned by the broker core.
 #[derive(Debug)]
 pub(crate) struct Dedup {
-    producers: HashMap<u64, Producer>,
+    producers: FxHashMap<u64, Producer>,
+    /// The producer of the last insert: already the most recent in `lru`.
+    last: Option<u64>,
     /// LRU order: tick -> producer.
     lru: BTreeMap<u64, u64>,
     next_tick: u64,
@@ -68,7 +72,8 @@ pub(crate) struct Dedup {
 impl Dedup {
     pub(crate) fn new(max_producers: usize, max_ranges: usize) -> Self {
         Self {
-            producers: HashMap::new(),
+            producers: FxHashMap::default(),
+            last: None,
             lru: BTreeMap::new(),
             next_tick: 0,
             max_producers: max_producers.max(1),
@@ -86,11 +91,23 @@ impl Dedup {
 
     /// Records `id` as landed.
     pub(crate) fn insert(&mut self, id: MessageId) {
+        if self.last == Some(id.producer) {
+            if let Some(p) = self.producers.get_mut(&id.producer) {
+                p.insert(id.seq);
+                if p.ranges.len() > self.max_ranges {
+                    p.ranges.remove(0);
+                    self.evictions += 1;
+                }
+                return;
+            }
+        }
+        self.last = Some(id.producer);
         let tick = self.next_tick;
         self.next_tick += 1;
         if !self.producers.contains_key(&id.producer) && self.producers.len() >= self.max_producers
         {
             if let Some((_, victim)) = self.lru.pop_first() {
+                // Never the current producer: it is not in the table yet.
                 self.producers.remove(&victim);
                 self.evictions += 1;
             }

@@ -2,11 +2,13 @@
 //! outstanding (delivered, unacked) or waiting (for a nack delay), and which
 //! members share them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use mq_protocol::MessageId;
 use tokio::time::Instant;
+
+use crate::fxhash::FxHashMap;
 
 /// Index of a subscription in the core's table.
 pub(crate) type SubKey = u64;
@@ -41,7 +43,7 @@ pub(crate) struct Group {
     pub(crate) topic: Arc<str>,
     pub(crate) name: String,
     pub(crate) ready: VecDeque<MessageId>,
-    pub(crate) pending: HashMap<MessageId, Pending>,
+    pub(crate) pending: FxHashMap<MessageId, Pending>,
     pub(crate) members: Vec<SubKey>,
     /// Round-robin position in `members`.
     pub(crate) cursor: usize,
@@ -55,7 +57,7 @@ impl Group {
             topic,
             name,
             ready: VecDeque::new(),
-            pending: HashMap::new(),
+            pending: FxHashMap::default(),
             members: Vec::new(),
             cursor: 0,
             acked_total: 0,

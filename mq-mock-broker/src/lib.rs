@@ -133,6 +133,7 @@ mod core;
 mod dedup;
 mod error;
 mod faults;
+mod fxhash;
 mod groups;
 mod inspect;
 mod server;

@@ -7,7 +7,7 @@
 //! No `.await` ever happens under the lock.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::{Mutex, MutexGuard};
 
 use mq_protocol::{Close, ErrorCode, Frame, Role, MAX_REASON_LEN};
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::Core;
 use crate::faults::{self, Delayed, Direction, Fate};
+use crate::fxhash::FxHashMap;
 use crate::groups::ConnId;
 use crate::{BrokerConfig, Faults};
 
@@ -70,7 +71,7 @@ pub(crate) fn reason(mut s: String) -> String {
 pub(crate) struct State {
     pub(crate) core: Core,
     pub(crate) faults: Faults,
-    writers: HashMap<ConnId, Writer>,
+    writers: FxHashMap<ConnId, Writer>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     delayed_seq: u64,
     /// The deadline the timer task sleeps until (None: no deadline).
@@ -85,7 +86,7 @@ impl State {
         Self {
             core,
             faults: config.faults,
-            writers: HashMap::new(),
+            writers: FxHashMap::default(),
             delayed: BinaryHeap::new(),
             delayed_seq: 0,
             armed: None,

@@ -1,11 +1,12 @@
 //! The message store: landed messages, their order per topic, the count and
 //! byte limits, and the per-ID landing log kept for tests.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use mq_protocol::{ErrorCode, Headers, Message, MessageId};
+
+use crate::fxhash::FxHashMap;
 
 /// A landed message.
 #[derive(Debug)]
@@ -30,11 +31,10 @@ pub(crate) struct Rejection {
 /// The store. Owned by the core; not thread-safe.
 #[derive(Debug)]
 pub(crate) struct Store {
-    msgs: HashMap<MessageId, Stored>,
-    by_topic: HashMap<Arc<str>, BTreeMap<u64, MessageId>>,
+    msgs: FxHashMap<MessageId, Stored>,
     bytes: usize,
     next_seq: u64,
-    landings: Option<HashMap<MessageId, u32>>,
+    landings: Option<FxHashMap<MessageId, u32>>,
     max_messages: usize,
     max_bytes: usize,
 }
@@ -42,11 +42,10 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(max_messages: usize, max_bytes: usize, record_landings: bool) -> Self {
         Self {
-            msgs: HashMap::new(),
-            by_topic: HashMap::new(),
+            msgs: FxHashMap::default(),
             bytes: 0,
             next_seq: 0,
-            landings: record_landings.then(HashMap::new),
+            landings: record_landings.then(FxHashMap::default),
             max_messages,
             max_bytes,
         }
@@ -93,10 +92,6 @@ impl Store {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += size;
-        self.by_topic
-            .entry(topic.clone())
-            .or_default()
-            .insert(seq, msg.id);
         if let Some(log) = &mut self.landings {
             *log.entry(msg.id).or_insert(0) += 1;
         }
@@ -127,21 +122,21 @@ impl Store {
             return false;
         };
         self.bytes -= m.size;
-        if let Some(t) = self.by_topic.get_mut(&m.topic) {
-            t.remove(&m.seq);
-            if t.is_empty() {
-                self.by_topic.remove(&m.topic);
-            }
-        }
         true
     }
 
-    /// IDs stored on `topic`, in landing order.
+    /// IDs stored on `topic`, in landing order. Scans the whole store: it
+    /// runs only when a group is created, and saves a per-topic index
+    /// update on every message.
     pub(crate) fn topic_ids(&self, topic: &str) -> Vec<MessageId> {
-        self.by_topic
-            .get(topic)
-            .map(|t| t.values().copied().collect())
-            .unwrap_or_default()
+        let mut ids: Vec<_> = self
+            .msgs
+            .iter()
+            .filter(|(_, m)| &*m.topic == topic)
+            .map(|(id, m)| (m.seq, *id))
+            .collect();
+        ids.sort_unstable();
+        ids.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Every stored message in landing order.

@@ -80,7 +80,13 @@ impl Core {
         }
         self.groups.push(group);
         self.group_index.insert(key, g);
-        self.topic_groups.entry(topic).or_default().push(g);
+        let mut list = self
+            .topic_groups
+            .get(&topic)
+            .map(|l| l.to_vec())
+            .unwrap_or_default();
+        list.push(g);
+        self.topic_groups.insert(topic, Arc::from(list));
         g
     }
 

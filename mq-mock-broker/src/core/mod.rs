@@ -8,7 +8,7 @@
 //! nack or requeue are recognised by a generation number and skipped.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use mq_protocol::{
@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use crate::dedup::Dedup;
+use crate::fxhash::FxHashMap;
 use crate::groups::{ConnId, Group, Sub, SubKey, Timer};
 use crate::inspect::DeadLetter;
 use crate::store::Store;
@@ -43,7 +44,7 @@ struct Limits {
 #[derive(Debug)]
 struct ConnState {
     role: Role,
-    subs: HashMap<u32, SubKey>,
+    subs: FxHashMap<u32, SubKey>,
 }
 
 /// The broker's whole state.
@@ -58,11 +59,13 @@ pub(crate) struct Core {
     rng: StdRng,
     store: Store,
     dedup: Dedup,
-    topic_groups: HashMap<Arc<str>, Vec<usize>>,
+    /// Groups of each topic that has any (an `Arc` so landing clones it cheaply).
+    topic_groups: FxHashMap<Arc<str>, Arc<[usize]>>,
+    last_topic: Option<Arc<str>>,
     groups: Vec<Group>,
-    group_index: HashMap<(Arc<str>, String), usize>,
-    conns: HashMap<ConnId, ConnState>,
-    subs: HashMap<SubKey, Sub>,
+    group_index: FxHashMap<(Arc<str>, String), usize>,
+    conns: FxHashMap<ConnId, ConnState>,
+    subs: FxHashMap<SubKey, Sub>,
     next_sub: SubKey,
     timers: BinaryHeap<Reverse<Timer>>,
     timer_seq: u64,
@@ -100,11 +103,12 @@ impl Core {
             dedup: Dedup::new(limits.dedup_max_producers, limits.dedup_max_ranges),
             limits,
             rng,
-            topic_groups: HashMap::new(),
+            topic_groups: FxHashMap::default(),
+            last_topic: None,
             groups: Vec::new(),
-            group_index: HashMap::new(),
-            conns: HashMap::new(),
-            subs: HashMap::new(),
+            group_index: FxHashMap::default(),
+            conns: FxHashMap::default(),
+            subs: FxHashMap::default(),
             next_sub: 0,
             timers: BinaryHeap::new(),
             timer_seq: 0,
@@ -153,7 +157,7 @@ impl Core {
             conn,
             ConnState {
                 role,
-                subs: HashMap::new(),
+                subs: FxHashMap::default(),
             },
         );
     }
@@ -273,12 +277,25 @@ impl Core {
         let id = m.id;
         let (topic, groups) = match self.topic_groups.get_key_value(m.topic.as_str()) {
             Some((t, g)) => (t.clone(), g.clone()),
-            None => (Arc::from(m.topic.as_str()), Vec::new()),
+            None => {
+                // Topics without groups are not interned in the map (that
+                // would grow with every topic name ever used); reuse the
+                // last one instead, the common case of a steady stream.
+                let t = match &self.last_topic {
+                    Some(t) if **t == *m.topic => t.clone(),
+                    _ => {
+                        let t: Arc<str> = Arc::from(m.topic.as_str());
+                        self.last_topic = Some(t.clone());
+                        t
+                    }
+                };
+                (t, Arc::from([]))
+            }
         };
         self.store.land(m, topic, groups.len() as u32);
         self.dedup.insert(id);
         self.stats.messages_stored += 1;
-        for g in groups {
+        for &g in groups.iter() {
             self.groups[g].enqueue(id);
             self.pump(g, now);
         }
