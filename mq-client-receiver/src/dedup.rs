@@ -168,13 +168,14 @@ impl DedupWindow {
                     tick,
                 },
             );
-        } else {
-            let tick = self.bump_tick();
-            if let Some(p) = self.producers.get_mut(&id.producer) {
+        } else if let Some(p) = self.producers.get_mut(&id.producer) {
+            p.last_active = p.last_active.max(now);
+            // Already the most recently active: its LRU position is right.
+            if p.tick + 1 != self.next_tick {
                 self.lru.remove(&p.tick);
-                p.tick = tick;
-                p.last_active = p.last_active.max(now);
-                self.lru.insert(tick, id.producer);
+                p.tick = self.next_tick;
+                self.next_tick += 1;
+                self.lru.insert(p.tick, id.producer);
             }
         }
         let max_ranges = self.config.max_ranges_per_producer.max(1);
