@@ -122,6 +122,14 @@ impl Default for BrokerConfig {
 }
 
 /// A [`BrokerConfig`] or [`Faults`] field that cannot work.
+///
+/// # Examples
+///
+/// ```
+/// use mq_mock_broker::{BrokerConfig, ConfigError};
+/// let c = BrokerConfig { max_deliveries: 0, ..BrokerConfig::default() };
+/// assert_eq!(c.validate(), Err(ConfigError::TooSmall { field: "max_deliveries", min: 1 }));
+/// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -207,6 +215,15 @@ impl BrokerConfig {
 }
 
 /// Which connections a fault applies to, by the role their `Hello` named.
+///
+/// # Examples
+///
+/// ```
+/// use mq_mock_broker::{Faults, RoleFilter};
+/// let only_senders = Faults { drop_reply_after_store: 0.2, roles: RoleFilter::Sender, ..Faults::default() };
+/// assert_eq!(Faults::default().roles, RoleFilter::Both);
+/// # let _ = only_senders;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RoleFilter {

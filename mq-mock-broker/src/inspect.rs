@@ -62,6 +62,18 @@ impl Inspection {
 }
 
 /// One stored message.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// for s in broker.inspect().stored {
+///     println!("{} on {}: {} bytes", s.id, s.topic, s.payload_len);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoredInfo {
@@ -76,6 +88,18 @@ pub struct StoredInfo {
 }
 
 /// Where one consumer group stands.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// if let Some(g) = broker.inspect().group("orders", "billing") {
+///     println!("{} ready, {} unacked", g.ready, g.unacked);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupInfo {
@@ -98,6 +122,18 @@ pub struct GroupInfo {
 }
 
 /// One live subscription.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// for s in broker.inspect().subscriptions {
+///     assert!(s.unacked <= s.max_unacked);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubscriptionInfo {
@@ -118,6 +154,18 @@ pub struct SubscriptionInfo {
 }
 
 /// A message a group gave up on after `max_deliveries`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// for d in broker.inspect().dead_letters {
+///     println!("{} dead in {}/{} after {}", d.id, d.topic, d.group, d.deliveries);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeadLetter {

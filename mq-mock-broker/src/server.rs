@@ -20,6 +20,14 @@ use crate::state::Shared;
 use crate::{BrokerConfig, BrokerError, BrokerStats, Faults, Inspection, WaitTimeout};
 
 /// How [`MockBroker::restart`] treats the broker's state.
+///
+/// # Examples
+///
+/// ```
+/// use mq_mock_broker::RestartMode;
+/// let durable = RestartMode::KeepStore;
+/// assert_ne!(durable, RestartMode::LoseStore);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RestartMode {
