@@ -243,14 +243,18 @@ mod tests {
     #[test]
     fn default_is_valid_and_bad_fields_are_named() {
         assert!(OutboxConfig::default().validate().is_ok());
-        let mut c = OutboxConfig::default();
-        c.lease = Duration::from_millis(1);
+        let c = OutboxConfig {
+            lease: Duration::from_millis(1),
+            ..Default::default()
+        };
         assert!(matches!(c.validate(), Err(ConfigError::LeaseTooShort(_))));
         let mut c = OutboxConfig::default();
         c.backoff.jitter = 3.0;
         assert!(matches!(c.validate(), Err(ConfigError::Backoff(_))));
-        let mut c = OutboxConfig::default();
-        c.poll_interval = Duration::ZERO;
+        let c = OutboxConfig {
+            poll_interval: Duration::ZERO,
+            ..Default::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::Zero("poll_interval")));
     }
 

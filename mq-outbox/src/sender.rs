@@ -1,8 +1,6 @@
 //! [`Dispatch`] for `mq_client_sender::Sender`, and [`connect_sender`],
 //! which configures a sender for an outbox.
 
-use std::future::Future;
-
 use mq_client_sender::{ConnectError, OutgoingMessage, SendError, Sender, SenderConfig};
 use mq_protocol::Message;
 
@@ -51,8 +49,8 @@ impl Dispatch for Sender {
     /// Sends the row with its explicit sequence and waits for the confirm.
     /// A sender whose producer id differs from the row's is refused
     /// (transient, logged): use [`connect_sender`].
-    fn dispatch(&self, m: Message) -> impl Future<Output = Result<(), DispatchError>> + Send {
-        async move {
+    async fn dispatch(&self, m: Message) -> Result<(), DispatchError> {
+        {
             if self.producer_id() != m.id.producer {
                 tracing::error!(
                     sender = %format_args!("{:016x}", self.producer_id()),

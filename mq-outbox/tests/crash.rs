@@ -74,8 +74,10 @@ fn child_producer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_delivers_every_row_once() {
     let seed = common::seed("sigkill_mid_stream_then_restart_delivers_every_row_once");
-    let mut bc = BrokerConfig::default();
-    bc.seed = Some(seed);
+    let bc = BrokerConfig {
+        seed: Some(seed),
+        ..Default::default()
+    };
     let broker = MockBroker::start(bc).await.expect("broker");
     let dir = std::env::temp_dir().join(format!("mq-outbox-crash-{}-{seed}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");

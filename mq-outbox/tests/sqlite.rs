@@ -329,3 +329,47 @@ async fn enqueue_validates_before_inserting() {
         Err(AdminError::Timeout)
     ));
 }
+
+#[tokio::test]
+async fn admin_binary_lists_and_requeues_failed_rows() {
+    let seed = seed("admin_binary_lists_and_requeues_failed_rows");
+    let dir = tempdir("cli");
+    let url = format!("sqlite:{}", dir.join("outbox.db").display());
+    let outbox = Outbox::open(url.as_str(), fast_config(seed)).await.unwrap();
+    let fake = FakeDispatch::new(seed);
+    fake.down.store(true, Ordering::SeqCst);
+    let h = outbox.dispatcher(fake.clone()).spawn();
+    enqueue_committed(&outbox, 2).await;
+    outbox.wait_for(WAIT, |s| s.failed == 2).await.unwrap();
+    h.shutdown().await;
+
+    let bin = env!("CARGO_BIN_EXE_mq-outbox");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .arg("--database-url")
+            .arg(&url)
+            .args(args)
+            .output()
+            .expect("run mq-outbox");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["list-failed"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.contains("broker unreachable"), "{out}");
+    let (code, out) = run(&["requeue", "1", "2", "99"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("requeued 2"), "{out}");
+    let (code, out) = run(&["stats"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("pending 2") && out.contains("failed 0"),
+        "{out}"
+    );
+    let (code, _) = run(&["purge-confirmed", "--older-than", "7d"]);
+    assert_eq!(code, Some(0));
+    let _ = std::fs::remove_dir_all(dir);
+}
