@@ -1,0 +1,157 @@
+//! The chaos suite: the whole loop over real TCP with seeded faults and
+//! disruptions, then the checks of `mq_e2e::Report::violations`.
+//!
+//! Every scenario prints its seed; set `MQ_CHAOS_SEED=<seed>` to replay one.
+//! Scenarios run one at a time (`--test-threads` is irrelevant: each test
+//! starts its own broker on an ephemeral port).
+
+use std::time::Duration;
+
+use mq_e2e::{run, seed_from_env, Disruption, Scenario};
+use mq_mock_broker::{DirectionFaults, Faults, RoleFilter};
+
+const MESSAGES: u64 = 4_000;
+
+fn lossy(p: f64) -> DirectionFaults {
+    DirectionFaults {
+        drop: p,
+        duplicate: p,
+        delay: p,
+        max_delay: Duration::from_millis(20),
+    }
+}
+
+async fn check(mut s: Scenario) {
+    s.settle_timeout = Duration::from_secs(90);
+    println!(
+        "scenario {} seed {} (replay with MQ_CHAOS_SEED={})",
+        s.name, s.seed, s.seed
+    );
+    let report = match run(&s).await {
+        Ok(r) => r,
+        Err(e) => panic!("scenario {} (seed {}) could not run: {e}", s.name, s.seed),
+    };
+    println!("{}", report.summary());
+    assert!(
+        report.violations().is_empty(),
+        "scenario {} broke a promise (replay with MQ_CHAOS_SEED={}):\n{}",
+        s.name,
+        s.seed,
+        report.summary()
+    );
+    assert_eq!(report.sent, MESSAGES.max(report.sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_dropped_duplicated_and_delayed_both_ways() {
+    let mut s = Scenario::new("lossy-both-ways", seed_from_env(), MESSAGES);
+    s.faults = Faults {
+        to_broker: lossy(0.02),
+        from_broker: lossy(0.02),
+        roles: RoleFilter::Both,
+        ..Faults::default()
+    };
+    check(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_lost_after_landing() {
+    let mut s = Scenario::new("replies-lost-after-landing", seed_from_env(), MESSAGES);
+    s.faults = Faults {
+        drop_reply_after_store: 0.1,
+        roles: RoleFilter::Sender,
+        ..Faults::default()
+    };
+    check(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_cut_at_random() {
+    let mut s = Scenario::new("connections-cut", seed_from_env(), MESSAGES);
+    s.faults = Faults {
+        cut_probability: 0.002,
+        roles: RoleFilter::Both,
+        ..Faults::default()
+    };
+    check(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_crash_and_restart_keeping_its_store() {
+    let mut s = Scenario::new("broker-restart", seed_from_env(), MESSAGES);
+    s.faults = Faults {
+        from_broker: lossy(0.01),
+        roles: RoleFilter::Both,
+        ..Faults::default()
+    };
+    s.disruptions = vec![
+        (MESSAGES / 4, Disruption::BrokerRestart),
+        (MESSAGES * 3 / 4, Disruption::BrokerRestart),
+    ];
+    check(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_stopped_and_restarted() {
+    let mut s = Scenario::new("receiver-restart", seed_from_env(), MESSAGES);
+    s.faults = Faults {
+        to_broker: lossy(0.01),
+        roles: RoleFilter::Receiver,
+        ..Faults::default()
+    };
+    s.handler_error_rate = 0.02;
+    s.disruptions = vec![
+        (MESSAGES / 3, Disruption::ReceiverRestart),
+        (MESSAGES * 2 / 3, Disruption::ReceiverRestart),
+    ];
+    check(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_restarted_with_a_new_producer_id() {
+    let mut s = Scenario::new("sender-restart", seed_from_env(), MESSAGES);
+    s.faults = Faults {
+        drop_reply_after_store: 0.05,
+        roles: RoleFilter::Sender,
+        ..Faults::default()
+    };
+    s.disruptions = vec![(MESSAGES / 2, Disruption::SenderRestart)];
+    check(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_unreachable_longer_than_the_attempts() {
+    let mut s = Scenario::new("partition", seed_from_env(), MESSAGES);
+    s.max_attempts = 5;
+    s.disruptions = vec![(MESSAGES / 2, Disruption::Partition { messages: 300 })];
+    let seed = s.seed;
+    check(s.clone()).await;
+    // The partition must actually have failed some sends, or the scenario
+    // tested nothing.
+    let report = run(&s).await.expect("rerun");
+    assert!(
+        report.failed > 0,
+        "seed {seed}: no send failed during the partition"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_at_once() {
+    let mut s = Scenario::new("everything", seed_from_env(), MESSAGES);
+    s.faults = Faults {
+        to_broker: lossy(0.01),
+        from_broker: lossy(0.01),
+        drop_reply_after_store: 0.03,
+        cut_probability: 0.0005,
+        roles: RoleFilter::Both,
+        ..Faults::default()
+    };
+    s.handler_error_rate = 0.01;
+    s.disruptions = vec![
+        (MESSAGES / 5, Disruption::BrokerRestart),
+        (MESSAGES * 2 / 5, Disruption::ReceiverRestart),
+        (MESSAGES * 3 / 5, Disruption::SenderRestart),
+        (MESSAGES * 4 / 5, Disruption::BrokerRestart),
+    ];
+    check(s).await;
+}

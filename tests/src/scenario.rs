@@ -1,0 +1,126 @@
+//! What a run does: how many messages, which faults, which disruptions.
+
+use std::time::Duration;
+
+use mq_mock_broker::Faults;
+use mq_protocol::Backoff;
+
+/// Something that happens to the loop when message number `at` is about to
+/// be handed over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Disruption {
+    /// The broker crashes (every connection cut) and restarts on the same
+    /// address, keeping its store (a durable broker's process restart).
+    BrokerRestart,
+    /// The receiver shuts down and a new one starts with the same dedup
+    /// store (a consumer process restart with a persistent dedup store).
+    ReceiverRestart,
+    /// The sender closes (waiting for every outcome) and a new one connects
+    /// with a new random producer id (a producer process restart).
+    SenderRestart,
+    /// Everything senders send is dropped for the next `messages` messages
+    /// (the broker is unreachable); the run then waits until the sender has
+    /// nothing in flight, so those messages fail on the sender's own timer,
+    /// and the network heals.
+    Partition {
+        /// Messages sent into the partition.
+        messages: u64,
+    },
+}
+
+/// One run of the whole loop.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name for the report.
+    pub name: String,
+    /// Seed of the broker's fault RNG, the sender's and receiver's jitter,
+    /// and the handler's error injection.
+    pub seed: u64,
+    /// Messages to send.
+    pub messages: u64,
+    /// Payload size in bytes (at least 8: the message's index is in front).
+    pub payload: usize,
+    /// Sender in-flight window.
+    pub window: usize,
+    /// Receiver prefetch (credit).
+    pub prefetch: u32,
+    /// Receiver handler concurrency.
+    pub concurrency: usize,
+    /// Broker faults for the whole run.
+    pub faults: Faults,
+    /// Probability that one handler call fails (the message comes back).
+    pub handler_error_rate: f64,
+    /// Disruptions, by the message index before which they happen.
+    pub disruptions: Vec<(u64, Disruption)>,
+    /// Sender retry schedule (reply timeout per attempt).
+    pub retry: Backoff,
+    /// Sender attempts before a message fails.
+    pub max_attempts: u32,
+    /// Broker redelivery schedule.
+    pub redelivery: Backoff,
+    /// Bound on the whole run once every message is handed over.
+    pub settle_timeout: Duration,
+    /// Print a live progress line to stderr.
+    pub progress: bool,
+}
+
+impl Scenario {
+    /// A fault-free scenario with test-friendly timers: 50 ms reply and
+    /// redelivery timeouts doubling to 500 ms, 40 sender attempts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = mq_e2e::Scenario::new("smoke", 1, 100);
+    /// assert!(s.disruptions.is_empty());
+    /// ```
+    pub fn new(name: &str, seed: u64, messages: u64) -> Self {
+        let fast = Backoff {
+            initial: Duration::from_millis(50),
+            multiplier: 2.0,
+            max: Duration::from_millis(500),
+            jitter: 0.2,
+        };
+        Self {
+            name: name.into(),
+            seed,
+            messages,
+            payload: 64,
+            window: 256,
+            prefetch: 128,
+            concurrency: 32,
+            faults: Faults::default(),
+            handler_error_rate: 0.0,
+            disruptions: Vec::new(),
+            retry: fast,
+            max_attempts: 40,
+            redelivery: fast,
+            settle_timeout: Duration::from_secs(120),
+            progress: false,
+        }
+    }
+
+    /// True if the scenario makes the broker unreachable at some point, so
+    /// that failed sends are expected.
+    pub fn has_partition(&self) -> bool {
+        self.disruptions
+            .iter()
+            .any(|(_, d)| matches!(d, Disruption::Partition { .. }))
+    }
+}
+
+/// The seed to use: `MQ_CHAOS_SEED` from the environment when set (to replay
+/// a failure), otherwise a fresh random one. Either way print it.
+///
+/// # Examples
+///
+/// ```
+/// let seed = mq_e2e::seed_from_env();
+/// println!("seed {seed}");
+/// ```
+pub fn seed_from_env() -> u64 {
+    std::env::var("MQ_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(rand::random)
+}
