@@ -25,6 +25,11 @@ use crate::{Receipt, SendError};
 /// may block, but blocks later callbacks while it does. A panicking callback
 /// is caught and logged.
 ///
+/// Do not wait for another send's hand-over from inside a callback (for
+/// example with `block_on`): the window slot of the message being reported
+/// is released only after its callback returns, so with a full window that
+/// wait could never end. Hand the work to a task instead.
+///
 /// # Examples
 ///
 /// ```

@@ -101,9 +101,10 @@ pub struct SenderConfig {
     /// the connection is considered dead after 3× this of read silence.
     /// Default `None`: follow the broker's `Welcome` (0 there disables it).
     pub heartbeat: Option<Duration>,
-    /// Seed of the jitter RNG (retry and reconnect) and of the random
-    /// producer id. Default `None`: seeded from the OS. Set it to replay a
-    /// schedule exactly.
+    /// Seed of the jitter RNG (retry and reconnect delays). Default `None`:
+    /// seeded from the OS. Set it to replay a schedule exactly. The random
+    /// producer id never comes from this seed (two senders with the same
+    /// seed must not share a producer id).
     pub seed: Option<u64>,
 }
 

@@ -29,6 +29,8 @@ use crate::{CloseReport, ConnectError, Receipt, SendError, SenderConfig};
 
 /// Commands taken from the channel per turn.
 const BATCH: usize = 512;
+/// Longest a goodbye `Close` to a broker we give up on may take to write.
+const GOODBYE_LIMIT: Duration = Duration::from_millis(200);
 
 /// Where an outcome goes.
 pub(crate) enum Completion {
@@ -205,11 +207,11 @@ impl Driver {
         self.core.handle_timeout(std_now(now));
         if let (Some(hb), Some(r)) = (self.heartbeat, self.reader.as_ref()) {
             if now >= r.last_read + hb * 3 {
-                self.goodbye(
+                self.abort_link(
+                    now,
                     ErrorCode::HEARTBEAT_TIMEOUT,
                     "no frame for 3 heartbeat intervals",
                 );
-                self.lost(now, "heartbeat timeout");
             }
         }
         if let (Some(hb), Some(w)) = (self.heartbeat, self.writer.as_mut()) {
@@ -300,8 +302,7 @@ impl Driver {
         }
     }
 
-    /// Queues a `Close` for the broker (written only if the connection
-    /// happens to be writable before it is dropped; best effort).
+    /// Queues a `Close` for the broker behind whatever is buffered.
     fn goodbye(&mut self, code: ErrorCode, reason: &str) {
         if let Some(w) = self.writer.as_mut() {
             let _ = w.push(&Frame::Close(Close {
@@ -309,6 +310,17 @@ impl Driver {
                 reason: reason.into(),
             }));
         }
+    }
+
+    /// Says why we give up on this connection, then drops it: the write
+    /// side goes to a short-lived task that writes the `Close` (for at most
+    /// `GOODBYE_LIMIT`), so the driver never waits on a broken peer.
+    fn abort_link(&mut self, now: Instant, code: ErrorCode, why: &str) {
+        self.goodbye(code, why);
+        if let Some(w) = self.writer.take() {
+            tokio::spawn(w.drain(GOODBYE_LIMIT));
+        }
+        self.lost(now, why);
     }
 
     fn lost(&mut self, now: Instant, why: &str) {
@@ -338,8 +350,7 @@ impl Driver {
                 Ok(Some(frame)) => self.on_frame(now, frame),
                 Ok(None) => return,
                 Err(e) => {
-                    self.goodbye(e.code(), &e.to_string());
-                    self.lost(now, &format!("protocol error from broker: {e}"));
+                    self.abort_link(now, e.code(), &format!("protocol error from broker: {e}"));
                     return;
                 }
             }
@@ -363,8 +374,7 @@ impl Driver {
             }
             other => {
                 let why = format!("unexpected {} frame from broker", other.name());
-                self.goodbye(ErrorCode::UNEXPECTED_FRAME, &why);
-                self.lost(now, &why);
+                self.abort_link(now, ErrorCode::UNEXPECTED_FRAME, &why);
             }
         }
     }

@@ -148,7 +148,10 @@ impl Sender {
         let callbacks = Callbacks::start().map_err(ConnectError::Spawn)?;
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let mut rng = SmallRng::seed_from_u64(seed);
-        let producer = cfg.producer_id.unwrap_or_else(|| rng.gen());
+        // Never from `seed`: two senders configured with the same seed must
+        // still get different producer ids, or the broker would answer
+        // `Duplicate` for the other's messages.
+        let producer = cfg.producer_id.unwrap_or_else(rand::random);
         tracing::debug!(seed, producer = %format_args!("{producer:016x}"), "sender starting");
         let shared = Arc::new(Shared {
             producer,
