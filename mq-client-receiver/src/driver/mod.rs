@@ -294,6 +294,7 @@ impl State {
     fn disconnect(&mut self) {
         self.live = None;
         self.outbox.clear();
+        self.close_after_write = false;
         self.schedule_reconnect();
     }
 
@@ -373,6 +374,18 @@ impl State {
     }
 
     async fn finish(mut self) {
+        // Settle whatever finished in the meantime before giving up on the rest.
+        while let Some(res) = self.tasks.try_join_next() {
+            if let Ok((id, token, result)) = res {
+                self.on_task(id, token, result);
+            }
+        }
+        while let Ok(ev) = self.d.events_rx.try_recv() {
+            if matches!(ev, Event::Settle { .. }) {
+                self.on_event(ev);
+            }
+        }
+        self.write_outbox().await;
         let abandoned = self.in_progress.len();
         self.tasks.abort_all();
         if let Some(mut l) = self.live.take() {
