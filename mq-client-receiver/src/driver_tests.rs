@@ -424,3 +424,47 @@ async fn shutdown_deadline_abandons_without_acking() {
     // Only the Close; never an Ack.
     assert!(matches!(next(&mut peer).await, Frame::Close(_)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn garbage_from_the_broker_closes_and_reconnects() {
+    use tokio::io::AsyncWriteExt;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (r, mut peer, mut conns) =
+        start(config(4, 1, AckMode::Auto), counting_ok(calls.clone()), 0).await;
+    // Length 1, type 0x7f: an unknown mandatory frame type.
+    peer.get_mut().write_all(&[0, 0, 0, 1, 0x7f]).await.unwrap();
+    match next(&mut peer).await {
+        Frame::Close(c) => assert_eq!(c.code, mq_protocol::ErrorCode::PROTOCOL_ERROR),
+        other => panic!("expected Close, got {other:?}"),
+    }
+    let (mut peer2, _) = accept(&mut conns, 0).await;
+    peer2.send(deliver(1, 1)).await.unwrap();
+    let (f, _) = settlements(&mut peer2, 1).await;
+    assert!(matches!(&f[0], Frame::Ack(_)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    r.shutdown(Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_mode_handler_error_nacks_an_unsettled_delivery() {
+    // The handler keeps the delivery alive (as if handing it to another
+    // task) and fails: the Err nacks with its delay, never acks.
+    let kept: Arc<std::sync::Mutex<Vec<Delivery>>> = Arc::default();
+    let k = kept.clone();
+    let h = move |d: Delivery| {
+        let k = k.clone();
+        async move {
+            k.lock().unwrap().push(d);
+            Err::<(), _>(HandlerError::new("no").retry_after(Duration::from_millis(40)))
+        }
+    };
+    let (r, mut peer, _conns) = start(config(4, 1, AckMode::Manual), h, 0).await;
+    peer.send(deliver(1, 1)).await.unwrap();
+    let (f, _) = settlements(&mut peer, 1).await;
+    assert!(matches!(&f[0], Frame::Nack(n) if n.delay_ms == 40));
+    // A late ack of the already-nacked delivery is refused, not sent.
+    let d = kept.lock().unwrap().pop().unwrap();
+    assert_eq!(d.ack().await, Err(crate::AckError::AlreadySettled));
+    assert_eq!(r.stats().acked, 0);
+    r.shutdown(Duration::from_secs(1)).await.unwrap();
+}
