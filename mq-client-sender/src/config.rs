@@ -16,6 +16,9 @@ pub(crate) const MAX_WINDOW_BYTES: usize = if (u32::MAX as usize) < MAX_WINDOW {
 } else {
     MAX_WINDOW
 };
+/// Longest duration accepted for any timer (deadlines are computed as
+/// `now + d` and must not overflow).
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Smallest `max_in_flight_bytes` accepted: one frame of a 1-byte topic and
 /// 1-byte payload.
 pub(crate) const MIN_WINDOW_BYTES: usize = mq_protocol::MESSAGE_OVERHEAD + 2;
@@ -184,6 +187,18 @@ impl SenderConfig {
         if self.heartbeat.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroHeartbeat);
         }
+        let durations = [
+            ("retry.max", Some(self.retry.max)),
+            ("reconnect.max", Some(self.reconnect.max)),
+            ("send_timeout", self.send_timeout),
+            ("connect_timeout", Some(self.connect_timeout)),
+            ("heartbeat", self.heartbeat),
+        ];
+        for (field, d) in durations {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return Err(ConfigError::DurationTooLong { field });
+            }
+        }
         Ok(())
     }
 }
@@ -287,6 +302,30 @@ mod tests {
                     ..ok.clone()
                 },
                 "heartbeat",
+            ),
+            (
+                SenderConfig {
+                    heartbeat: Some(Duration::MAX),
+                    ..ok.clone()
+                },
+                "heartbeat",
+            ),
+            (
+                SenderConfig {
+                    send_timeout: Some(Duration::MAX),
+                    ..ok.clone()
+                },
+                "send_timeout",
+            ),
+            (
+                SenderConfig {
+                    retry: Backoff {
+                        max: Duration::MAX,
+                        ..ok.retry
+                    },
+                    ..ok.clone()
+                },
+                "retry.max",
             ),
             (
                 SenderConfig {

@@ -268,7 +268,12 @@ impl Driver {
 
     fn install(&mut self, now: Instant, est: Established, reconnect: bool) {
         self.heartbeat = connection::heartbeat(&self.cfg, &est.welcome);
-        let peer_max = self.cfg.max_frame_size.min(est.welcome.max_frame_size);
+        // The codec never goes below 64 bytes; neither does the size check.
+        let peer_max = self
+            .cfg
+            .max_frame_size
+            .min(est.welcome.max_frame_size)
+            .max(64);
         self.shared.set_peer_max_frame(peer_max);
         tracing::info!(address = %est.address, server = %est.welcome.server_name, reconnect, "connected");
         let (r, w) = link::split(est, self.cfg.max_frame_size, now);

@@ -66,6 +66,13 @@ pub enum ConfigError {
     /// `heartbeat` is `Some(0)`: use `None` to follow the broker, or a positive duration.
     #[error("heartbeat is zero; use None to follow the broker's interval, or a positive duration")]
     ZeroHeartbeat,
+    /// A duration is longer than a year; use a shorter one (or `None` where
+    /// the field allows it).
+    #[error("{field} is longer than a year; use a shorter duration")]
+    DurationTooLong {
+        /// The field.
+        field: &'static str,
+    },
 }
 
 /// Why [`crate::Sender::connect`] did not return a sender.
