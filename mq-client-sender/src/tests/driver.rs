@@ -460,3 +460,41 @@ async fn dropping_every_handle_still_resolves_every_message() {
     peer.reply(&m, stored()).await;
     assert_eq!(rx.recv().await, Some(true));
 }
+
+#[tokio::test(start_paused = true)]
+async fn message_too_large_for_the_broker_reached_after_a_reconnect_is_given_back() {
+    let (sender, mut net, mut peer) = start(config(), welcome(0, 1 << 20)).await;
+    let pending = sender
+        .enqueue(OutgoingMessage::new("t", vec![1u8; 500]))
+        .await
+        .unwrap();
+    peer.recv_msg().await;
+    drop(peer);
+    // The next broker accepts only 200-byte frames.
+    let _peer = net.accept(welcome(0, 200)).await;
+    match pending.await {
+        Err(SendError::TooLarge {
+            max: 200, message, ..
+        }) => assert_eq!(message.payload().len(), 500),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_wakes_hand_overs_waiting_for_a_slot_with_their_message() {
+    let cfg = SenderConfig {
+        max_in_flight: 1,
+        ..config()
+    };
+    let (sender, _net, _peer) = start(cfg, welcome(0, 1 << 20)).await;
+    let _a = sender.enqueue(msg(1)).await.unwrap();
+    let s2 = sender.clone();
+    let waiting = tokio::spawn(async move { s2.enqueue(msg(2)).await });
+    tokio::task::yield_now().await;
+    let report = sender.close(Duration::ZERO).await;
+    assert_eq!(report.unresolved.len(), 1);
+    match waiting.await.unwrap() {
+        Err(SendError::Closed(m)) => assert_eq!(m, msg(2)),
+        other => panic!("{other:?}"),
+    }
+}
