@@ -8,6 +8,15 @@ use mq_protocol::{Backoff, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN, MAX_TOKEN_LEN, 
 use crate::error::ConfigError;
 
 /// Who settles a delivery.
+///
+/// # Examples
+///
+/// ```
+/// use mq_client_receiver::{AckMode, ReceiverConfig};
+/// let c = ReceiverConfig { ack_mode: AckMode::Manual, ..Default::default() };
+/// assert_eq!(c.ack_mode, AckMode::Manual);
+/// assert_eq!(AckMode::default(), AckMode::Auto);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum AckMode {

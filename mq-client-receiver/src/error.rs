@@ -6,6 +6,15 @@ use std::time::Duration;
 use mq_protocol::{BackoffError, ErrorCode, ProtocolError};
 
 /// A [`crate::ReceiverConfig`] field that cannot work.
+///
+/// # Examples
+///
+/// ```
+/// use mq_client_receiver::{ConfigError, ReceiverConfig};
+/// let err = ReceiverConfig::default().validate().unwrap_err();
+/// assert_eq!(err, ConfigError::NoAddresses);
+/// println!("{err}"); // says what to change
+/// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -46,6 +55,19 @@ pub enum ConfigError {
 /// Why [`crate::Receiver::start`] or [`crate::Receiver::stream`] could not
 /// subscribe. Once started, a receiver reconnects by itself and never reports
 /// connection errors again (see [`crate::ReceiverStats::reconnects`]).
+///
+/// # Examples
+///
+/// ```no_run
+/// use mq_client_receiver::{ConnectError, Delivery, HandlerError, Receiver, ReceiverConfig};
+/// # async fn f(config: ReceiverConfig) {
+/// match Receiver::start(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await {
+///     Ok(r) => drop(r),
+///     Err(ConnectError::Refused { code, reason }) => eprintln!("fix the token: {code} {reason}"),
+///     Err(e) => eprintln!("retry later: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -93,6 +115,19 @@ pub enum ConnectError {
 }
 
 /// Why [`crate::Delivery::ack`] or [`crate::Delivery::nack`] did nothing.
+///
+/// # Examples
+///
+/// ```no_run
+/// use mq_client_receiver::{AckError, Delivery};
+/// # async fn f(d: Delivery) {
+/// match d.ack().await {
+///     Ok(()) | Err(AckError::AlreadySettled) => {}
+///     Err(AckError::Closed) => eprintln!("receiver stopped; the broker will redeliver"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AckError {
@@ -112,6 +147,18 @@ pub enum AckError {
 
 /// Why the receive loop ended abnormally; returned by
 /// [`crate::Receiver::shutdown`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mq_client_receiver::RecvError;
+/// # async fn f(r: mq_client_receiver::Receiver) {
+/// if let Err(RecvError::ShutdownTimeout { abandoned }) = r.shutdown(Duration::from_secs(5)).await {
+///     eprintln!("{abandoned} messages will be redelivered");
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {

@@ -28,6 +28,13 @@ use crate::config::DedupConfig;
 use crate::dedup::DedupWindow;
 
 /// Why a [`DedupStore`] call failed.
+///
+/// # Examples
+///
+/// ```
+/// let e = mq_client_receiver::StoreError::Backend("disk full".into());
+/// assert!(e.to_string().contains("disk full"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
