@@ -10,6 +10,15 @@ use crate::OutgoingMessage;
 
 /// A [`crate::SenderConfig`] field that cannot work. The message names the
 /// field and what to change.
+///
+/// # Examples
+///
+/// ```
+/// use mq_client_sender::{ConfigError, SenderConfig};
+/// let err = SenderConfig::default().validate().unwrap_err();
+/// assert_eq!(err, ConfigError::NoAddresses);
+/// println!("{err}"); // says what to change
+/// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -76,6 +85,19 @@ pub enum ConfigError {
 }
 
 /// Why [`crate::Sender::connect`] did not return a sender.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f() {
+/// use mq_client_sender::{ConnectError, Sender, SenderConfig};
+/// match Sender::connect(SenderConfig::new("127.0.0.1:7878")).await {
+///     Ok(_sender) => {}
+///     Err(ConnectError::Refused { code, reason, .. }) => eprintln!("fix credentials: {code} {reason}"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -127,6 +149,20 @@ pub enum ConnectError {
 /// sent and is given back. Outcome errors (`Timeout`, `Rejected`,
 /// `Abandoned`, `DriverStopped`) are the one final outcome of an accepted
 /// message; [`SendError::id`] names it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(sender: mq_client_sender::Sender) {
+/// use mq_client_sender::{OutgoingMessage, SendError};
+/// match sender.send(OutgoingMessage::new("t", "x")).await {
+///     Ok(receipt) => println!("{} stored", receipt.id),
+///     Err(SendError::Backpressure(msg)) => { /* window full: retry `msg` later */ }
+///     Err(e) if e.is_retryable() => eprintln!("may succeed later: {e}"),
+///     Err(e) => eprintln!("the message must change: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
