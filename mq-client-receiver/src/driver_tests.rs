@@ -352,7 +352,18 @@ async fn heartbeat_pings_when_idle_and_reconnects_after_silence() {
     let t0 = tokio::time::Instant::now();
     assert!(matches!(next(&mut peer).await, Frame::Ping(_)));
     assert!(t0.elapsed() >= Duration::from_millis(1000));
-    // Stay silent: after three intervals the receiver gives up on us.
+    // Stay silent: after three intervals the receiver says why and gives up.
+    loop {
+        match next(&mut peer).await {
+            Frame::Ping(_) => {}
+            Frame::Close(c) => {
+                assert_eq!(c.code, mq_protocol::ErrorCode::HEARTBEAT_TIMEOUT);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(3000));
     let (mut peer2, _) = accept(&mut conns, 1000).await;
     assert!(t0.elapsed() >= Duration::from_millis(3000));
     // The new connection works: a delivery on it is handled and acked.

@@ -219,7 +219,12 @@ impl State {
             if let Some(hb) = l.conn.heartbeat {
                 if now >= l.last_recv + hb * 3 {
                     tracing::warn!("no frame from the broker for 3 heartbeats; reconnecting");
-                    self.disconnect();
+                    self.outbox.clear();
+                    self.outbox.push(Frame::Close(Close {
+                        code: ErrorCode::HEARTBEAT_TIMEOUT,
+                        reason: "idle".into(),
+                    }));
+                    self.close_after_write = true;
                     return;
                 }
                 if now >= l.last_sent + hb {
