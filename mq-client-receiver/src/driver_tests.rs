@@ -479,3 +479,27 @@ async fn manual_mode_handler_error_nacks_an_unsettled_delivery() {
     assert_eq!(r.stats().acked, 0);
     r.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wire_copy_of_a_settled_delivery_costs_no_credit_and_no_ack() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (r, mut peer, _conns) =
+        start(config(4, 1, AckMode::Auto), counting_ok(calls.clone()), 0).await;
+    peer.send(deliver(1, 1)).await.unwrap();
+    let (f, granted) = settlements(&mut peer, 1).await;
+    assert!(matches!(&f[0], Frame::Ack(_)));
+    credit(&mut peer, 1 - granted).await;
+    // The same attempt again: a copy. A real redelivery (attempt 2) is
+    // acked from dedup with its credit. Only the latter produces frames.
+    peer.send(deliver(1, 1)).await.unwrap();
+    peer.send(deliver(1, 2)).await.unwrap();
+    let (f, granted) = settlements(&mut peer, 1).await;
+    assert!(matches!(&f[0], Frame::Ack(_)));
+    credit(&mut peer, 1 - granted).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let s = r.stats();
+    assert_eq!((s.delivered, s.duplicates_suppressed, s.acked), (3, 2, 2));
+    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    // Nothing else was sent before the Close.
+    assert!(matches!(next(&mut peer).await, Frame::Close(_)));
+}

@@ -149,7 +149,12 @@ async fn injected_duplicate_deliveries_reach_the_handler_once() {
     publish(&broker, n).await;
     let ledger = Ledger::default();
     let l = ledger.clone();
-    let r = Receiver::start(config(&broker), move |d: Delivery| {
+    let cfg = ReceiverConfig {
+        prefetch: 8,
+        max_concurrency: 4,
+        ..config(&broker)
+    };
+    let r = Receiver::start(cfg, move |d: Delivery| {
         let l = l.clone();
         async move {
             l.record(d.id());
@@ -160,6 +165,16 @@ async fn injected_duplicate_deliveries_reach_the_handler_once() {
     .unwrap();
     wait_acked(&broker, n).await;
     ledger.assert_each_once(n);
+    // Copies on the wire were not charged credit, so none was given back
+    // for them: the broker never had more than prefetch outstanding.
+    let snap = broker.inspect();
+    let sub = snap
+        .subscriptions
+        .iter()
+        .find(|s| s.group == GROUP)
+        .unwrap();
+    assert!(sub.max_unacked <= 8, "{sub:?}");
+    assert!(sub.credit <= 8, "{sub:?}");
     let bs = broker.stats();
     let rs = r.stats();
     println!("broker {bs:?}\nreceiver {rs:?}");

@@ -39,6 +39,7 @@ use crate::handler::RecvCallback;
 use crate::stats::{bump, Counters};
 use crate::store::DedupStore;
 
+mod recent;
 mod settle;
 
 /// Owed credit is sent at the latest this long after it became owed.
@@ -75,6 +76,7 @@ struct Live {
     owed: u32,
     flush_at: Option<Instant>,
     nonce: u64,
+    recent: recent::Recent,
 }
 
 struct Shutdown {
@@ -290,6 +292,7 @@ impl State {
             owed: 0,
             flush_at: None,
             nonce: 0,
+            recent: recent::Recent::new(4 * self.d.config.prefetch.max(16) as usize),
         });
         for d in early {
             self.on_deliver(d);

@@ -16,9 +16,10 @@ use crate::stats::bump;
 
 impl State {
     pub(super) fn on_deliver(&mut self, d: Deliver) {
-        let Some(epoch) = self.live.as_ref().map(|l| l.epoch) else {
+        let Some(l) = self.live.as_mut() else {
             return;
         };
+        let epoch = l.epoch;
         if d.sub_id != SUB_ID {
             tracing::debug!(
                 sub_id = d.sub_id,
@@ -29,6 +30,13 @@ impl State {
         let c = &self.d.counters;
         bump(&c.delivered);
         let id = d.id;
+        if l.recent.is_copy(id, d.delivery_attempt) {
+            // Not charged by the broker: no credit back, nothing to settle
+            // (the original is settled or being handled).
+            bump(&c.duplicates_suppressed);
+            tracing::debug!(%id, attempt = d.delivery_attempt, "transport copy ignored");
+            return;
+        }
         if let Some(f) = self.in_progress.get_mut(&id) {
             // Tied to the running call: settled (and credit returned) with it.
             bump(&c.duplicates_suppressed);
