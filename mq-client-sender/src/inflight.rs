@@ -21,10 +21,10 @@
 //!   counts; it reaches the wire at the next [`Inflight::on_connected`].
 //! * On reconnect every unresolved message is queued at once: an attempt not
 //!   yet on the wire goes out under its own number; an attempt that was on
-//!   the lost connection is followed by attempt `n + 1` with a fresh deadline,
-//!   or, if `n` was the last allowed, is written once more under `n` with its
-//!   deadline unchanged (a last chance for the reply that was lost with the
-//!   connection, without extending the schedule).
+//!   the lost connection is followed by attempt `n + 1` with a fresh deadline.
+//!   If `n` was the last allowed it is not written again (a retransmission
+//!   always carries a higher attempt number, PROTOCOL.md 5.2): it fails with
+//!   `Timeout` at its unchanged deadline, which never claims "not stored".
 //! * A transient rejection (`code.is_retryable()`) ends the attempt early: the
 //!   next attempt starts after `retry.delay(n)`. A permanent one resolves at
 //!   once. After the attempts run out following a transient rejection, the
@@ -429,7 +429,15 @@ impl<T, R: Rng> Inflight<T, R> {
             let Some(e) = self.entries.get_mut(&id) else {
                 continue;
             };
-            if e.on_wire && e.attempt < self.cfg.max_attempts {
+            if e.on_wire {
+                if e.attempt >= self.cfg.max_attempts {
+                    // Its last attempt went out on the lost connection. A
+                    // retransmission must carry a higher attempt number
+                    // (PROTOCOL.md 5.2) and none is left: it resolves with
+                    // `Timeout` at its deadline, which never claims "not
+                    // stored".
+                    continue;
+                }
                 let next = e.attempt + 1;
                 e.set_attempt(next);
                 e.on_wire = false;

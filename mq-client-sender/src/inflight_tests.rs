@@ -291,11 +291,12 @@ fn deadlines_run_while_disconnected_and_reconnect_resends_everything() {
     c.on_disconnect();
     c.on_connected(t0 + 160 * MS);
     assert_eq!(sent(&mut c), vec![(1, 3), (2, 2)]);
-    // Message 1 is on its last attempt; another reconnect writes it again
-    // under attempt 3 without extending its deadline (160 + 400 ms).
+    // Message 1's last attempt (3) was on the lost connection: a
+    // retransmission needs a higher attempt number and none is left, so it
+    // is not written again and fails at its deadline (160 + 400 ms).
     c.on_disconnect();
     c.on_connected(t0 + 170 * MS);
-    assert_eq!(sent(&mut c), vec![(1, 3), (2, 3)]);
+    assert_eq!(sent(&mut c), vec![(2, 3)]);
     c.handle_timeout(t0 + 559 * MS);
     assert!(outcomes(&mut c).is_empty());
     c.handle_timeout(t0 + 560 * MS);
