@@ -37,6 +37,20 @@
 //! Each forgotten entry is counted in [`ReceiverStats::dedup_evictions`].
 //! Handlers that must never repeat a side effect should still be idempotent.
 //!
+//! # Settling, reconnects and shutdown
+//!
+//! * In [`AckMode::Manual`] a [`Delivery`] dropped without `ack` or `nack`
+//!   is nacked; a handler `Err` nacks a delivery it did not settle.
+//! * After a disconnect the receiver reconnects with backoff (round robin
+//!   over `addresses`) and resubscribes. The broker returns the deliveries
+//!   that were in flight; those already processed are acked from dedup,
+//!   those whose handler is still running are settled with that call.
+//! * An ack made while disconnected cannot be written; the message is
+//!   recorded as processed, and its redelivery is acked from dedup.
+//! * [`Receiver::shutdown`] stops dispatching, waits (up to a deadline) for
+//!   running handlers, acks their successes and closes; anything else is
+//!   redelivered by the broker.
+//!
 //! # Bounds
 //!
 //! * `prefetch`: credit given to the broker; at most this many deliveries
