@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use mq_protocol::MessageId;
-use tokio::time::Instant;
 
 use crate::fxhash::FxHashMap;
 
@@ -141,15 +140,4 @@ pub(crate) struct Sub {
     pub(crate) credit: u32,
     pub(crate) unacked: u32,
     pub(crate) max_unacked: u32,
-}
-
-/// A deadline in the core's one timer heap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Timer {
-    pub(crate) at: Instant,
-    /// Insertion order, for a total order among equal deadlines.
-    pub(crate) seq: u64,
-    pub(crate) group: usize,
-    pub(crate) id: MessageId,
-    pub(crate) gen: u32,
 }

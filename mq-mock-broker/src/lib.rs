@@ -140,6 +140,7 @@ mod server;
 mod state;
 mod stats;
 mod store;
+mod timers;
 
 pub use config::{BrokerConfig, ConfigError, DirectionFaults, Faults, RoleFilter};
 pub use error::{BrokerError, WaitTimeout};

@@ -54,6 +54,9 @@ pub struct BrokerStats {
     pub stored_messages: u64,
     /// Gauge: payload plus header bytes stored now.
     pub stored_bytes: u64,
+    /// Gauge: entries in the redelivery timer queue, including stale ones
+    /// left behind by acks until their deadline passes.
+    pub timer_entries: u64,
     /// IDs the dedup table forgot because of its bounds.
     pub dedup_evictions: u64,
     /// Frames discarded by `to_broker.drop` or `from_broker.drop`.

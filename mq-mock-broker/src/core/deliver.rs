@@ -1,7 +1,6 @@
 //! The second half: subscriptions, delivery within credit, acks, nacks,
 //! the redelivery timer and dead letters.
 
-use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +8,9 @@ use mq_protocol::{Close, Deliver, ErrorCode, MessageId, Subscribe, SubscribeOk};
 use tokio::time::Instant;
 
 use super::{close, Core};
-use crate::groups::{ConnId, Group, Pending, PendingState, Sub, Timer};
+use crate::groups::{ConnId, Group, Pending, PendingState, Sub};
 use crate::inspect::DeadLetter;
+use crate::timers::Entry;
 
 impl Core {
     pub(super) fn on_subscribe(
@@ -140,19 +140,9 @@ impl Core {
         p.state = PendingState::Waiting;
         p.gen = p.gen.wrapping_add(1);
         let gen = p.gen;
-        self.arm(now + delay, g, id, gen);
+        self.timers
+            .push(now, now + delay, Entry { group: g, id, gen });
         Ok(())
-    }
-
-    pub(super) fn arm(&mut self, at: Instant, group: usize, id: MessageId, gen: u32) {
-        self.timers.push(Reverse(Timer {
-            at,
-            seq: self.timer_seq,
-            group,
-            id,
-            gen,
-        }));
-        self.timer_seq += 1;
     }
 
     /// One group is done with `id` (acked or dead-lettered); delete the
@@ -178,7 +168,6 @@ impl Core {
             stats,
             out,
             timers,
-            timer_seq,
             ..
         } = self;
         let group = &mut groups[g];
@@ -212,14 +201,15 @@ impl Core {
             p.gen = p.gen.wrapping_add(1);
             p.state = PendingState::Outstanding { sub: sk };
             let at = now + limits.redelivery.delay(p.deliveries, rng);
-            timers.push(Reverse(Timer {
+            timers.push(
+                now,
                 at,
-                seq: *timer_seq,
-                group: g,
-                id,
-                gen: p.gen,
-            }));
-            *timer_seq += 1;
+                Entry {
+                    group: g,
+                    id,
+                    gen: p.gen,
+                },
+            );
             sub.credit -= 1;
             sub.unacked += 1;
             sub.max_unacked = sub.max_unacked.max(sub.unacked);
@@ -269,17 +259,15 @@ impl Core {
 
     /// The earliest deadline, if any (possibly a stale one; firing it is harmless).
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse(t)| t.at)
+        self.timers.next_deadline()
     }
 
     /// Fires every deadline at or before `now`.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         let mut touched = Vec::new();
-        while let Some(Reverse(t)) = self.timers.peek().copied() {
-            if t.at > now {
-                break;
-            }
-            self.timers.pop();
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.pop_due(now, &mut due);
+        for t in due.drain(..) {
             let Some(p) = self.groups.get(t.group).and_then(|g| g.pending.get(&t.id)) else {
                 continue;
             };
@@ -301,6 +289,7 @@ impl Core {
                 touched.push(t.group);
             }
         }
+        self.due = due;
         for g in touched {
             self.pump(g, now);
         }

@@ -7,8 +7,7 @@
 //! All redelivery deadlines live in one heap; entries made stale by an ack,
 //! nack or requeue are recognised by a generation number and skipped.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use mq_protocol::{
@@ -20,9 +19,10 @@ use tokio::time::Instant;
 
 use crate::dedup::Dedup;
 use crate::fxhash::FxHashMap;
-use crate::groups::{ConnId, Group, Sub, SubKey, Timer};
+use crate::groups::{ConnId, Group, Sub, SubKey};
 use crate::inspect::DeadLetter;
 use crate::store::Store;
+use crate::timers::TimerQueue;
 use crate::{BrokerConfig, BrokerStats};
 
 /// The parts of [`BrokerConfig`] the core needs.
@@ -67,8 +67,9 @@ pub(crate) struct Core {
     conns: FxHashMap<ConnId, ConnState>,
     subs: FxHashMap<SubKey, Sub>,
     next_sub: SubKey,
-    timers: BinaryHeap<Reverse<Timer>>,
-    timer_seq: u64,
+    timers: TimerQueue,
+    /// Reused buffer of due timer entries.
+    due: Vec<crate::timers::Entry>,
     dead: VecDeque<DeadLetter>,
     stats: BrokerStats,
     /// Frames to send, addressed by connection, in order.
@@ -110,8 +111,8 @@ impl Core {
             conns: FxHashMap::default(),
             subs: FxHashMap::default(),
             next_sub: 0,
-            timers: BinaryHeap::new(),
-            timer_seq: 0,
+            timers: TimerQueue::default(),
+            due: Vec::new(),
             dead: VecDeque::new(),
             stats: BrokerStats::default(),
             out: Vec::new(),
@@ -130,6 +131,7 @@ impl Core {
         s.stored_messages = self.store.len() as u64;
         s.stored_bytes = self.store.bytes() as u64;
         s.dedup_evictions = self.dedup.evictions;
+        s.timer_entries = self.timers.len() as u64;
         s
     }
 
