@@ -141,9 +141,10 @@ pub enum ConfigError {
         /// The smallest accepted value.
         min: u64,
     },
-    /// A duration is zero or would overflow the wire field; pick a value
-    /// between 1 ms and about 49 days.
-    #[error("{field} must be between 1 ms and u32::MAX ms")]
+    /// A duration is zero or too long: heartbeat, handshake timeout and
+    /// redelivery cap must lie between 1 ms and `u32::MAX` ms (about 49
+    /// days), a fault's `max_delay` at most one hour.
+    #[error("{field} is out of range (see the field's documentation)")]
     BadDuration {
         /// The field.
         field: &'static str,
@@ -210,9 +211,17 @@ impl BrokerConfig {
             return Err(ConfigError::ServerNameTooLong(self.server_name.len()));
         }
         self.redelivery.validate()?;
+        if self.redelivery.max.as_millis() > u128::from(u32::MAX) {
+            return Err(ConfigError::BadDuration {
+                field: "redelivery.max",
+            });
+        }
         self.faults.validate()
     }
 }
+
+/// Longest accepted `max_delay` of a delay fault.
+pub(crate) const MAX_FAULT_DELAY: Duration = Duration::from_secs(3600);
 
 /// Which connections a fault applies to, by the role their `Hello` named.
 ///
@@ -281,7 +290,7 @@ pub struct DirectionFaults {
     /// Probability that a data frame is held back for a random time up to
     /// `max_delay` (frames may be reordered).
     pub delay: f64,
-    /// Longest hold of a delayed frame. Default 100 ms.
+    /// Longest hold of a delayed frame. Default 100 ms, at most one hour.
     pub max_delay: Duration,
 }
 
@@ -354,6 +363,14 @@ impl Faults {
         for (field, value) in checks {
             if !(0.0..=1.0).contains(&value) {
                 return Err(ConfigError::BadProbability { field, value });
+            }
+        }
+        for (field, d) in [
+            ("to_broker.max_delay", self.to_broker.max_delay),
+            ("from_broker.max_delay", self.from_broker.max_delay),
+        ] {
+            if d > MAX_FAULT_DELAY {
+                return Err(ConfigError::BadDuration { field });
             }
         }
         Ok(())

@@ -42,7 +42,7 @@ pub(crate) fn decide<R: Rng + ?Sized>(d: &DirectionFaults, rng: &mut R) -> Fate 
     } else if chance(d.duplicate, rng) {
         Fate::Duplicate
     } else if chance(d.delay, rng) {
-        let max = d.max_delay.as_micros().min(u128::from(u64::MAX)) as u64;
+        let max = d.max_delay.min(crate::config::MAX_FAULT_DELAY).as_micros() as u64;
         Fate::Delay(Duration::from_micros(rng.gen_range(0..=max)))
     } else {
         Fate::Pass

@@ -96,6 +96,10 @@ impl MockBroker {
     /// [`BrokerError::Config`] for an invalid configuration,
     /// [`BrokerError::Bind`] if the address cannot be bound.
     ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: nothing runs until it returns.
+    ///
     /// # Examples
     ///
     /// ```
