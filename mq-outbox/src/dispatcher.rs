@@ -60,6 +60,24 @@ use crate::sweeper::{self, ClaimedTuple};
 pub trait Dispatch: Send + Sync + 'static {
     /// Sends `message` and resolves once the broker confirmed it (`Ok`), or
     /// with why not.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use mq_outbox::{Dispatch, DispatchError};
+    /// use mq_protocol::{Headers, Message, MessageId};
+    /// struct AlwaysDown;
+    /// impl Dispatch for AlwaysDown {
+    ///     async fn dispatch(&self, _: Message) -> Result<(), DispatchError> {
+    ///         Err(DispatchError::Transient("broker unreachable".into()))
+    ///     }
+    /// }
+    /// let m = Message { id: MessageId::new(1, 1), attempt: 1, topic: "t".into(),
+    ///                   headers: Headers::new(), payload: "x".into() };
+    /// assert!(AlwaysDown.dispatch(m).await.is_err());
+    /// # });
+    /// ```
     fn dispatch(&self, message: Message) -> impl Future<Output = Result<(), DispatchError>> + Send;
 }
 
@@ -220,6 +238,10 @@ impl<D: Dispatch> Dispatcher<D> {
         let mut in_flight = 0usize;
         let mut next_sweep = Instant::now();
         let mut next_due: Option<Instant> = None;
+        // Claim only when something may have become due: start, a notify,
+        // a timer, or a full batch last time. Recording outcomes alone does
+        // not make rows due, and a needless claim is a write transaction.
+        let mut claim_needed = true;
 
         loop {
             let mut more = false;
@@ -230,7 +252,8 @@ impl<D: Dispatch> Dispatcher<D> {
                     }
                     next_sweep = Instant::now() + cfg.poll_interval;
                 }
-                if in_flight < cfg.max_in_flight {
+                if claim_needed && in_flight < cfg.max_in_flight {
+                    claim_needed = false;
                     enqueued.borrow_and_update();
                     let free = cfg.max_in_flight - in_flight;
                     let want = u32::try_from(free).unwrap_or(u32::MAX).min(cfg.batch_size);
@@ -244,6 +267,7 @@ impl<D: Dispatch> Dispatcher<D> {
                     {
                         Ok(rows) => {
                             more = rows.len() == want as usize;
+                            claim_needed = more;
                             if next_due.is_some_and(|d| d <= Instant::now()) {
                                 next_due = None;
                             }
@@ -274,8 +298,8 @@ impl<D: Dispatch> Dispatcher<D> {
                     in_flight -= outcomes.len();
                     record(&outbox, outcomes, &mut rng, &mut next_due).await;
                 }
-                Ok(()) = enqueued.changed(), if !stopping => {}
-                _ = tokio::time::sleep_until(wake), if !stopping => {}
+                Ok(()) = enqueued.changed(), if !stopping => claim_needed = true,
+                _ = tokio::time::sleep_until(wake), if !stopping => claim_needed = true,
                 _ = &mut shutdown, if !stopping => {
                     tracing::debug!(in_flight, "outbox dispatcher stopping");
                     stopping = true;

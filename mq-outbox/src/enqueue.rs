@@ -35,6 +35,13 @@ mod sealed {
 /// ```
 pub trait OutboxDatabase: sqlx::Database + sealed::Sealed {
     /// `"SQLite"` or `"Postgres"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_outbox::OutboxDatabase;
+    /// assert_eq!(<sqlx::Postgres as OutboxDatabase>::KIND, "Postgres");
+    /// ```
     const KIND: &'static str;
 
     /// Inserts one pending row and returns its sequence.

@@ -141,12 +141,11 @@ pub(crate) struct Inner {
 /// # Examples
 ///
 /// ```
-/// # tokio_test_block_on(async {
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let outbox = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await?;
-/// assert_ne!(outbox.producer_id(), 0);
+/// let handle = outbox.clone(); // shares the pool and the producer id
+/// assert_eq!(handle.producer_id(), outbox.producer_id());
 /// # Ok::<(), mq_outbox::OpenError>(()) }).unwrap();
-/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Runtime::new().unwrap().block_on(f) }
 /// ```
 #[derive(Clone)]
 pub struct Outbox {

@@ -24,7 +24,15 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::error::OpenError;
 
-/// The newest schema version this library knows.
+/// The newest schema version this library knows. Opening a database whose
+/// `mq_outbox_meta.schema_version` is higher fails with
+/// [`OpenError::SchemaTooNew`].
+///
+/// # Examples
+///
+/// ```
+/// assert!(mq_outbox::SCHEMA_VERSION >= 1);
+/// ```
 pub const SCHEMA_VERSION: i64 = 1;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
