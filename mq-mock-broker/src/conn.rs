@@ -15,7 +15,7 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use mq_protocol::{
     Close, Codec, ErrorCode, Frame, Hello, Ping, ProtocolError, Refuse, Welcome, PROTOCOL_VERSION,
 };
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
@@ -26,6 +26,9 @@ use crate::state::{reason, Flow, OpenError, Out, Shared};
 
 /// Most frames handled under one lock, or written per flush.
 pub(crate) const MAX_BATCH: usize = 256;
+
+/// Longest wait for the peer to close after the broker sent `Close`.
+const LINGER: Duration = Duration::from_secs(2);
 
 type Reader<R> = FramedRead<R, Codec>;
 type Writer<W> = FramedWrite<W, Codec>;
@@ -237,38 +240,84 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Some(Some(Ok(f))) => batch.push(f),
             }
         }
-        let now = Instant::now();
-        let mut st = shared.lock();
-        if !batch.is_empty() && st.process(conn, batch.drain(..), now) == Flow::Closed {
-            shared.after_change(&mut st);
-            return;
-        }
-        let ending = end.is_some();
-        match end {
-            None => {}
-            Some(End::Eof) => st.close_conn(conn, None, now),
-            Some(End::Error(e)) => {
-                tracing::debug!(conn, error = %e, "protocol error");
-                st.core.stats_mut().protocol_errors += 1;
-                let close = Close {
-                    code: e.code(),
-                    reason: reason(e.to_string()),
-                };
-                st.close_conn(conn, Some(close), now);
-            }
-            Some(End::Silent) => {
-                st.core.stats_mut().timeouts += 1;
-                let close = Close {
-                    code: ErrorCode::HEARTBEAT_TIMEOUT,
-                    reason: format!("nothing received for {} ms", silent.as_millis()),
-                };
-                st.close_conn(conn, Some(close), now);
+        let next = handle_batch(shared, conn, &mut batch, end, silent);
+        match next {
+            Flow::Continue => {}
+            Flow::Closed => return,
+            Flow::Closing => {
+                linger(reader, kill).await;
+                return;
             }
         }
-        shared.after_change(&mut st);
-        if ending {
-            return;
+    }
+}
+
+/// Processes one batch and how the read ended, under the lock.
+fn handle_batch(
+    shared: &Shared,
+    conn: u64,
+    batch: &mut Vec<Frame>,
+    end: Option<End>,
+    silent: Duration,
+) -> Flow {
+    let now = Instant::now();
+    let mut st = shared.lock();
+    let mut flow = if batch.is_empty() {
+        Flow::Continue
+    } else {
+        st.process(conn, batch.drain(..), now)
+    };
+    if flow == Flow::Continue {
+        if let Some(end) = end {
+            flow = match end {
+                End::Eof => {
+                    st.close_conn(conn, None, now);
+                    Flow::Closed
+                }
+                End::Error(e) => {
+                    tracing::debug!(conn, error = %e, "protocol error");
+                    st.core.stats_mut().protocol_errors += 1;
+                    let close = Close {
+                        code: e.code(),
+                        reason: reason(e.to_string()),
+                    };
+                    st.close_conn(conn, Some(close), now);
+                    Flow::Closing
+                }
+                End::Silent => {
+                    st.core.stats_mut().timeouts += 1;
+                    let close = Close {
+                        code: ErrorCode::HEARTBEAT_TIMEOUT,
+                        reason: format!("nothing received for {} ms", silent.as_millis()),
+                    };
+                    st.close_conn(conn, Some(close), now);
+                    Flow::Closing
+                }
+            };
         }
+    }
+    batch.clear();
+    shared.after_change(&mut st);
+    flow
+}
+
+/// After a `Close` was queued: discard whatever the peer still sends, until
+/// it closes too (it sees our FIN after the Close) or [`LINGER`] passes, so
+/// that closing with unread input does not reset the connection and
+/// destroy the `Close` in flight.
+async fn linger<R: AsyncRead + Unpin>(reader: &mut Reader<R>, kill: &CancellationToken) {
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        loop {
+            match reader.get_mut().read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = kill.cancelled() => {}
+        _ = timeout(LINGER, drain) => {}
     }
 }
 
@@ -328,6 +377,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
         Ok(Some(Out::Frame(f))) => writer.feed(f).await?,
         Ok(Some(Out::Close(c))) => {
             writer.send(Frame::Close(c)).await?;
+            writer.get_mut().shutdown().await?;
             return Ok(false);
         }
     }
@@ -336,6 +386,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             Ok(Out::Frame(f)) => writer.feed(f).await?,
             Ok(Out::Close(c)) => {
                 writer.send(Frame::Close(c)).await?;
+                writer.get_mut().shutdown().await?;
                 return Ok(false);
             }
             Err(mpsc::error::TryRecvError::Empty) => break,

@@ -33,7 +33,11 @@ pub(crate) enum Out {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flow {
     Continue,
+    /// Ended without a word (peer's Close, a cut, already gone).
     Closed,
+    /// Ended with a `Close` frame to the peer: drain its input a little so
+    /// the Close is not lost to a TCP reset.
+    Closing,
 }
 
 /// Why a handshake is refused by the state.
@@ -173,7 +177,7 @@ impl State {
                 tracing::debug!(conn, code = %close.code, reason = %close.reason, "closing");
                 self.core.stats_mut().protocol_errors += 1;
                 self.close_conn(conn, Some(close), now);
-                return Flow::Closed;
+                return Flow::Closing;
             }
             if active && self.should_cut(conn) {
                 self.core.stats_mut().connections_cut_by_faults += 1;

@@ -304,3 +304,19 @@ async fn handshake_must_come_in_time() {
     assert!(p.recv().await.is_none(), "dropped without a Hello");
     assert_eq!(b.stats().timeouts, 1);
 }
+
+#[tokio::test]
+async fn close_survives_a_peer_that_keeps_sending() {
+    let b = broker(BrokerConfig {
+        max_frame_size: 1024,
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut bad = Peer::connect(b.addr(), Role::Sender).await;
+    // An oversized frame whose body is actually sent: the broker must not
+    // reset the connection with that body unread and lose its Close.
+    let mut bytes = vec![0, 1, 0, 0, 0x10];
+    bytes.resize(64 * 1024, 0xab);
+    write_raw(&mut bad, &bytes).await;
+    assert_eq!(bad.expect_close().await.code, ErrorCode::FRAME_TOO_LARGE);
+}
