@@ -211,3 +211,93 @@ async fn wait_for_times_out_with_last_stats() {
         .expect_err("nothing was sent");
     assert_eq!(err.last.messages_stored, 0);
 }
+
+#[tokio::test]
+async fn faults_spare_connections_of_other_roles() {
+    let b = broker(BrokerConfig {
+        faults: Faults {
+            to_broker: mq_mock_broker::DirectionFaults {
+                drop: 1.0,
+                ..Default::default()
+            },
+            from_broker: mq_mock_broker::DirectionFaults {
+                drop: 1.0,
+                ..Default::default()
+            },
+            roles: RoleFilter::Receiver,
+            ..Faults::default()
+        },
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    assert_eq!(
+        s.publish(MessageId::new(1, 1), 1, "t", b"x").await.status,
+        ReplyStatus::Stored
+    );
+    assert_eq!(b.stats().frames_dropped_by_faults, 0);
+}
+
+#[tokio::test]
+async fn dropped_deliver_is_redelivered() {
+    let mut config = BrokerConfig {
+        faults: Faults {
+            from_broker: mq_mock_broker::DirectionFaults {
+                drop: 1.0,
+                ..Default::default()
+            },
+            roles: RoleFilter::Receiver,
+            ..Faults::default()
+        },
+        ..BrokerConfig::default()
+    };
+    config.redelivery.initial = std::time::Duration::from_millis(20);
+    let b = broker(config).await;
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    r.subscribe(1, 10, "t", "g").await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    let id = MessageId::new(6, 1);
+    s.publish(id, 1, "t", b"x").await;
+    b.wait_for(WAIT, |s| s.frames_dropped_by_faults >= 1)
+        .await
+        .expect("first delivery dropped");
+    b.set_faults(Faults::default());
+    let d = r.deliver().await;
+    assert_eq!(d.id, id);
+    assert!(d.delivery_attempt >= 2, "{d:?}");
+}
+
+#[tokio::test]
+async fn cut_probability_one_cuts_after_the_first_frame() {
+    let b = broker(BrokerConfig {
+        faults: Faults {
+            cut_probability: 1.0,
+            ..Faults::default()
+        },
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    r.send(Frame::Ping(mq_protocol::Ping { nonce: 1 })).await;
+    // The Ping is answered, then the connection is cut without a Close.
+    loop {
+        match r.recv().await {
+            None => break,
+            Some(Frame::Close(c)) => panic!("a cut sends no Close: {c:?}"),
+            Some(_) => {}
+        }
+    }
+    assert_eq!(b.stats().connections_cut_by_faults, 1);
+}
+
+#[tokio::test]
+async fn invalid_faults_are_rejected_at_start() {
+    let bad = BrokerConfig {
+        faults: Faults {
+            drop_reply_after_store: 2.0,
+            ..Faults::default()
+        },
+        ..BrokerConfig::default()
+    };
+    assert!(mq_mock_broker::MockBroker::start(bad).await.is_err());
+}

@@ -170,3 +170,36 @@ async fn answering_pings_keeps_the_connection() {
     }
     assert_eq!(b.stats().connections_open, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn delayed_reply_arrives_within_max_delay() {
+    let b = start(BrokerConfig {
+        faults: mq_mock_broker::Faults {
+            from_broker: mq_mock_broker::DirectionFaults {
+                delay: 1.0,
+                max_delay: Duration::from_millis(300),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..config()
+    })
+    .await;
+    let mut s = connect(&b, Role::Sender).await;
+    let t0 = Instant::now();
+    let m = Message {
+        id: MessageId::new(2, 1),
+        attempt: 1,
+        topic: "t".into(),
+        headers: Headers::new(),
+        payload: "x".into(),
+    };
+    s.send(Frame::Message(m)).await.expect("send");
+    assert!(matches!(next(&mut s).await, Frame::Reply(_)));
+    assert!(t0.elapsed() <= Duration::from_millis(300));
+    assert_eq!(b.stats().frames_delayed_by_faults, 1);
+    assert!(
+        b.inspect().is_stored(MessageId::new(2, 1)),
+        "landed before the delayed reply"
+    );
+}
