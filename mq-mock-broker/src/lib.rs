@@ -1,6 +1,8 @@
 //! An in-memory broker that speaks the MQ protocol over real TCP, for tests,
 //! examples and local development. Start it inside a test on `127.0.0.1:0`
-//! or run the `mq-mock-broker` binary.
+//! ([`MockBroker::start`]), without any socket for paused-time tests
+//! ([`MockBroker::start_in_memory`] and [`MockBroker::connect_duplex`]), or
+//! run the `mq-mock-broker` binary.
 //!
 //! # What it guarantees
 //!
@@ -30,7 +32,8 @@
 //!   lost or late, when its receiver disconnects before acking, and when
 //!   dedup forgot an ID (below). Receivers must dedupe by message ID.
 //! * **No ordering promise** across redeliveries, members of a group, or
-//!   delay faults.
+//!   delay faults. Within a group, first deliveries go out in landing order;
+//!   a message coming back (timeout, nack, disconnect) goes to the front.
 //!
 //! # Consumer groups
 //!
@@ -71,9 +74,13 @@
 //!   duplicate, never a loss). It never claims an ID it did not land.
 //! * `max_dead_letters`, `max_acked_ids_per_group`: how much history
 //!   [`MockBroker::inspect`] keeps; the counters stay exact.
-//! * Not bounded: frames queued for a peer that sends but does not read. A
+//! * Not bounded: frames queued for a peer that sends but does not read (a
 //!   connection whose writes make no progress for three heartbeat intervals
-//!   is dropped.
+//!   is dropped), and the number of groups and of subscriptions per
+//!   connection (each new group holds an entry per stored message of its
+//!   topic).
+//! * Timers: redelivery and nack deadlines fire at most 1 ms late, never
+//!   early; one timer task serves them all.
 //!
 //! # Faults
 //!
