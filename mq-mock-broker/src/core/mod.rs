@@ -49,6 +49,8 @@ struct ConnState {
 
 /// The broker's whole state.
 mod deliver;
+#[cfg(test)]
+mod prop_tests;
 mod snapshot;
 #[cfg(test)]
 mod tests;
