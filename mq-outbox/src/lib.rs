@@ -31,6 +31,24 @@
 //! What it does not promise: ordering between rows (retries may overtake),
 //! or delivery of rows nobody requeues after they failed.
 //!
+//! # Timing
+//!
+//! A claim sets `attempts = attempts + 1` (counted at claim time, so an
+//! attempt cut short by a crash still counts) and `next_attempt_at = now +
+//! lease`. When an attempt ends without a confirm, the row is due again
+//! after `backoff.delay(attempts)` (exponential, with jitter); when its
+//! dispatcher died, after the lease. A row whose `max_attempts`-th attempt
+//! failed (or whose last lease expired) becomes failed. New rows are
+//! claimable at once; [`Outbox::notify`] wakes this process's dispatcher,
+//! other processes find them within `poll_interval`.
+//!
+//! # Tables
+//!
+//! `mq_outbox` (the rows, status 0/1/2), `mq_outbox_failed` (copies of
+//! failed rows with `last_error` and `failed_at`) and `mq_outbox_meta`
+//! (schema version, producer id). Several independent outboxes in one
+//! Postgres database need separate schemas (`search_path`).
+//!
 //! # Without the outbox
 //!
 //! A plain `send` after (or before) a database commit loses messages when

@@ -135,8 +135,8 @@ fn new_producer_id() -> i64 {
 }
 
 /// Reads the durability pragmas back and fails if they did not take:
-/// WAL journal (or `memory` for an in-memory database) and
-/// `synchronous` FULL or EXTRA.
+/// WAL journal (or `memory` for an in-memory database), a positive
+/// `busy_timeout`, and `synchronous` FULL or EXTRA.
 pub(crate) async fn check_sqlite_pragmas(pool: &SqlitePool) -> Result<(), OpenError> {
     let mut conn = pool.acquire().await.map_err(OpenError::Unreachable)?;
     let file: Option<String> =
@@ -161,6 +161,17 @@ pub(crate) async fn check_sqlite_pragmas(pool: &SqlitePool) -> Result<(), OpenEr
         .fetch_one(&mut *conn)
         .await
         .map_err(OpenError::Database)?;
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(OpenError::Database)?;
+    if busy <= 0 {
+        return Err(OpenError::Pragma {
+            name: "busy_timeout",
+            expected: "a positive timeout (writers wait instead of failing)",
+            found: busy.to_string(),
+        });
+    }
     if sync < 2 && !in_memory {
         return Err(OpenError::Pragma {
             name: "synchronous",

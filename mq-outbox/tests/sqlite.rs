@@ -373,3 +373,43 @@ async fn admin_binary_lists_and_requeues_failed_rows() {
     assert_eq!(code, Some(0));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn headers_and_payload_reach_the_dispatcher_intact() {
+    use mq_outbox::{Dispatch, DispatchError};
+    use mq_protocol::{Headers, Message};
+    struct Capture(tokio::sync::mpsc::UnboundedSender<Message>);
+    impl Dispatch for Capture {
+        async fn dispatch(&self, m: Message) -> Result<(), DispatchError> {
+            let _ = self.0.send(m);
+            Ok(())
+        }
+    }
+    let outbox = Outbox::open("sqlite::memory:", Default::default())
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let h = outbox.dispatcher(Capture(tx)).spawn();
+    let mut headers = Headers::new();
+    headers.insert("content-type", "application/json");
+    headers.insert("trace", vec![0u8, 255, 7]);
+    let mut t = outbox.sqlite_pool().unwrap().begin().await.unwrap();
+    let id = outbox
+        .enqueue_with_headers(&mut t, "orders.created", &headers, vec![1u8, 2, 3])
+        .await
+        .unwrap();
+    t.commit().await.unwrap();
+    outbox.notify();
+    let m = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (m.id, m.attempt, m.topic.as_str()),
+        (id, 1, "orders.created")
+    );
+    assert_eq!(m.headers, headers);
+    assert_eq!(&m.payload[..], &[1, 2, 3]);
+    outbox.wait_for(WAIT, |s| s.confirmed == 1).await.unwrap();
+    h.shutdown().await;
+}
