@@ -49,6 +49,18 @@ struct Args {
     /// Fraction of data frames duplicated, both directions.
     #[arg(long, default_value_t = 0.0)]
     duplicate: f64,
+    /// Fraction of data frames delayed (up to --max-delay-ms), both directions.
+    #[arg(long, default_value_t = 0.0)]
+    delay: f64,
+    /// Longest delay of a delayed frame, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    max_delay_ms: u64,
+    /// Cut each connection after it sent this many frames.
+    #[arg(long)]
+    cut_after_frames: Option<u64>,
+    /// Which connections the faults apply to.
+    #[arg(long, value_enum, default_value_t = Roles::Both)]
+    fault_roles: Roles,
     /// Fraction of replies to landed messages dropped.
     #[arg(long, default_value_t = 0.0)]
     drop_reply_after_store: f64,
@@ -63,12 +75,21 @@ struct Args {
     no_landing_log: bool,
 }
 
+/// `--fault-roles` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Roles {
+    Sender,
+    Receiver,
+    Both,
+}
+
 impl Args {
     fn config(&self) -> BrokerConfig {
         let dir = DirectionFaults {
             drop: self.drop,
             duplicate: self.duplicate,
-            ..DirectionFaults::default()
+            delay: self.delay,
+            max_delay: Duration::from_millis(self.max_delay_ms),
         };
         let mut config = BrokerConfig {
             listen: self.listen,
@@ -84,7 +105,12 @@ impl Args {
                 to_broker: dir,
                 from_broker: dir,
                 drop_reply_after_store: self.drop_reply_after_store,
-                roles: RoleFilter::Both,
+                cut_after_frames: self.cut_after_frames,
+                roles: match self.fault_roles {
+                    Roles::Sender => RoleFilter::Sender,
+                    Roles::Receiver => RoleFilter::Receiver,
+                    Roles::Both => RoleFilter::Both,
+                },
                 ..Faults::default()
             },
             ..BrokerConfig::default()

@@ -194,6 +194,7 @@ impl Core {
                 continue;
             };
             let Some(sub) = subs.get_mut(&sk) else {
+                group.ready.push_front(id); // unreachable: `chosen` has credit
                 return;
             };
             group.cursor = (idx + 1) % n;
