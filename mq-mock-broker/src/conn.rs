@@ -64,18 +64,18 @@ pub(crate) async fn serve<R, W>(
     let hello = match first {
         Err(_) => {
             tracing::debug!(?peer, "no Hello within the handshake timeout");
-            shared.lock().core.stats_mut().timeouts += 1;
+            shared.count(|s| s.timeouts += 1);
             return;
         }
         Ok(None) => return,
         Ok(Some(Err(e))) => {
-            shared.lock().core.stats_mut().protocol_errors += 1;
+            shared.count(|s| s.protocol_errors += 1);
             send_close(&mut writer, e.code(), e.to_string()).await;
             return;
         }
         Ok(Some(Ok(Frame::Hello(h)))) => h,
         Ok(Some(Ok(other))) => {
-            shared.lock().core.stats_mut().protocol_errors += 1;
+            shared.count(|s| s.protocol_errors += 1);
             let why = format!("expected Hello, got {}", other.name());
             send_close(&mut writer, ErrorCode::UNEXPECTED_FRAME, why).await;
             return;
@@ -184,7 +184,7 @@ async fn refuse<W: AsyncWrite + Unpin>(
     why: String,
 ) {
     tracing::debug!(%code, %why, "refusing connection");
-    shared.lock().core.stats_mut().connections_refused += 1;
+    shared.count(|s| s.connections_refused += 1);
     let refuse = Refuse {
         code,
         reason: reason(why),

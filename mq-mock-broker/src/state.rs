@@ -411,6 +411,13 @@ impl Shared {
         *t = CancellationToken::new();
     }
 
+    /// Updates a counter outside of frame processing and wakes `wait_for`.
+    pub(crate) fn count(&self, f: impl FnOnce(&mut crate::BrokerStats)) {
+        let mut st = self.lock();
+        f(st.core.stats_mut());
+        self.after_change(&mut st);
+    }
+
     /// Call after every change under the lock: wakes the timer task if a
     /// nearer deadline appeared and wakes `wait_for` callers.
     pub(crate) fn after_change(&self, st: &mut State) {
