@@ -49,6 +49,12 @@
 //! (schema version, producer id). Several independent outboxes in one
 //! Postgres database need separate schemas (`search_path`).
 //!
+//! **Restoring a backup** rewinds the row sequence, so new rows would reuse
+//! IDs the broker already holds and be answered "Duplicate" (dropped).
+//! After a restore, delete the `producer_id` row of `mq_outbox_meta`
+//! before the next open: a new producer id is drawn and pending rows are
+//! re-sent under new IDs (consumers may then see duplicates, never losses).
+//!
 //! # Without the outbox
 //!
 //! A plain `send` after (or before) a database commit loses messages when

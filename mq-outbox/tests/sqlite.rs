@@ -413,3 +413,29 @@ async fn headers_and_payload_reach_the_dispatcher_intact() {
     outbox.wait_for(WAIT, |s| s.confirmed == 1).await.unwrap();
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn pool_with_synchronous_off_is_refused() {
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let dir = tempdir("sync");
+    let opts = SqliteConnectOptions::new()
+        .filename(dir.join("x.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Off);
+    let pool = SqlitePoolOptions::new().connect_with(opts).await.unwrap();
+    let err = Outbox::open(pool, Default::default()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OpenError::Pragma {
+                name: "synchronous",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
