@@ -3,8 +3,8 @@
 //! outbox rows in one transaction each, and one dispatcher.
 //!
 //! ```text
-//! cargo run --release -p mq-outbox --example outbox -- --rows 5000
-//! cargo run --release -p mq-outbox --example outbox -- --database-url postgres://u:pw@127.0.0.1/db
+//! cargo run --release --example outbox -- --rows 5000
+//! cargo run --release --example outbox -- --database-url postgres://u:pw@127.0.0.1/db
 //! ```
 //!
 //! Prints rows/s from the first enqueue to the last confirm.
