@@ -27,6 +27,9 @@ use crate::state::{reason, Flow, OpenError, Out, Shared};
 /// Most frames handled under one lock, or written per flush.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// Read buffer size and write flush threshold.
+const IO_BUFFER: usize = 64 * 1024;
+
 /// Longest wait for the peer to close after the broker sent `Close`.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -53,8 +56,11 @@ pub(crate) async fn serve<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let codec = Codec::new(shared.config.max_frame_size);
-    let mut reader = FramedRead::new(rd, codec);
+    // Larger buffers than tokio-util's 8 KiB defaults: more frames per
+    // read and per write system call.
+    let mut reader = FramedRead::with_capacity(rd, codec, IO_BUFFER);
     let mut writer = FramedWrite::new(wr, codec);
+    writer.set_backpressure_boundary(IO_BUFFER);
 
     let first = tokio::select! {
         _ = crash.cancelled() => return,
