@@ -498,3 +498,50 @@ async fn close_wakes_hand_overs_waiting_for_a_slot_with_their_message() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Cancel safety of the hand-over, polled by hand with `tokio_test`: a
+/// hand-over cancelled while it waits for a slot takes no slot and never
+/// reaches the wire; a `PendingSend` stays pending until its reply and is
+/// woken by it.
+#[tokio::test(start_paused = true)]
+async fn cancelled_hand_over_takes_no_slot_and_pending_send_wakes_on_its_reply() {
+    use tokio_test::{assert_pending, assert_ready, task};
+
+    let cfg = SenderConfig {
+        max_in_flight: 1,
+        ..config()
+    };
+    let (sender, _net, mut peer) = start(cfg, welcome(0, 1 << 20)).await;
+    let first = sender.enqueue(msg(1)).await.unwrap();
+    let mut first = task::spawn(first);
+    assert_pending!(first.poll());
+
+    // The window is full: the second hand-over waits; cancel it.
+    let mut waiting = task::spawn(sender.enqueue(msg(2)));
+    assert_pending!(waiting.poll());
+    drop(waiting);
+
+    let m1 = peer.recv_msg().await;
+    assert_eq!(m1.payload, "m1");
+    assert!(!first.is_woken());
+    peer.reply(&m1, stored()).await;
+    // The driver resolves the receipt; wait for the wake-up, not for time.
+    for _ in 0..10_000 {
+        if first.is_woken() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(first.is_woken(), "the reply did not wake the PendingSend");
+    let receipt = assert_ready!(first.poll()).unwrap();
+    assert_eq!(receipt.id, m1.id);
+
+    // The cancelled message took no slot: a third one goes straight out,
+    // and the wire never carries "m2".
+    let third = sender.enqueue(msg(3)).await.unwrap();
+    let m3 = peer.recv_msg().await;
+    assert_eq!(m3.payload, "m3");
+    peer.reply(&m3, stored()).await;
+    third.await.unwrap();
+    assert_eq!(sender.stats().sent, 2);
+}
