@@ -97,7 +97,10 @@
 //! * `dedup`: the bounded, exact per-producer range table.
 //! * `store`: landed messages, limits and the landing log.
 //! * `groups`: per-group queues, pending states and subscriptions.
-//! * `core`: the sans-IO state machine of both halves and the one timer heap.
+//! * `core`: the sans-IO state machine of both halves (`core/deliver.rs`
+//!   is the second half), stepped with an explicit `now`.
+//! * `timers`: the one timer queue (millisecond buckets) of redeliveries.
+//! * `fxhash`: the fast hasher of internal maps.
 //! * `faults`: fault decisions; `state`: core plus writers plus faults under
 //!   one lock.
 //! * `conn`: one connection's handshake, reader and writer.
