@@ -155,3 +155,22 @@ async fn everything_at_once() {
     ];
     check(s).await;
 }
+
+/// Deliveries lost with a small prefetch: each lost `Deliver` must not cost
+/// the subscription its credit for good (a stall with messages left "ready"
+/// at the broker would show as lost messages here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_lost_with_a_small_prefetch() {
+    let mut s = Scenario::new("deliveries-lost-small-prefetch", seed_from_env(), MESSAGES);
+    s.prefetch = 8;
+    s.concurrency = 4;
+    s.faults = Faults {
+        from_broker: DirectionFaults {
+            drop: 0.1,
+            ..DirectionFaults::default()
+        },
+        roles: RoleFilter::Receiver,
+        ..Faults::default()
+    };
+    check(s).await;
+}

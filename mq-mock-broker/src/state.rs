@@ -265,9 +265,14 @@ impl State {
     /// Routes the core's output frames to the writers through the
     /// `from_broker` faults.
     fn dispatch(&mut self, now: Instant) {
-        if self.core.out.is_empty() {
-            return;
+        // Returning the credit of a dropped `Deliver` can release more
+        // deliveries: keep going until the core has nothing more to send.
+        while !self.core.out.is_empty() {
+            self.dispatch_once(now);
         }
+    }
+
+    fn dispatch_once(&mut self, now: Instant) {
         let mut out = std::mem::take(&mut self.core.out);
         let faults_on = !self.faults.is_none();
         for (conn, frame) in out.drain(..) {
@@ -287,6 +292,9 @@ impl State {
                     Fate::Pass => {}
                     Fate::Drop => {
                         self.core.stats_mut().frames_dropped_by_faults += 1;
+                        if let Frame::Deliver(d) = &frame {
+                            self.core.return_credit(conn, d.sub_id, now);
+                        }
                         continue;
                     }
                     Fate::Duplicate => {

@@ -207,6 +207,22 @@ impl Core {
         Ok(())
     }
 
+    /// A `Deliver` that a fault dropped before it reached the wire. The
+    /// receiver never sees it, so it would never return the credit the
+    /// delivery used; a live TCP connection cannot lose one frame and carry
+    /// on, so the simulated loss gives that credit back. The delivery stays
+    /// outstanding until its redelivery timer fires, as a lost one would.
+    pub(crate) fn return_credit(&mut self, conn: ConnId, sub_id: u32, now: Instant) {
+        let Ok(sk) = self.sub_key(conn, sub_id) else {
+            return;
+        };
+        if let Some(sub) = self.subs.get_mut(&sk) {
+            sub.credit = sub.credit.saturating_add(1);
+            let g = sub.group;
+            self.pump(g, now);
+        }
+    }
+
     fn sub_key(&self, conn: ConnId, sub_id: u32) -> Result<SubKey, Close> {
         self.conns
             .get(&conn)
