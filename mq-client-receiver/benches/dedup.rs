@@ -43,7 +43,12 @@ fn gappy(c: &mut Criterion) {
 
 fn lookups(c: &mut Criterion) {
     let now = Instant::now();
-    let mut w = DedupWindow::new(DedupConfig::default());
+    // 1 024 000 ranges: past the default `max_ranges`, so raise it.
+    let config = DedupConfig {
+        max_ranges: 1 << 20,
+        ..Default::default()
+    };
+    let mut w = DedupWindow::new(config);
     for p in 0..1_000 {
         for seq in (0..2_048).step_by(2) {
             w.insert(now, MessageId::new(p, seq));

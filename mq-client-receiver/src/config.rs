@@ -32,13 +32,16 @@ pub enum AckMode {
 
 /// Bounds of the dedup window ([`crate::DedupWindow`]).
 ///
-/// Worst-case memory is about
-/// `max_producers * (PRODUCER_BYTES + max_ranges_per_producer * RANGE_BYTES)`
-/// (see [`crate::dedup`]): with the defaults about 490 MiB, reached only
-/// if 10 000 producers each leave 1 024 gaps. A producer that sends in
-/// order and whose messages are all processed here costs one range (about
-/// 150 bytes) no matter how many messages it sent. Lower the bounds to cap
-/// memory; the cost is that more duplicates can reach the handler.
+/// Memory is bounded by `max_ranges` (ranges over all producers) and
+/// `max_producers`; [`DedupConfig::max_memory_bytes`] computes the worst
+/// case, about 15 MiB with the defaults (262 144 ranges at most 48 bytes
+/// each, plus the producer tables), reached only when the ranges are spread
+/// over 10 000 producers that all leave gaps. A producer that sends in
+/// order and whose messages are all processed here costs one range, kept in
+/// its 33-byte slot of the producer table (at most about 75 bytes with the
+/// table's free slots), no matter how many messages it sent. Lower the
+/// bounds to cap memory; the cost is that more duplicates can reach the
+/// handler.
 ///
 /// # Examples
 ///
@@ -46,6 +49,7 @@ pub enum AckMode {
 /// use std::time::Duration;
 /// let d = mq_client_receiver::DedupConfig { max_producers: 100, ..Default::default() };
 /// assert_eq!(d.idle_expiry, Duration::from_secs(3600));
+/// assert_eq!(d.max_ranges, 262_144);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DedupConfig {
@@ -56,6 +60,11 @@ pub struct DedupConfig {
     /// range is forgotten. Gaps come from messages still unprocessed or
     /// processed by another group member. Default 1 024.
     pub max_ranges_per_producer: usize,
+    /// Disjoint sequence ranges kept over all producers: the bound on
+    /// memory. Beyond it the lowest range of the least recently active
+    /// producer is forgotten (the producer itself if that was its only
+    /// range). Default 262 144 (2^18), a worst case of about 15 MiB.
+    pub max_ranges: usize,
     /// A producer not seen for this long is forgotten. Default 1 hour.
     pub idle_expiry: Duration,
 }
@@ -65,6 +74,7 @@ impl Default for DedupConfig {
         Self {
             max_producers: 10_000,
             max_ranges_per_producer: 1_024,
+            max_ranges: 262_144,
             idle_expiry: Duration::from_secs(3600),
         }
     }
@@ -92,10 +102,31 @@ impl DedupConfig {
         if self.max_ranges_per_producer == 0 {
             return Err(ConfigError::ZeroBound("dedup.max_ranges_per_producer"));
         }
+        if self.max_ranges == 0 {
+            return Err(ConfigError::ZeroBound("dedup.max_ranges"));
+        }
         if self.idle_expiry.is_zero() {
             return Err(ConfigError::ZeroBound("dedup.idle_expiry"));
         }
         Ok(())
+    }
+
+    /// The most heap a [`crate::DedupWindow`] with these bounds uses, by the
+    /// same estimate as [`crate::DedupWindow::memory_bytes`]: the producer
+    /// table at `max_producers`, and `max_ranges` ranges spread over as many
+    /// producers with gaps as possible.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_receiver::DedupConfig;
+    /// let worst = DedupConfig::default().max_memory_bytes();
+    /// assert!(worst < 16 << 20); // about 15 MiB
+    /// let small = DedupConfig { max_producers: 100, max_ranges: 10_000, ..Default::default() };
+    /// assert!(small.max_memory_bytes() < 600 << 10);
+    /// ```
+    pub fn max_memory_bytes(&self) -> usize {
+        crate::dedup::max_memory_bytes(self)
     }
 }
 
@@ -333,6 +364,16 @@ mod tests {
                     ..ok()
                 },
                 ConfigError::ZeroBound("dedup.max_ranges_per_producer"),
+            ),
+            (
+                ReceiverConfig {
+                    dedup: DedupConfig {
+                        max_ranges: 0,
+                        ..Default::default()
+                    },
+                    ..ok()
+                },
+                ConfigError::ZeroBound("dedup.max_ranges"),
             ),
             (
                 ReceiverConfig {

@@ -4,12 +4,32 @@
 //!
 //! * [`DedupWindow`]: per producer, the sequences seen, as sorted disjoint
 //!   inclusive ranges; a contiguous run of any length is one range.
-//! * Three explicit bounds from [`DedupConfig`]: producers tracked (the least
-//!   recently active one is evicted), ranges per producer (the lowest range is
-//!   evicted), idle expiry (a producer not inserted into for that long is
-//!   dropped by [`DedupWindow::expire`]).
+//! * A producer's highest range lives inline in its entry of the producer
+//!   table (32 bytes a slot: id, last activity, start, end), so a producer
+//!   that sends in order costs one slot and nothing else. Its lower ranges
+//!   (gaps left by messages not processed here) live in a B-tree in a
+//!   second table, only for the producers that have gaps.
+//! * Four explicit bounds from [`DedupConfig`]: producers tracked (the least
+//!   recently active one is evicted), ranges per producer (its lowest range
+//!   is evicted), ranges in total (the lowest range of the least recently
+//!   active producer is evicted), idle expiry (a producer not inserted into
+//!   for that long is dropped by [`DedupWindow::expire`]).
+//! * Least recently active: each entry holds an activity stamp (nanoseconds
+//!   since the first `now` seen, bumped to stay unique). Instead of a second
+//!   ordered structure costing bytes per producer, the window keeps the
+//!   oldest sixteenth of the producers from a scan of the table and refills
+//!   it when it runs dry, so finding the victim is amortized O(log n) time
+//!   and about one byte per producer.
 //!
 //! The window never reads a clock: every call that needs time takes `now`.
+//!
+//! # Memory
+//!
+//! [`DedupWindow::memory_bytes`] estimates the heap used from the real
+//! container capacities; `tests/dedup_memory.rs` checks it against a
+//! counting allocator. [`DedupConfig::max_memory_bytes`] is the worst case
+//! the bounds allow: about 15 MiB with the defaults (10 000 producers,
+//! 262 144 ranges), of which 12 MiB are ranges at [`RANGE_BYTES`] each.
 //!
 //! # The invariant
 //!
@@ -19,25 +39,64 @@
 //! ranges or whole producers; two ranges are never merged across a gap,
 //! because the merged range would claim IDs nobody processed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::mem::size_of;
 use std::time::Instant;
 
 use mq_protocol::MessageId;
 
 use crate::config::DedupConfig;
 
-/// Estimated bytes of one stored range (key, value and B-tree node overhead).
-pub const RANGE_BYTES: usize = 48;
-/// Estimated bytes of one tracked producer besides its ranges.
-pub const PRODUCER_BYTES: usize = 96;
+use table::{table_bytes, IdState, Table};
 
+/// Estimated bytes of one range stored below a producer's highest range
+/// (its key and value and its share of B-tree nodes, nodes at least half
+/// full). Measured: about 34 bytes when ranges arrive in order.
+pub const RANGE_BYTES: usize = 48;
+/// Bytes of one slot of the producer table: the producer id, its activity
+/// stamp, its highest range, and the table's control byte. The table keeps
+/// between 7/16 and 7/8 of its slots full.
+pub const PRODUCER_BYTES: usize = size_of::<(u64, Entry)>() + 1;
+/// Bytes of one slot of the table of producers with gaps.
+const GAPS_SLOT_BYTES: usize = size_of::<(u64, Gaps)>() + 1;
+/// The first leaf of a producer's gap B-tree, allocated whole for one range.
+const LEAF_BYTES: usize = 192;
+
+/// The ranges of one producer below its highest: start -> end, inclusive,
+/// disjoint, not adjacent, never empty while stored.
+type Gaps = BTreeMap<u64, u64>;
+
+/// One tracked producer.
 #[derive(Debug)]
-struct Producer {
-    /// start -> end, both inclusive, disjoint, not adjacent.
-    ranges: BTreeMap<u64, u64>,
-    last_active: Instant,
-    /// Key of this producer in `DedupWindow::lru`.
+struct Entry {
+    /// Activity stamp: unique, ordered by activity, the nanoseconds since
+    /// `DedupWindow::epoch` of the last insert, bumped by one nanosecond
+    /// per earlier insert at the same instant to stay unique (so idle
+    /// expiry can come that many nanoseconds late, never early).
     tick: u64,
+    /// The highest range, inclusive.
+    start: u64,
+    end: u64,
+}
+
+/// Candidates kept per scan for `producers` producers.
+fn victims_per_scan(producers: usize) -> usize {
+    (producers / 16).max(producers.min(16))
+}
+
+/// The worst-case heap bytes of a window with these bounds (see
+/// [`DedupConfig::max_memory_bytes`]).
+pub(crate) fn max_memory_bytes(c: &DedupConfig) -> usize {
+    let ranges = c.max_ranges.max(1);
+    // Every producer holds at least one range, every producer with gaps
+    // two; an insert may pass `max_ranges` by one before evicting.
+    let producers = c.max_producers.max(1).min(ranges.saturating_add(1));
+    let gappy = producers.min(ranges / 2 + 1);
+    table_bytes(producers, PRODUCER_BYTES)
+        .saturating_add(victims_per_scan(producers).saturating_mul(size_of::<(u64, u64)>()))
+        .saturating_add(table_bytes(gappy, GAPS_SLOT_BYTES))
+        .saturating_add(gappy.saturating_mul(LEAF_BYTES))
+        .saturating_add(ranges.saturating_mul(RANGE_BYTES))
 }
 
 /// The set of processed message IDs, bounded, exact within its bounds.
@@ -61,11 +120,18 @@ struct Producer {
 #[derive(Debug)]
 pub struct DedupWindow {
     config: DedupConfig,
-    producers: HashMap<u64, Producer>,
-    /// Activity order: tick -> producer id; the first entry is the least
-    /// recently active producer.
-    lru: BTreeMap<u64, u64>,
-    next_tick: u64,
+    producers: Table<Entry>,
+    /// Lower ranges of the producers that have more than one.
+    gaps: Table<Gaps>,
+    /// (tick, producer) of the oldest producers at the last scan, newest
+    /// first. An entry whose producer's tick changed since is stale.
+    victims: Vec<(u64, u64)>,
+    /// The first `now` seen; ticks count nanoseconds from it.
+    epoch: Option<Instant>,
+    /// The last tick handed out.
+    clock: u64,
+    /// No live tick is below this.
+    floor: u64,
     ranges: usize,
     evictions: u64,
 }
@@ -81,11 +147,15 @@ impl DedupWindow {
     /// assert_eq!(w.producer_count(), 0);
     /// ```
     pub fn new(config: DedupConfig) -> Self {
+        let hasher = IdState::new();
         Self {
             config,
-            producers: HashMap::new(),
-            lru: BTreeMap::new(),
-            next_tick: 0,
+            producers: Table::new(hasher.clone()),
+            gaps: Table::new(hasher),
+            victims: Vec::new(),
+            epoch: None,
+            clock: 0,
+            floor: 0,
             ranges: 0,
             evictions: 0,
         }
@@ -117,9 +187,14 @@ impl DedupWindow {
     /// assert!(!w.contains(MessageId::new(1, 6)));
     /// ```
     pub fn contains(&self, id: MessageId) -> bool {
-        self.producers.get(&id.producer).is_some_and(|p| {
-            p.ranges
-                .range(..=id.seq)
+        let Some(e) = self.producers.map.get(&id.producer) else {
+            return false;
+        };
+        if id.seq >= e.start {
+            return id.seq <= e.end;
+        }
+        self.gaps.map.get(&id.producer).is_some_and(|g| {
+            g.range(..=id.seq)
                 .next_back()
                 .is_some_and(|(_, &end)| end >= id.seq)
         })
@@ -129,10 +204,13 @@ impl DedupWindow {
     /// Returns false if it was already recorded.
     ///
     /// May evict to stay within bounds: the least recently active producer
-    /// when a new producer would exceed `max_producers`, the lowest range of
+    /// when a new producer would exceed `max_producers`; the lowest range of
     /// this producer when a new range would exceed `max_ranges_per_producer`
-    /// (which can be the range just created, when it is the lowest). Each
-    /// eviction is counted in [`DedupWindow::evictions`].
+    /// (which can be the range just created, when it is the lowest); the
+    /// lowest range of the least recently active producer (the whole
+    /// producer if it was its only range) while the ranges of all producers
+    /// exceed `max_ranges`. Each eviction is counted in
+    /// [`DedupWindow::evictions`].
     ///
     /// `now` should not go backwards between calls; if it does, idle expiry
     /// only happens later than it would have, never earlier.
@@ -147,85 +225,51 @@ impl DedupWindow {
     /// assert!(!w.insert(now, MessageId::new(1, 1)));
     /// ```
     pub fn insert(&mut self, now: Instant, id: MessageId) -> bool {
-        if !self.producers.contains_key(&id.producer) {
-            let max = self.config.max_producers.max(1);
-            while self.producers.len() >= max {
-                let Some((_, victim)) = self.lru.pop_first() else {
-                    break;
-                };
-                if let Some(p) = self.producers.remove(&victim) {
-                    self.ranges -= p.ranges.len();
-                    self.evictions += 1;
-                }
+        let ns = self.nanos(now);
+        let (p, s) = (id.producer, id.seq);
+        if let Some(e) = self.producers.map.get_mut(&p) {
+            // Already the most recently active and no later: nothing to bump.
+            if e.tick != self.clock || ns > e.tick {
+                self.clock = ns.max(self.clock + 1);
+                e.tick = self.clock;
             }
-            let tick = self.bump_tick();
-            self.lru.insert(tick, id.producer);
-            self.producers.insert(
-                id.producer,
-                Producer {
-                    ranges: BTreeMap::new(),
-                    last_active: now,
-                    tick,
-                },
-            );
-        } else if let Some(p) = self.producers.get_mut(&id.producer) {
-            p.last_active = p.last_active.max(now);
-            // Already the most recently active: its LRU position is right.
-            if p.tick + 1 != self.next_tick {
-                self.lru.remove(&p.tick);
-                p.tick = self.next_tick;
-                self.next_tick += 1;
-                self.lru.insert(p.tick, id.producer);
-            }
-        }
-        let max_ranges = self.config.max_ranges_per_producer.max(1);
-        let Some(p) = self.producers.get_mut(&id.producer) else {
-            return false;
-        };
-        let s = id.seq;
-        let prev = p.ranges.range(..=s).next_back().map(|(&a, &b)| (a, b));
-        if let Some((_, end)) = prev {
-            if end >= s {
+            let Some(added) = add(e, &mut self.gaps, p, s) else {
                 return false;
-            }
-        }
-        // `prev.end < s`, so `end + 1` cannot overflow.
-        let joins_prev = prev
-            .filter(|&(_, end)| end + 1 == s)
-            .map(|(start, _)| start);
-        let next_end = s
-            .checked_add(1)
-            .and_then(|n| p.ranges.get(&n).copied().map(|e| (n, e)));
-        match (joins_prev, next_end) {
-            (Some(start), Some((next_start, next_end))) => {
-                p.ranges.remove(&next_start);
-                p.ranges.insert(start, next_end);
+            };
+            if added > 0 {
+                self.ranges += 1;
+            } else if added < 0 {
                 self.ranges -= 1;
             }
-            (Some(start), None) => {
-                p.ranges.insert(start, s);
+            let max = self.config.max_ranges_per_producer.max(1);
+            if self.range_count(p) > max && pop_lowest(&mut self.gaps, p) {
+                // Forget the lowest range; never merge across a gap.
+                self.ranges -= 1;
+                self.evictions += 1;
             }
-            (None, Some((next_start, next_end))) => {
-                p.ranges.remove(&next_start);
-                p.ranges.insert(s, next_end);
-            }
-            (None, None) => {
-                p.ranges.insert(s, s);
-                self.ranges += 1;
-                if p.ranges.len() > max_ranges {
-                    // Forget the oldest (lowest) range; never merge across a gap.
-                    p.ranges.pop_first();
-                    self.ranges -= 1;
-                    self.evictions += 1;
-                }
-            }
+        } else {
+            let max = self.config.max_producers.max(1);
+            while self.producers.map.len() >= max && self.evict_lru_producer() {}
+            self.clock = ns.max(self.clock + 1);
+            let e = Entry {
+                tick: self.clock,
+                start: s,
+                end: s,
+            };
+            self.producers.insert(p, e);
+            self.ranges += 1;
         }
+        let max = self.config.max_ranges.max(1);
+        while self.ranges > max && self.forget_oldest_range() {}
         true
     }
 
     /// Drops every producer not inserted into for at least
     /// `idle_expiry` before `now`. Returns how many were dropped (also
     /// counted in [`DedupWindow::evictions`]).
+    ///
+    /// Cheap when nothing can have expired: the window knows a lower bound
+    /// of every producer's last activity.
     ///
     /// # Examples
     ///
@@ -239,20 +283,25 @@ impl DedupWindow {
     /// assert!(!w.contains(MessageId::new(1, 1)));
     /// ```
     pub fn expire(&mut self, now: Instant) -> usize {
+        if self.producers.map.is_empty() {
+            return 0;
+        }
+        let ns = self.nanos(now);
+        let idle = u64::try_from(self.config.idle_expiry.as_nanos()).unwrap_or(u64::MAX);
+        if ns.saturating_sub(self.floor) < idle {
+            return 0;
+        }
         let mut dropped = 0;
-        while let Some((&tick, &producer)) = self.lru.first_key_value() {
-            let expired = self.producers.get(&producer).map_or(true, |p| {
-                now.saturating_duration_since(p.last_active) >= self.config.idle_expiry
-            });
-            if !expired {
+        while let Some((tick, p)) = self.lru() {
+            if ns.saturating_sub(tick) < idle {
                 break;
             }
-            self.lru.remove(&tick);
-            if let Some(p) = self.producers.remove(&producer) {
-                self.ranges -= p.ranges.len();
-                self.evictions += 1;
-                dropped += 1;
-            }
+            self.remove_producer(p);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.producers.shrink();
+            self.gaps.shrink();
         }
         dropped
     }
@@ -279,7 +328,7 @@ impl DedupWindow {
     /// assert_eq!(w.producer_count(), 0);
     /// ```
     pub fn producer_count(&self) -> usize {
-        self.producers.len()
+        self.producers.map.len()
     }
 
     /// Ranges held for `producer` (at most `max_ranges_per_producer`).
@@ -291,10 +340,13 @@ impl DedupWindow {
     /// assert_eq!(w.range_count(1), 0);
     /// ```
     pub fn range_count(&self, producer: u64) -> usize {
-        self.producers.get(&producer).map_or(0, |p| p.ranges.len())
+        if !self.producers.map.contains_key(&producer) {
+            return 0;
+        }
+        1 + self.gaps.map.get(&producer).map_or(0, BTreeMap::len)
     }
 
-    /// Ranges held over all producers.
+    /// Ranges held over all producers (at most `max_ranges`).
     ///
     /// # Examples
     ///
@@ -306,217 +358,212 @@ impl DedupWindow {
         self.ranges
     }
 
-    /// An estimate of the heap bytes used: [`PRODUCER_BYTES`] per producer
-    /// plus [`RANGE_BYTES`] per range. The worst case is
-    /// `max_producers * (PRODUCER_BYTES + max_ranges_per_producer * RANGE_BYTES)`.
+    /// An estimate of the heap bytes used, from the containers' real
+    /// capacities: [`PRODUCER_BYTES`] per slot of the producer table (which
+    /// keeps its size after producers leave, until expiry shrinks it), and
+    /// for the producers with gaps a slot in a second table, a 192-byte
+    /// B-tree leaf and [`RANGE_BYTES`] per range below the highest. It is
+    /// at most [`DedupConfig::max_memory_bytes`].
     ///
     /// # Examples
     ///
     /// ```
-    /// use mq_client_receiver::dedup::{DedupWindow, PRODUCER_BYTES, RANGE_BYTES};
+    /// use mq_client_receiver::dedup::{DedupWindow, PRODUCER_BYTES};
+    /// use mq_protocol::MessageId;
     /// let mut w = DedupWindow::new(Default::default());
-    /// w.insert(std::time::Instant::now(), mq_protocol::MessageId::new(1, 1));
-    /// assert_eq!(w.memory_bytes(), PRODUCER_BYTES + RANGE_BYTES);
+    /// let now = std::time::Instant::now();
+    /// for seq in 0..1_000_000 {
+    ///     w.insert(now, MessageId::new(1, seq));
+    /// }
+    /// // One small table, no per-range cost for a contiguous run.
+    /// assert!(w.memory_bytes() <= 4 * PRODUCER_BYTES + 32);
+    /// assert!(w.memory_bytes() <= w.config().max_memory_bytes());
     /// ```
     pub fn memory_bytes(&self) -> usize {
-        self.producers.len() * PRODUCER_BYTES + self.ranges * RANGE_BYTES
+        let gap_ranges = self.ranges - self.producers.map.len();
+        self.producers.bytes()
+            + self.victims.capacity() * size_of::<(u64, u64)>()
+            + self.gaps.bytes()
+            + self.gaps.map.len() * LEAF_BYTES
+            + gap_ranges * RANGE_BYTES
     }
 
-    fn bump_tick(&mut self) -> u64 {
-        let t = self.next_tick;
-        self.next_tick += 1;
-        t
+    /// Nanoseconds from one before the first `now` seen (so the first
+    /// tick, 1, is exact).
+    fn nanos(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let ns = now.saturating_duration_since(epoch).as_nanos();
+        u64::try_from(ns).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    /// The least recently active producer and its tick.
+    fn lru(&mut self) -> Option<(u64, u64)> {
+        loop {
+            let Some(&(tick, p)) = self.victims.last() else {
+                if self.producers.map.is_empty() {
+                    return None;
+                }
+                self.scan();
+                continue;
+            };
+            // Every producer outside the candidates was newer at the scan,
+            // and any touched since is newer still: the oldest untouched
+            // candidate is the oldest of all.
+            if self.producers.map.get(&p).is_some_and(|e| e.tick == tick) {
+                self.floor = tick;
+                return Some((tick, p));
+            }
+            self.victims.pop();
+        }
+    }
+
+    /// Refills `victims` with the oldest sixteenth of the producers.
+    fn scan(&mut self) {
+        let k = victims_per_scan(self.producers.map.len());
+        let mut heap: BinaryHeap<(u64, u64)> = BinaryHeap::with_capacity(k);
+        for (&p, e) in &self.producers.map {
+            if heap.len() < k {
+                heap.push((e.tick, p));
+            } else if let Some(mut top) = heap.peek_mut() {
+                if e.tick < top.0 {
+                    *top = (e.tick, p);
+                }
+            }
+        }
+        let mut v = heap.into_vec();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        self.victims = v;
+    }
+
+    fn evict_lru_producer(&mut self) -> bool {
+        let Some((_, p)) = self.lru() else {
+            return false;
+        };
+        self.remove_producer(p);
+        true
+    }
+
+    /// Forgets the lowest range of the least recently active producer.
+    fn forget_oldest_range(&mut self) -> bool {
+        let Some((_, p)) = self.lru() else {
+            return false;
+        };
+        if pop_lowest(&mut self.gaps, p) {
+            self.ranges -= 1;
+            self.evictions += 1;
+        } else {
+            // Its only range: forget the producer.
+            self.remove_producer(p);
+        }
+        true
+    }
+
+    fn remove_producer(&mut self, p: u64) {
+        if self.producers.map.remove(&p).is_some() {
+            let gaps = self.gaps.map.remove(&p).map_or(0, |g| g.len());
+            self.ranges -= 1 + gaps;
+            self.evictions += 1;
+        }
+        if self.victims.last().is_some_and(|&(_, v)| v == p) {
+            self.victims.pop();
+        }
     }
 }
+
+/// Adds `s` to producer `p`, whose highest range is in `e`. Returns the
+/// change in its number of ranges, or `None` if `s` was already there.
+fn add(e: &mut Entry, gaps: &mut Table<Gaps>, p: u64, s: u64) -> Option<isize> {
+    if s >= e.start {
+        if s <= e.end {
+            return None;
+        }
+        // `e.end < s`, so `e.end + 1` cannot overflow.
+        if s == e.end + 1 {
+            e.end = s;
+            return Some(0);
+        }
+        // A new highest range; the old one goes below.
+        match gaps.map.get_mut(&p) {
+            Some(g) => {
+                g.insert(e.start, e.end);
+            }
+            None => gaps.insert(p, BTreeMap::from([(e.start, e.end)])),
+        }
+        (e.start, e.end) = (s, s);
+        return Some(1);
+    }
+    // `s < e.start`, so `s + 1` cannot overflow and `s + 1 <= e.start`.
+    let joins_top = s + 1 == e.start;
+    let g = gaps.map.get_mut(&p);
+    let prev = g
+        .as_ref()
+        .and_then(|g| g.range(..=s).next_back().map(|(&a, &b)| (a, b)));
+    if prev.is_some_and(|(_, end)| end >= s) {
+        return None;
+    }
+    // `prev.end < s`, so `end + 1` cannot overflow.
+    let joins_prev = prev
+        .filter(|&(_, end)| end + 1 == s)
+        .map(|(start, _)| start);
+    let Some(g) = g else {
+        // No lower ranges.
+        if joins_top {
+            e.start = s;
+            return Some(0);
+        }
+        gaps.insert(p, BTreeMap::from([(s, s)]));
+        return Some(1);
+    };
+    if joins_top {
+        let Some(start) = joins_prev else {
+            e.start = s;
+            return Some(0);
+        };
+        g.remove(&start);
+        e.start = start;
+        if g.is_empty() {
+            gaps.map.remove(&p);
+        }
+        return Some(-1);
+    }
+    let next = g.get(&(s + 1)).copied();
+    match (joins_prev, next) {
+        (Some(start), Some(end)) => {
+            g.remove(&(s + 1));
+            g.insert(start, end);
+            Some(-1)
+        }
+        (Some(start), None) => {
+            g.insert(start, s);
+            Some(0)
+        }
+        (None, Some(end)) => {
+            g.remove(&(s + 1));
+            g.insert(s, end);
+            Some(0)
+        }
+        (None, None) => {
+            g.insert(s, s);
+            Some(1)
+        }
+    }
+}
+
+/// Drops the lowest range of `p` below its highest. False if it has none.
+fn pop_lowest(gaps: &mut Table<Gaps>, p: u64) -> bool {
+    let Some(g) = gaps.map.get_mut(&p) else {
+        return false;
+    };
+    g.pop_first();
+    if g.is_empty() {
+        gaps.map.remove(&p);
+    }
+    true
+}
+
+#[path = "dedup_table.rs"]
+mod table;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::collections::HashSet;
-    use std::time::Duration;
-
-    fn cfg(producers: usize, ranges: usize, idle_secs: u64) -> DedupConfig {
-        DedupConfig {
-            max_producers: producers,
-            max_ranges_per_producer: ranges,
-            idle_expiry: Duration::from_secs(idle_secs),
-        }
-    }
-
-    #[test]
-    fn a_million_contiguous_ids_are_one_range() {
-        let mut w = DedupWindow::new(DedupConfig::default());
-        let now = Instant::now();
-        for seq in 0..1_000_000u64 {
-            w.insert(now, MessageId::new(3, seq));
-        }
-        assert_eq!(w.range_count(3), 1);
-        assert_eq!(w.total_ranges(), 1);
-        assert!(w.contains(MessageId::new(3, 0)));
-        assert!(w.contains(MessageId::new(3, 999_999)));
-        assert!(!w.contains(MessageId::new(3, 1_000_000)));
-        assert_eq!(w.memory_bytes(), PRODUCER_BYTES + RANGE_BYTES);
-    }
-
-    #[test]
-    fn reverse_and_out_of_order_runs_coalesce() {
-        let mut w = DedupWindow::new(DedupConfig::default());
-        let now = Instant::now();
-        for seq in (0..1000u64).rev() {
-            w.insert(now, MessageId::new(1, seq));
-        }
-        assert_eq!(w.range_count(1), 1);
-        // Odd then even: 500 ranges, then one.
-        for seq in (2000..3000u64).filter(|s| s % 2 == 1) {
-            w.insert(now, MessageId::new(2, seq));
-        }
-        assert_eq!(w.range_count(2), 500);
-        for seq in (2000..3000u64).filter(|s| s % 2 == 0) {
-            w.insert(now, MessageId::new(2, seq));
-        }
-        assert_eq!(w.range_count(2), 1);
-    }
-
-    #[test]
-    fn range_bound_evicts_lowest_and_never_merges_a_gap() {
-        let mut w = DedupWindow::new(cfg(10, 2, 3600));
-        let now = Instant::now();
-        w.insert(now, MessageId::new(1, 10));
-        w.insert(now, MessageId::new(1, 20));
-        w.insert(now, MessageId::new(1, 30));
-        assert_eq!(w.range_count(1), 2);
-        assert!(!w.contains(MessageId::new(1, 10)));
-        assert!(w.contains(MessageId::new(1, 20)));
-        assert!(w.contains(MessageId::new(1, 30)));
-        for seq in 11..30 {
-            if seq != 20 {
-                assert!(!w.contains(MessageId::new(1, seq)), "invented {seq}");
-            }
-        }
-        assert_eq!(w.evictions(), 1);
-    }
-
-    #[test]
-    fn producer_bound_evicts_least_recently_active() {
-        let mut w = DedupWindow::new(cfg(2, 8, 3600));
-        let now = Instant::now();
-        w.insert(now, MessageId::new(1, 1));
-        w.insert(now, MessageId::new(2, 1));
-        w.insert(now, MessageId::new(1, 2)); // 1 is now more recent than 2
-        w.insert(now, MessageId::new(3, 1));
-        assert!(w.contains(MessageId::new(1, 1)));
-        assert!(!w.contains(MessageId::new(2, 1)));
-        assert!(w.contains(MessageId::new(3, 1)));
-        assert_eq!(w.producer_count(), 2);
-        assert_eq!(w.evictions(), 1);
-    }
-
-    #[test]
-    fn idle_expiry_uses_the_given_clock() {
-        let mut w = DedupWindow::new(cfg(10, 8, 60));
-        let t0 = Instant::now();
-        w.insert(t0, MessageId::new(1, 1));
-        w.insert(t0 + Duration::from_secs(30), MessageId::new(2, 1));
-        assert_eq!(w.expire(t0 + Duration::from_secs(59)), 0);
-        assert_eq!(w.expire(t0 + Duration::from_secs(60)), 1);
-        assert!(!w.contains(MessageId::new(1, 1)));
-        assert!(w.contains(MessageId::new(2, 1)));
-    }
-
-    #[test]
-    fn extremes_do_not_overflow() {
-        let mut w = DedupWindow::new(DedupConfig::default());
-        let now = Instant::now();
-        w.insert(now, MessageId::new(u64::MAX, u64::MAX));
-        w.insert(now, MessageId::new(u64::MAX, u64::MAX - 1));
-        w.insert(now, MessageId::new(u64::MAX, 0));
-        assert_eq!(w.range_count(u64::MAX), 2);
-        assert!(w.contains(MessageId::new(u64::MAX, u64::MAX - 1)));
-        assert!(!w.contains(MessageId::new(u64::MAX, 1)));
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Insert(u64, u64),
-        Advance(u64),
-        Expire,
-    }
-
-    fn ops(producers: u64, seqs: u64) -> impl Strategy<Value = Vec<Op>> {
-        prop::collection::vec(
-            prop_oneof![
-                8 => (0..producers, 0..seqs).prop_map(|(p, s)| Op::Insert(p, s)),
-                1 => (0u64..40).prop_map(Op::Advance),
-                1 => Just(Op::Expire),
-            ],
-            0..300,
-        )
-    }
-
-    /// Runs `ops`, checking after each step: never a false "seen", bounds
-    /// held, and exact agreement with the model while nothing was evicted.
-    fn check(config: DedupConfig, ops: &[Op], producers: u64, seqs: u64) {
-        let mut w = DedupWindow::new(config.clone());
-        let mut model: HashSet<MessageId> = HashSet::new();
-        let t0 = Instant::now();
-        let mut now = t0;
-        for op in ops {
-            match *op {
-                Op::Insert(p, s) => {
-                    let id = MessageId::new(p, s);
-                    w.insert(now, id);
-                    model.insert(id);
-                }
-                Op::Advance(secs) => now += Duration::from_secs(secs),
-                Op::Expire => {
-                    w.expire(now);
-                }
-            }
-            assert!(w.producer_count() <= config.max_producers);
-            for p in 0..producers {
-                assert!(w.range_count(p) <= config.max_ranges_per_producer);
-            }
-            let exact = w.evictions() == 0;
-            for p in 0..producers {
-                for s in 0..seqs {
-                    let id = MessageId::new(p, s);
-                    let seen = w.contains(id);
-                    assert!(!seen || model.contains(&id), "invented {id}");
-                    if exact {
-                        assert_eq!(seen, model.contains(&id), "forgot {id} without eviction");
-                    }
-                }
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
-
-        #[test]
-        fn never_invents_under_tight_bounds(ops in ops(6, 40), mp in 1usize..4, mr in 1usize..5, idle in 1u64..100) {
-            check(cfg(mp, mr, idle), &ops, 6, 40);
-        }
-
-        #[test]
-        fn exact_within_bounds(ops in ops(4, 64)) {
-            // Bounds large enough that nothing is ever evicted.
-            let c = cfg(4, 64, 1_000_000);
-            check(c, &ops, 4, 64);
-        }
-    }
-
-    #[test]
-    fn exact_within_bounds_has_no_evictions() {
-        let mut w = DedupWindow::new(cfg(4, 64, 1_000_000));
-        let now = Instant::now();
-        for p in 0..4 {
-            for s in (0..128).step_by(2) {
-                w.insert(now, MessageId::new(p, s));
-            }
-        }
-        assert_eq!(w.evictions(), 0);
-        assert_eq!(w.total_ranges(), 4 * 64);
-    }
-}
+#[path = "dedup_tests.rs"]
+mod tests;

@@ -26,7 +26,9 @@
 //! * a bound was exceeded: more than [`DedupConfig::max_producers`]
 //!   producers (the least recently active is forgotten), or more than
 //!   [`DedupConfig::max_ranges_per_producer`] gaps in one producer's
-//!   sequences (the lowest range is forgotten);
+//!   sequences (the lowest range is forgotten), or more than
+//!   [`DedupConfig::max_ranges`] ranges over all producers (the lowest range
+//!   of the least recently active producer is forgotten);
 //! * the producer was idle longer than [`DedupConfig::idle_expiry`];
 //! * the process restarted with the in-memory store (use a persistent
 //!   [`DedupStore`], or share one store between receivers of one process,
@@ -57,7 +59,11 @@
 //!   unsettled on a connection. Credit returns as deliveries are settled.
 //! * `max_concurrency`: handler calls at once (`<= prefetch`).
 //! * `max_frame_size`: largest frame accepted from the broker.
-//! * dedup memory: see [`DedupConfig`] and [`DedupWindow::memory_bytes`].
+//! * dedup memory: at most [`DedupConfig::max_memory_bytes`], about 15 MiB
+//!   with the defaults (bounded by [`DedupConfig::max_ranges`], 262 144
+//!   ranges over at most 10 000 producers); a producer whose IDs are all
+//!   contiguous costs one 33-byte table slot. See [`DedupConfig`] and
+//!   [`DedupWindow::memory_bytes`].
 //!
 //! # Layout
 //!
