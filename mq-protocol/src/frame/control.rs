@@ -3,8 +3,8 @@
 use bytes::{BufMut, BytesMut};
 
 use super::{frame_type, Body};
-use crate::wire::{check_len, put_str, str_len, Reader};
-use crate::{ErrorCode, ProtocolError, MAX_REASON_LEN};
+use crate::wire::Reader;
+use crate::{ErrorCode, ProtocolError};
 
 /// Heartbeat probe; the peer answers `Pong` with the same nonce.
 ///
@@ -79,27 +79,35 @@ pub struct Close {
     pub reason: String,
 }
 
-impl Body for Close {
-    const TYPE: u8 = frame_type::CLOSE;
-    const NAME: &'static str = "Close";
+/// `code: u16`, then `reason: str`: the body of both `Refuse` and `Close`.
+macro_rules! code_reason_frame {
+    ($t:ident, $ty:expr) => {
+        impl $crate::frame::Body for $t {
+            const TYPE: u8 = $ty;
+            const NAME: &'static str = stringify!($t);
 
-    fn body_len(&self) -> usize {
-        2 + str_len(&self.reason)
-    }
+            fn body_len(&self) -> usize {
+                2 + $crate::wire::str_len(&self.reason)
+            }
 
-    fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("reason", self.reason.len(), MAX_REASON_LEN)
-    }
+            fn validate(&self) -> Result<(), $crate::ProtocolError> {
+                $crate::wire::check_len("reason", self.reason.len(), $crate::MAX_REASON_LEN)
+            }
 
-    fn put(&self, dst: &mut BytesMut) {
-        dst.put_u16(self.code.0);
-        put_str(dst, &self.reason);
-    }
+            fn put(&self, dst: &mut bytes::BytesMut) {
+                bytes::BufMut::put_u16(dst, self.code.0);
+                $crate::wire::put_str(dst, &self.reason);
+            }
 
-    fn get(r: &mut Reader) -> Result<Self, ProtocolError> {
-        Ok(Self {
-            code: ErrorCode(r.u16("code")?),
-            reason: r.bounded_string("reason", MAX_REASON_LEN)?,
-        })
-    }
+            fn get(r: &mut $crate::wire::Reader) -> Result<Self, $crate::ProtocolError> {
+                Ok(Self {
+                    code: $crate::ErrorCode(r.u16("code")?),
+                    reason: r.bounded_string("reason", $crate::MAX_REASON_LEN)?,
+                })
+            }
+        }
+    };
 }
+pub(crate) use code_reason_frame;
+
+code_reason_frame!(Close, frame_type::CLOSE);

@@ -4,7 +4,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::{frame_type, Body};
 use crate::wire::{check_len, put_str, str_len, Reader};
-use crate::{ErrorCode, ProtocolError, MAX_NAME_LEN, MAX_REASON_LEN, MAX_TOKEN_LEN};
+use crate::{ErrorCode, ProtocolError, MAX_NAME_LEN, MAX_TOKEN_LEN};
 
 /// What a client connection is for. A connection has exactly one role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -196,27 +196,4 @@ pub struct Refuse {
     pub reason: String,
 }
 
-impl Body for Refuse {
-    const TYPE: u8 = frame_type::REFUSE;
-    const NAME: &'static str = "Refuse";
-
-    fn body_len(&self) -> usize {
-        2 + str_len(&self.reason)
-    }
-
-    fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("reason", self.reason.len(), MAX_REASON_LEN)
-    }
-
-    fn put(&self, dst: &mut BytesMut) {
-        dst.put_u16(self.code.0);
-        put_str(dst, &self.reason);
-    }
-
-    fn get(r: &mut Reader) -> Result<Self, ProtocolError> {
-        Ok(Self {
-            code: ErrorCode(r.u16("code")?),
-            reason: r.bounded_string("reason", MAX_REASON_LEN)?,
-        })
-    }
-}
+super::control::code_reason_frame!(Refuse, frame_type::REFUSE);
