@@ -18,6 +18,11 @@ fn database_url(test: &str) -> Option<String> {
     match std::env::var("MQ_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            // CI always runs these (.ci/run starts PostgreSQL): never skip there.
+            assert!(
+                std::env::var("CI").map_or(true, |v| v.is_empty() || v == "false"),
+                "{test}: CI is set but MQ_TEST_DATABASE_URL is not; .ci/run must start PostgreSQL"
+            );
             println!("{test}: skipped; set MQ_TEST_DATABASE_URL (eval \"$(.ci/postgres.sh)\")");
             None
         }
