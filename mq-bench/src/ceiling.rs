@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::codec::{Encoder, FramedRead};
 
 use crate::report::Row;
+use crate::{now_us, pace_delay, Load, Progress};
 
 /// An echo server: every byte read is written back, in chunks as large as
 /// the reads.
@@ -44,18 +45,24 @@ async fn echo_server() -> std::io::Result<std::net::SocketAddr> {
 }
 
 /// Sends `count` Message frames of `payload` bytes with at most `window`
-/// unanswered, and measures round-trip latency from a timestamp carried in
-/// the payload.
-pub async fn run(payload: usize, window: usize, count: u64) -> std::io::Result<Row> {
+/// unanswered (at `rate` per second if given), and measures round-trip
+/// latency from a timestamp carried in the payload.
+pub async fn run(load: Load, pb: &Progress) -> std::io::Result<Row> {
+    let Load {
+        payload,
+        window,
+        count,
+        rate,
+    } = load;
     let addr = echo_server().await?;
     let sock = TcpStream::connect(addr).await?;
     sock.set_nodelay(true)?;
     let (rd, mut wr) = sock.into_split();
     let permits = Arc::new(Semaphore::new(window));
-    let epoch = Instant::now();
 
     let reader = {
         let permits = permits.clone();
+        let pb = pb.clone();
         tokio::spawn(async move {
             let mut frames = FramedRead::new(rd, Codec::default());
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
@@ -64,10 +71,10 @@ pub async fn run(payload: usize, window: usize, count: u64) -> std::io::Result<R
                 match frames.next().await {
                     Some(Ok(Frame::Message(m))) => {
                         let sent = u64::from_be_bytes(m.payload[..8].try_into().unwrap_or([0; 8]));
-                        let now = epoch.elapsed().as_micros() as u64;
-                        let _ = hist.record(now.saturating_sub(sent).max(1));
+                        let _ = hist.record(now_us().saturating_sub(sent).max(1));
                         got += 1;
                         permits.add_permits(1);
+                        pb.tick(got);
                     }
                     _ => break,
                 }
@@ -81,6 +88,13 @@ pub async fn run(payload: usize, window: usize, count: u64) -> std::io::Result<R
     let mut buf = BytesMut::with_capacity(256 * 1024);
     let filler = Bytes::from(vec![0x5a; payload.max(8) - 8]);
     for seq in 0..count {
+        if let Some(d) = rate.and_then(|r| pace_delay(start, seq, r)) {
+            if !buf.is_empty() {
+                wr.write_all(&buf).await?;
+                buf.clear();
+            }
+            tokio::time::sleep(d).await;
+        }
         // Coalesce writes: only wait (and flush) when the window is full.
         let permit = match permits.try_acquire() {
             Ok(p) => p,
@@ -94,7 +108,7 @@ pub async fn run(payload: usize, window: usize, count: u64) -> std::io::Result<R
         };
         permit.forget();
         let mut p = BytesMut::with_capacity(payload.max(8));
-        p.put_u64(epoch.elapsed().as_micros() as u64);
+        p.put_u64(now_us());
         p.extend_from_slice(&filler);
         let frame = Frame::Message(Message {
             id: MessageId::new(1, seq),
@@ -116,5 +130,10 @@ pub async fn run(payload: usize, window: usize, count: u64) -> std::io::Result<R
     }
     let (got, hist) = reader.await.map_err(std::io::Error::other)?;
     let elapsed = start.elapsed().max(Duration::from_nanos(1));
-    Ok(Row::new("ceiling-echo", payload, window, got, elapsed).with_latency(&hist))
+    let name = if rate.is_some() {
+        "ceiling-echo-paced"
+    } else {
+        "ceiling-echo"
+    };
+    Ok(Row::new(name, payload, window, got, elapsed).with_latency(&hist))
 }

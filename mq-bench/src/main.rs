@@ -1,41 +1,306 @@
 //! `mq-bench`: throughput, latency and memory of the whole loop over loopback
 //! TCP against the mock broker, next to the machine's ceiling measured in the
 //! same run. See docs/BENCHMARKS.md.
+//!
+//! # Layout
+//!
+//! * `ceiling.rs`: plain tokio TCP echo of same-size frames, same window;
+//! * `publish.rs`: publish with confirm (msgs/s, confirm latency);
+//! * `e2e.rs`: send → broker → handler → ack (msgs/s, send-to-handler latency);
+//! * `memory.rs`: bytes per in-flight message, dedup memory, peak RSS, each
+//!   in a child process (`--scenario`);
+//! * `alloc.rs`: the counting allocator those use;
+//! * `report.rs`: medians, the table and the JSON lines.
 
+mod alloc;
 mod ceiling;
+mod e2e;
+mod memory;
+mod publish;
 mod report;
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use report::Row;
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Benchmarks of the MQ SDK pair.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Messages per measurement.
+    /// Messages per throughput measurement (window 1 uses 1/20 of it,
+    /// payloads of 4 KiB and more 1/8).
     #[arg(long, default_value_t = 200_000)]
     count: u64,
     /// Payload sizes in bytes.
     #[arg(long, value_delimiter = ',', default_value = "128,4096")]
     sizes: Vec<usize>,
-    /// In-flight windows.
+    /// In-flight windows for publish with confirm.
     #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
     windows: Vec<usize>,
+    /// Sender window of the end-to-end runs.
+    #[arg(long, default_value_t = 1000)]
+    e2e_window: usize,
+    /// Offered rate (msgs/s) of the fixed-rate latency run.
+    #[arg(long, default_value_t = 5000.0)]
+    rate: f64,
+    /// Length of the fixed-rate run in seconds.
+    #[arg(long, default_value_t = 4.0)]
+    paced_seconds: f64,
+    /// Repetitions; the table shows the median run of each figure.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Which groups to run.
+    #[arg(long, value_delimiter = ',', default_value = "publish,e2e,memory")]
+    only: Vec<String>,
+    /// Internal: run one memory scenario in this process and print JSON.
+    #[arg(long, hide = true)]
+    scenario: Option<String>,
+}
+
+/// Microseconds since a process-wide epoch; the send timestamp carried in
+/// payloads.
+pub fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// How long to wait before message `seq` of a run paced at `rate` msgs/s.
+pub fn pace_delay(start: Instant, seq: u64, rate: f64) -> Option<Duration> {
+    let target = start + Duration::from_secs_f64(seq as f64 / rate);
+    target.checked_duration_since(Instant::now())
+}
+
+/// What one measurement sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub payload: usize,
+    pub window: usize,
+    pub count: u64,
+    pub rate: Option<f64>,
+}
+
+/// The progress bar, updated every 1024 messages (or hidden).
+#[derive(Clone)]
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    fn new(hidden: bool) -> Self {
+        if hidden {
+            return Self(None);
+        }
+        let pb = ProgressBar::new(1);
+        pb.set_style(
+            ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos:>8}/{len:8} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self(Some(pb))
+    }
+
+    fn start(&self, what: String, len: u64) {
+        if let Some(pb) = &self.0 {
+            pb.set_length(len);
+            pb.set_position(0);
+            pb.set_message(what);
+        }
+    }
+
+    pub fn tick(&self, done: u64) {
+        if done & 1023 == 0 {
+            if let Some(pb) = &self.0 {
+                pb.set_position(done);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+fn count_for(args: &Args, payload: usize, window: usize) -> u64 {
+    let mut n = args.count;
+    if window == 1 {
+        n /= 20;
+    }
+    if payload >= 4096 {
+        n /= 8;
+    }
+    n.max(1000)
+}
+
+async fn measure(
+    pb: &Progress,
+    label: &str,
+    load: Load,
+    f: impl std::future::Future<Output = BenchResult<Row>>,
+) -> BenchResult<Row> {
+    pb.start(
+        format!("{label} {}B w{}", load.payload, load.window),
+        load.count,
+    );
+    f.await
+}
+
+async fn ceiling(pb: &Progress, run: &str, load: Load) -> BenchResult<Row> {
+    let label = format!("{run} ceiling");
+    measure(pb, &label, load, async { Ok(ceiling::run(load, pb).await?) }).await
+    })
+    .await?)
+}
+
+async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> BenchResult<()> {
+    let first = rows.len();
+    let wants = |g: &str| args.only.iter().any(|o| o == g);
+    for &payload in &args.sizes {
+        if wants("publish") {
+            for &window in &args.windows {
+                let load = Load {
+                    payload,
+                    window,
+                    count: count_for(args, payload, window),
+                    rate: None,
+                };
+                let c = ceiling(pb, run, load).await?;
+                let label = format!("{run} publish");
+                let mut r = measure(pb, &label, load, publish::run(load, pb)).await?;
+                r.set_ceiling(&c);
+                rows.extend([c, r]);
+            }
+        }
+        if wants("e2e") {
+            let load = Load {
+                payload,
+                window: args.e2e_window,
+                count: count_for(args, payload, args.e2e_window),
+                rate: None,
+            };
+            // The publish group may have measured this ceiling in this run.
+            let same = rows[first..].iter().find(|r| {
+                r.scenario == "ceiling-echo" && (r.payload, r.window) == (payload, load.window)
+            });
+            let c = match same {
+                Some(c) => c.clone(),
+                None => {
+                    let c = ceiling(pb, run, load).await?;
+                    rows.push(c.clone());
+                    c
+                }
+            };
+            let label = format!("{run} e2e");
+            let mut r = measure(pb, &label, load, e2e::run(load, pb)).await?;
+            r.set_ceiling(&c);
+            rows.push(r);
+            let paced = Load {
+                count: (args.rate * args.paced_seconds) as u64,
+                rate: Some(args.rate),
+                ..load
+            };
+            let c = ceiling(pb, run, paced).await?;
+            let label = format!("{run} e2e @{}/s", args.rate);
+            let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
+            r.set_ceiling(&c);
+            rows.extend([c, r]);
+        }
+    }
+    Ok(())
+}
+
+/// Runs one `--scenario` in this process (a child of the main run).
+async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
+    alloc::enable();
+    let pb = Progress::new(true);
+    let parts: Vec<&str> = name.split(':').collect();
+    let num = |i: usize| -> BenchResult<u64> {
+        Ok(parts
+            .get(i)
+            .ok_or("scenario needs more fields")?
+            .parse::<u64>()?)
+    };
+    let out = match parts[0] {
+        "in-flight" => memory::in_flight(num(1)? as usize, num(2)? as usize, &pb).await?,
+        "dedup" => memory::dedup(num(1)?, num(2)?, &pb)?,
+        "e2e-peak" => {
+            let payload = num(1)? as usize;
+            let load = Load {
+                payload,
+                window: args.e2e_window,
+                count: count_for(args, payload, args.e2e_window),
+                rate: None,
+            };
+            memory::e2e_peak(load, &pb).await?
+        }
+        other => return Err(format!("unknown scenario {other}").into()),
+    };
+    println!("{out}");
+    Ok(())
+}
+
+/// Runs each memory scenario in a fresh child process.
+async fn memory_children(pb: &Progress) -> BenchResult<Vec<serde_json::Value>> {
+    let exe = std::env::current_exe()?;
+    let mut out = Vec::new();
+    for s in [
+        "in-flight:128:100000",
+        "in-flight:4096:20000",
+        "dedup:1:1000000",
+        "dedup:1000:1000000",
+        "e2e-peak:128",
+    ] {
+        pb.start(format!("memory {s} (child process)"), 1);
+        let o = tokio::process::Command::new(&exe)
+            .args(["--scenario", s])
+            .output()
+            .await?;
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let line = stdout.lines().last().unwrap_or_default();
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                return Err(format!("scenario {s} failed: {err}").into());
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> BenchResult<()> {
     let args = Args::parse();
-    let mut rows = Vec::new();
-    for &size in &args.sizes {
-        for &window in &args.windows {
-            let count = if window == 1 {
-                args.count / 10
-            } else {
-                args.count
-            };
-            rows.push(ceiling::run(size, window, count).await?);
-        }
+    if let Some(s) = &args.scenario {
+        return scenario(s, &args).await;
     }
-    report::print_table(&rows);
+    now_us();
+    let pb = Progress::new(false);
+    let mut rows = Vec::new();
+    for i in 1..=args.runs {
+        let run = format!("run {i}/{}", args.runs);
+        one_run(&args, &run, &pb, &mut rows).await?;
+    }
+    let memory = if args.only.iter().any(|o| o == "memory") {
+        memory_children(&pb).await?
+    } else {
+        Vec::new()
+    };
+    pb.finish();
+    report::print(&rows, &memory, args.runs);
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": "bench-process-peak",
+            "peak_rss_bytes": alloc::proc_status_bytes("VmHWM"),
+        })
+    );
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Row {
     pub latency_us: Option<(u64, u64, u64)>,
     /// The ceiling's msgs/s for the same payload and window, when measured.
     pub ceiling: Option<f64>,
+    /// The ceiling's p99 latency (µs) in the same conditions.
+    pub ceiling_p99_us: Option<u64>,
     pub extra: Vec<(String, serde_json::Value)>,
 }
 
@@ -35,6 +37,7 @@ impl Row {
             elapsed,
             latency_us: None,
             ceiling: None,
+            ceiling_p99_us: None,
             extra: Vec::new(),
         }
     }
@@ -48,6 +51,20 @@ impl Row {
             ));
         }
         self
+    }
+
+    /// Takes the ceiling figures from `c`, measured in the same run.
+    pub fn set_ceiling(&mut self, c: &Row) {
+        self.ceiling = Some(c.rate());
+        self.ceiling_p99_us = c.latency_us.map(|l| l.1);
+    }
+
+    fn key(&self) -> (String, usize, usize) {
+        (self.scenario.clone(), self.payload, self.window)
+    }
+
+    fn p99_ratio(&self) -> Option<f64> {
+        Some(self.latency_us?.1 as f64 / self.ceiling_p99_us?.max(1) as f64)
     }
 
     pub fn rate(&self) -> f64 {
@@ -73,6 +90,10 @@ impl Row {
             v["ceiling_msgs_per_s"] = c.round().into();
             v["fraction_of_ceiling"] = ((self.rate() / c * 1000.0).round() / 1000.0).into();
         }
+        if let (Some(c), Some(x)) = (self.ceiling_p99_us, self.p99_ratio()) {
+            v["ceiling_p99_us"] = c.into();
+            v["p99_over_ceiling_p99"] = ((x * 100.0).round() / 100.0).into();
+        }
         for (k, x) in &self.extra {
             v[k.as_str()] = x.clone();
         }
@@ -80,9 +101,56 @@ impl Row {
     }
 }
 
+/// The median run of each (scenario, payload, window): by msgs/s, or by p99
+/// for fixed-rate runs. Its ceiling figures are from that same run.
+pub fn medians(rows: &[Row]) -> Vec<Row> {
+    let mut keys: Vec<(String, usize, usize)> = Vec::new();
+    for r in rows {
+        if !keys.contains(&r.key()) {
+            keys.push(r.key());
+        }
+    }
+    keys.into_iter()
+        .map(|k| {
+            let mut group: Vec<&Row> = rows.iter().filter(|r| r.key() == k).collect();
+            let runs: Vec<f64> = group.iter().map(|r| r.rate().round()).collect();
+            if k.0.ends_with("-paced") {
+                group.sort_by_key(|r| r.latency_us.map_or(0, |l| l.1));
+            } else {
+                group.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+            }
+            let mut m = group[group.len() / 2].clone();
+            m.extra.push(("runs".into(), runs.len().into()));
+            m.extra.push(("msgs_per_s_each_run".into(), runs.into()));
+            m
+        })
+        .collect()
+}
+
+/// Every run as a JSON line, then the table of medians and the memory figures.
+pub fn print(rows: &[Row], memory: &[serde_json::Value], runs: usize) {
+    println!("\n# every run");
+    for r in rows {
+        println!("{}", r.json());
+    }
+    let med = medians(rows);
+    println!("\n# medians of {runs} run(s); ceiling figures from the same run");
+    print_table(&med);
+    println!("\n# medians as JSON");
+    for r in &med {
+        println!("{}", r.json());
+    }
+    if !memory.is_empty() {
+        println!("\n# memory (each in a fresh child process)");
+        for v in memory {
+            println!("{v}");
+        }
+    }
+}
+
 pub fn print_table(rows: &[Row]) {
     println!(
-        "\n{:<22} {:>7} {:>6} {:>10} {:>12} {:>9} {:>9} {:>9} {:>8}",
+        "{:<20} {:>7} {:>6} {:>9} {:>10} {:>8} {:>8} {:>9} {:>7} {:>9}",
         "scenario",
         "payload",
         "window",
@@ -91,7 +159,8 @@ pub fn print_table(rows: &[Row]) {
         "p50 us",
         "p99 us",
         "p99.9 us",
-        "ceil %"
+        "ceil %",
+        "p99/ceil"
     );
     for r in rows {
         let (p50, p99, p999) = r
@@ -102,8 +171,12 @@ pub fn print_table(rows: &[Row]) {
             .ceiling
             .map(|c| format!("{:.1}", 100.0 * r.rate() / c))
             .unwrap_or_default();
+        let lat = r
+            .p99_ratio()
+            .map(|x| format!("{x:.2}x"))
+            .unwrap_or_default();
         println!(
-            "{:<22} {:>7} {:>6} {:>10} {:>12.0} {:>9} {:>9} {:>9} {:>8}",
+            "{:<20} {:>7} {:>6} {:>9} {:>10.0} {:>8} {:>8} {:>9} {:>7} {:>9}",
             r.scenario,
             r.payload,
             r.window,
@@ -112,11 +185,8 @@ pub fn print_table(rows: &[Row]) {
             p50,
             p99,
             p999,
-            frac
+            frac,
+            lat
         );
-    }
-    println!();
-    for r in rows {
-        println!("{}", r.json());
     }
 }

@@ -1,0 +1,122 @@
+//! End to end: sender → mock broker → receiver handler → ack, over loopback
+//! TCP. Latency is send-to-handler: the send time is in the payload's first
+//! 8 bytes (taken before `enqueue`), read in the handler.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
+use mq_client_sender::{Sender, SenderConfig};
+use mq_mock_broker::MockBroker;
+use tokio::sync::Notify;
+
+use crate::publish::{broker_config, message};
+use crate::report::Row;
+use crate::{now_us, pace_delay, BenchResult, Load, Progress};
+
+/// Receiver credit and handler concurrency used by the benchmark.
+pub const PREFETCH: u32 = 1024;
+pub const MAX_CONCURRENCY: usize = 64;
+
+struct Seen {
+    hist: Mutex<Histogram<u64>>,
+    handled: AtomicU64,
+    target: u64,
+    last_us: AtomicU64,
+    done: Notify,
+    pb: Progress,
+}
+
+pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
+    let broker = MockBroker::start(broker_config(&load)).await?;
+    let addr = broker.addr().to_string();
+    let seen = Arc::new(Seen {
+        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
+        handled: AtomicU64::new(0),
+        target: load.count,
+        last_us: AtomicU64::new(0),
+        done: Notify::new(),
+        pb: pb.clone(),
+    });
+    let handler = {
+        let seen = seen.clone();
+        move |d: Delivery| {
+            let seen = seen.clone();
+            async move {
+                let now = now_us();
+                let sent = d
+                    .payload()
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(now, u64::from_be_bytes);
+                if let Ok(mut h) = seen.hist.lock() {
+                    let _ = h.record(now.saturating_sub(sent).max(1));
+                }
+                let n = seen.handled.fetch_add(1, Relaxed) + 1;
+                seen.pb.tick(n);
+                if n == seen.target {
+                    seen.last_us.store(now, Relaxed);
+                    seen.done.notify_one();
+                }
+                Ok::<(), HandlerError>(())
+            }
+        }
+    };
+    let receiver = Receiver::start(
+        ReceiverConfig {
+            addresses: vec![addr.clone()],
+            topic: "bench".into(),
+            group: "bench".into(),
+            prefetch: PREFETCH,
+            max_concurrency: MAX_CONCURRENCY,
+            ..Default::default()
+        },
+        handler,
+    )
+    .await?;
+    let sender = Sender::connect(SenderConfig {
+        max_in_flight: load.window,
+        ..SenderConfig::new(addr)
+    })
+    .await?;
+
+    let filler = vec![0x5a; load.payload.max(8) - 8];
+    let done = seen.done.notified();
+    let start = Instant::now();
+    let start_us = now_us();
+    for seq in 0..load.count {
+        if let Some(d) = load.rate.and_then(|r| pace_delay(start, seq, r)) {
+            tokio::time::sleep(d).await;
+        }
+        // The outcome is counted by the handler; the confirm is not awaited.
+        drop(sender.enqueue(message(load.payload, &filler)).await?);
+    }
+    let limit = Duration::from_secs(60) + Duration::from_secs_f64(load.count as f64 / 1000.0);
+    if tokio::time::timeout(limit, done).await.is_err() {
+        let got = seen.handled.load(Relaxed);
+        return Err(format!("only {got} of {} handled within {limit:?}", load.count).into());
+    }
+    let elapsed = Duration::from_micros(seen.last_us.load(Relaxed).saturating_sub(start_us))
+        .max(Duration::from_nanos(1));
+    let _ = sender.close(Duration::from_secs(5)).await;
+    let _ = receiver.shutdown(Duration::from_secs(5)).await;
+    broker.shutdown().await;
+    let name = if load.rate.is_some() {
+        "e2e-paced"
+    } else {
+        "e2e"
+    };
+    let hist = seen
+        .hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    let mut row =
+        Row::new(name, load.payload, load.window, load.count, elapsed).with_latency(&hist);
+    if let Some(r) = load.rate {
+        row.extra.push(("offered_rate".into(), r.into()));
+    }
+    Ok(row)
+}

@@ -1,0 +1,88 @@
+//! Publish with confirm: one sender against the mock broker, `window`
+//! messages in flight, confirm latency from the hand-over (`enqueue`
+//! returned) to the `PendingSend` resolving.
+
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use hdrhistogram::Histogram;
+use mq_client_sender::{OutgoingMessage, PendingSend, Sender, SenderConfig};
+use mq_mock_broker::{BrokerConfig, MockBroker};
+use tokio::sync::mpsc;
+
+use crate::report::Row;
+use crate::{now_us, BenchResult, Load, Progress};
+
+/// A broker tuned for measuring: no landing log, and room to store every
+/// message of the run (nobody consumes them here).
+pub fn broker_config(load: &Load) -> BrokerConfig {
+    BrokerConfig {
+        record_landings: false,
+        max_stored_messages: load.count as usize + 1024,
+        max_stored_bytes: (load.count as usize + 1024) * (load.payload + 256),
+        ..Default::default()
+    }
+}
+
+/// A message of `payload` bytes whose first 8 bytes are the send time.
+pub fn message(payload: usize, filler: &[u8]) -> OutgoingMessage {
+    let mut p = BytesMut::with_capacity(payload.max(8));
+    p.put_u64(now_us());
+    p.extend_from_slice(filler);
+    OutgoingMessage::new("bench", p.freeze())
+}
+
+pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
+    let broker = MockBroker::start(broker_config(&load)).await?;
+    let sender = Sender::connect(SenderConfig {
+        max_in_flight: load.window,
+        ..SenderConfig::new(broker.addr().to_string())
+    })
+    .await?;
+
+    // Confirms come back in order (no faults), so awaiting in order times
+    // each one when it resolves.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(PendingSend, u64)>();
+    let collector = {
+        let pb = pb.clone();
+        tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut confirmed = 0u64;
+            let mut failed = 0u64;
+            while let Some((pending, t0)) = rx.recv().await {
+                match pending.await {
+                    Ok(_) => {
+                        let _ = hist.record(now_us().saturating_sub(t0).max(1));
+                        confirmed += 1;
+                    }
+                    Err(_) => failed += 1,
+                }
+                pb.tick(confirmed);
+            }
+            (confirmed, failed, hist)
+        })
+    };
+
+    let filler = vec![0x5a; load.payload.max(8) - 8];
+    let start = Instant::now();
+    for _ in 0..load.count {
+        let pending = sender.enqueue(message(load.payload, &filler)).await?;
+        let _ = tx.send((pending, now_us()));
+    }
+    drop(tx);
+    let (confirmed, failed, hist) = collector.await?;
+    let elapsed = start.elapsed().max(Duration::from_nanos(1));
+    let _ = sender.close(Duration::from_secs(5)).await;
+    broker.shutdown().await;
+    if failed > 0 {
+        return Err(format!("{failed} sends failed").into());
+    }
+    Ok(Row::new(
+        "publish-confirm",
+        load.payload,
+        load.window,
+        confirmed,
+        elapsed,
+    )
+    .with_latency(&hist))
+}
