@@ -154,9 +154,10 @@ async fn measure(
 
 async fn ceiling(pb: &Progress, run: &str, load: Load) -> BenchResult<Row> {
     let label = format!("{run} ceiling");
-    measure(pb, &label, load, async { Ok(ceiling::run(load, pb).await?) }).await
+    measure(pb, &label, load, async {
+        Ok(ceiling::run(load, pb).await?)
     })
-    .await?)
+    .await
 }
 
 async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> BenchResult<()> {
