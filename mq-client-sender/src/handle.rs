@@ -370,10 +370,7 @@ impl Sender {
                 let bytes = count
                     .and_then(|c| Ok((c, shared.bytes.clone().try_acquire_many_owned(bytes)?)));
                 match bytes {
-                    Ok((c, b)) => Permits {
-                        _count: c,
-                        _bytes: b,
-                    },
+                    Ok((c, b)) => Permits { count: c, bytes: b },
                     Err(TryAcquireError::NoPermits) => {
                         return Err(SendError::Backpressure(give_back(wire)))
                     }
@@ -387,10 +384,7 @@ impl Sender {
                 let Ok(b) = shared.bytes.clone().acquire_many_owned(bytes).await else {
                     return Err(SendError::Closed(give_back(wire)));
                 };
-                Permits {
-                    _count: c,
-                    _bytes: b,
-                }
+                Permits { count: c, bytes: b }
             }
         };
         if explicit.is_none() {

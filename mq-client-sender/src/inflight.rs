@@ -94,7 +94,8 @@ struct Entry<T> {
     /// `min(retry_at, total_at)`; the key of this entry's live timer.
     deadline: Instant,
     /// The last transient rejection, reported if the attempts run out.
-    rejection: Option<(ErrorCode, String)>,
+    /// Boxed: rare, and 24 bytes less in every entry.
+    rejection: Option<Box<(ErrorCode, String)>>,
     data: T,
 }
 
@@ -329,7 +330,7 @@ impl<T, R: Rng> Inflight<T, R> {
             return;
         };
         let attempts = e.attempt;
-        let err = match &e.rejection {
+        let err = match e.rejection.as_deref() {
             Some((code, reason)) => SendError::Rejected {
                 id,
                 code: *code,
@@ -389,7 +390,7 @@ impl<T, R: Rng> Inflight<T, R> {
                     return ReplyEffect::Ignored;
                 }
                 tracing::debug!(id = %id, attempt = e.attempt, %code, "transient rejection; backing off");
-                e.rejection = Some((code, reason));
+                e.rejection = Some(Box::new((code, reason)));
                 if e.attempt >= self.cfg.max_attempts {
                     self.exhausted(id);
                     return ReplyEffect::Resolved;
