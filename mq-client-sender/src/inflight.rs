@@ -195,29 +195,35 @@ impl<T, R: Rng> Inflight<T, R> {
         data: T,
     ) -> Result<(), (Message, T)> {
         let id = msg.id;
-        if self.entries.contains_key(&id) {
-            return Err((msg, data));
-        }
+        let slot = match self.entries.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => return Err((msg, data)),
+            std::collections::hash_map::Entry::Vacant(v) => v,
+        };
         msg.attempt = 1;
+        // What `arm` and `queue` do for attempt 1, without looking the
+        // entry up twice more.
         let total_at = self.cfg.send_timeout.map(|d| now + d);
-        self.entries.insert(
-            id,
-            Entry {
-                frame: Frame::Message(msg),
-                attempt: 1,
-                transmissions: 0,
-                on_wire: false,
-                queued: false,
-                accepted: now,
-                retry_at: now,
-                total_at,
-                deadline: now,
-                rejection: None,
-                data,
-            },
-        );
-        self.arm(id, now);
-        self.queue(id);
+        let retry_at = now + self.cfg.retry.delay(1, &mut self.rng);
+        let deadline = total_at.map_or(retry_at, |t| t.min(retry_at));
+        let queued = self.connected;
+        slot.insert(Entry {
+            frame: Frame::Message(msg),
+            attempt: 1,
+            transmissions: 0,
+            on_wire: false,
+            queued,
+            accepted: now,
+            retry_at,
+            total_at,
+            deadline,
+            rejection: None,
+            data,
+        });
+        self.timers.push(Reverse((deadline, id)));
+        self.compact_timers();
+        if queued {
+            self.transmit.push_back(id);
+        }
         Ok(())
     }
 
