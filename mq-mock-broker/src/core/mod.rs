@@ -295,8 +295,10 @@ impl Core {
     /// Lands a checked message and hands it to every group of its topic.
     fn land(&mut self, m: Message, now: Instant) {
         let id = m.id;
+        // No groups: no `Arc` of them (an empty `Arc<[usize]>` is an
+        // allocation per message).
         let (topic, groups) = match self.topic_groups.get_key_value(m.topic.as_str()) {
-            Some((t, g)) => (t.clone(), g.clone()),
+            Some((t, g)) => (t.clone(), Some(g.clone())),
             None => {
                 // Topics without groups are not interned in the map (that
                 // would grow with every topic name ever used); reuse the
@@ -309,13 +311,14 @@ impl Core {
                         t
                     }
                 };
-                (t, Arc::from([]))
+                (t, None)
             }
         };
-        self.store.land(m, topic, groups.len() as u32);
+        let count = groups.as_deref().map_or(0, <[usize]>::len);
+        self.store.land(m, topic, count as u32);
         self.dedup.insert(id);
         self.stats.messages_stored += 1;
-        for &g in groups.iter() {
+        for &g in groups.as_deref().unwrap_or_default() {
             self.groups[g].enqueue(id);
             self.pump(g, now);
         }
