@@ -39,6 +39,7 @@ use crate::handler::RecvCallback;
 use crate::stats::{bump, Counters};
 use crate::store::DedupStore;
 
+mod idhash;
 mod recent;
 mod settle;
 
@@ -107,7 +108,7 @@ pub(crate) struct Driver {
 
 struct State {
     d: Driver,
-    in_progress: HashMap<MessageId, InFlight>,
+    in_progress: HashMap<MessageId, InFlight, idhash::IdBuild>,
     tasks: JoinSet<TaskResult>,
     next_token: u64,
     epoch: u64,
@@ -127,7 +128,7 @@ impl Driver {
     pub(crate) async fn run(self, first: Conn) {
         let mut s = State {
             d: self,
-            in_progress: HashMap::new(),
+            in_progress: HashMap::with_hasher(idhash::IdBuild::new()),
             tasks: JoinSet::new(),
             next_token: 0,
             epoch: 0,

@@ -13,8 +13,10 @@ use std::collections::{HashMap, VecDeque};
 
 use mq_protocol::MessageId;
 
+use super::idhash::IdBuild;
+
 pub(super) struct Recent {
-    max_attempt: HashMap<MessageId, u32>,
+    max_attempt: HashMap<MessageId, u32, IdBuild>,
     order: VecDeque<MessageId>,
     cap: usize,
 }
@@ -22,7 +24,7 @@ pub(super) struct Recent {
 impl Recent {
     pub(super) fn new(cap: usize) -> Self {
         Self {
-            max_attempt: HashMap::new(),
+            max_attempt: HashMap::with_hasher(IdBuild::new()),
             order: VecDeque::new(),
             cap: cap.max(1),
         }
