@@ -102,7 +102,9 @@ impl Row {
 }
 
 /// The median run of each (scenario, payload, window): by msgs/s, or by p99
-/// for fixed-rate runs. Its ceiling figures are from that same run.
+/// for fixed-rate runs. Its fraction of the ceiling is replaced by the
+/// median of the per-run fractions (each against the ceiling measured in
+/// the same run), and likewise its p99 ratio.
 pub fn medians(rows: &[Row]) -> Vec<Row> {
     let mut keys: Vec<(String, usize, usize)> = Vec::new();
     for r in rows {
@@ -114,17 +116,32 @@ pub fn medians(rows: &[Row]) -> Vec<Row> {
         .map(|k| {
             let mut group: Vec<&Row> = rows.iter().filter(|r| r.key() == k).collect();
             let runs: Vec<f64> = group.iter().map(|r| r.rate().round()).collect();
+            let fractions = median(group.iter().filter_map(|r| Some(r.rate() / r.ceiling?)));
+            let p99_ratios = median(group.iter().filter_map(|r| r.p99_ratio()));
             if k.0.ends_with("-paced") {
                 group.sort_by_key(|r| r.latency_us.map_or(0, |l| l.1));
             } else {
                 group.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
             }
             let mut m = group[group.len() / 2].clone();
+            // Stored so that `rate() / ceiling` and `p99_ratio()` give the medians.
+            if let Some(f) = fractions {
+                m.ceiling = Some(m.rate() / f.max(1e-12));
+            }
+            if let (Some(x), Some((_, p99, _))) = (p99_ratios, m.latency_us) {
+                m.ceiling_p99_us = Some((p99 as f64 / x.max(1e-12)).round() as u64);
+            }
             m.extra.push(("runs".into(), runs.len().into()));
             m.extra.push(("msgs_per_s_each_run".into(), runs.into()));
             m
         })
         .collect()
+}
+
+fn median(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = xs.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
 }
 
 /// Every run as a JSON line, then the table of medians and the memory figures.
@@ -134,7 +151,9 @@ pub fn print(rows: &[Row], memory: &[serde_json::Value], runs: usize) {
         println!("{}", r.json());
     }
     let med = medians(rows);
-    println!("\n# medians of {runs} run(s); ceiling figures from the same run");
+    println!(
+        "\n# medians of {runs} run(s); ceil % and p99/ceil are medians of per-run ratios to the ceiling of the same run"
+    );
     print_table(&med);
     println!("\n# medians as JSON");
     for r in &med {
