@@ -1,6 +1,8 @@
 //! Message headers: a small, bounded list of key/value pairs.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+
+use crate::wire::PutBe;
 
 use crate::wire::{self, Reader};
 use crate::{ProtocolError, MAX_HEADERS, MAX_HEADER_BYTES};

@@ -1,6 +1,8 @@
 //! The second half: `Subscribe`, `SubscribeOk`, `Deliver`, `Ack`, `Nack`, `Credit`.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+
+use crate::wire::PutBe;
 
 use super::publish::validate_topic;
 use super::{frame_type, Body};

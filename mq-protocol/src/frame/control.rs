@@ -1,6 +1,8 @@
 //! Connection control: `Ping`, `Pong`, `Close`.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
+
+use crate::wire::PutBe;
 
 use super::{frame_type, Body};
 use crate::wire::Reader;
@@ -95,7 +97,7 @@ macro_rules! code_reason_frame {
             }
 
             fn put(&self, dst: &mut bytes::BytesMut) {
-                bytes::BufMut::put_u16(dst, self.code.0);
+                $crate::wire::PutBe::put_u16(dst, self.code.0);
                 $crate::wire::put_str(dst, &self.reason);
             }
 

@@ -1,6 +1,8 @@
 //! The handshake: `Hello` (client), then `Welcome` or `Refuse` (server).
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
+
+use crate::wire::PutBe;
 
 use super::{frame_type, Body};
 use crate::wire::{check_len, put_str, str_len, Reader};

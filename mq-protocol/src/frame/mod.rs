@@ -12,7 +12,9 @@
 //! On the wire a frame is `length: u32 BE | type: u8 | body`, where `length`
 //! counts the type byte and the body. See PROTOCOL.md for every byte.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+
+use crate::wire::PutBe;
 
 use crate::wire::Reader;
 use crate::ProtocolError;

@@ -1,6 +1,8 @@
 //! The first half: `Message` (sender to broker) and `Reply` (broker to sender).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+
+use crate::wire::PutBe;
 
 use super::{frame_type, Body};
 use crate::wire::{check_len, put_bytes32, put_str, str_len, Reader};
