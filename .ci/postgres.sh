@@ -62,9 +62,14 @@ if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
     as_pg "$BINDIR/initdb" -D "$PG_DIR/data" -U postgres -A trust --encoding=UTF8 >&2
 fi
 
-if as_pg "$BINDIR/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; then
+# Ask the server itself: after a hard kill (a session's processes are killed
+# before CI runs) postmaster.pid survives, and `pg_ctl status` may trust it
+# when its PID has been reused by another process.
+if as_pg "$BINDIR/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q >/dev/null 2>&1; then
     log "already running"
 else
+    as_pg "$BINDIR/pg_ctl" -D "$PG_DIR/data" stop -m immediate >/dev/null 2>&1 || true
+    rm -f "$PG_DIR/data/postmaster.pid"
     log "starting on 127.0.0.1:$PG_PORT"
     as_pg "$BINDIR/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
         -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200" \
