@@ -147,7 +147,7 @@ impl DedupWindow {
     /// assert_eq!(w.producer_count(), 0);
     /// ```
     pub fn new(config: DedupConfig) -> Self {
-        let hasher = IdState::new();
+        let hasher = IdState::default();
         Self {
             config,
             producers: Table::new(hasher.clone()),

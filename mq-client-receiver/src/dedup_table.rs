@@ -2,9 +2,7 @@
 //! seeded one-multiply hash, and sized honestly for
 //! [`super::DedupWindow::memory_bytes`].
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::mem::size_of;
 
 /// Control bytes past the last slot plus alignment padding, per table.
@@ -24,54 +22,10 @@ pub(super) fn table_bytes(cap: usize, slot: usize) -> usize {
         .saturating_add(TABLE_FIXED_BYTES)
 }
 
-/// A seeded hasher for producer ids: one folded multiply. The seed is
-/// random per window, so a peer cannot pick ids that collide.
-#[derive(Debug, Clone)]
-pub(super) struct IdState {
-    seed: u64,
-    mul: u64,
-}
-
-impl IdState {
-    pub(super) fn new() -> Self {
-        let s = RandomState::new();
-        Self {
-            seed: s.hash_one(0x5eed_u64),
-            mul: s.hash_one(0x6d75_u64) | 1,
-        }
-    }
-}
-
-impl BuildHasher for IdState {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher {
-            state: self.seed,
-            mul: self.mul,
-        }
-    }
-}
-
-#[derive(Debug)]
-pub(super) struct IdHasher {
-    state: u64,
-    mul: u64,
-}
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.state
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, x: u64) {
-        let m = u128::from(self.state ^ x) * u128::from(self.mul);
-        self.state = (m as u64) ^ ((m >> 64) as u64);
-    }
-}
+/// The hasher of the producer table: `mq_protocol::hash::FastState`, a
+/// folded multiply seeded per window, so a peer cannot pick producer ids that
+/// collide.
+pub(super) type IdState = mq_protocol::hash::FastState;
 
 /// A hash table keyed by producer id that remembers the capacity it grew
 /// to (`capacity()` alone undercounts once removals leave tombstones).

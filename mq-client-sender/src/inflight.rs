@@ -31,8 +31,7 @@
 //!   outcome is [`SendError::Rejected`] with the last code.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use mq_protocol::{Backoff, ErrorCode, Frame, Message, MessageId, Reply, ReplyStatus};
@@ -108,29 +107,7 @@ impl<T> Entry<T> {
     }
 }
 
-/// A fast hasher for [`MessageId`] keys (Fx-style multiply-rotate). The
-/// keys inserted are chosen by this sender, so no peer can make them
-/// collide; a broker can only make us look up IDs.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdMap<V> = HashMap<MessageId, V, BuildHasherDefault<IdHasher>>;
+type IdMap<V> = mq_protocol::hash::FastMap<MessageId, V>;
 
 /// The in-flight table. `T` is the caller's per-message data (the driver
 /// keeps the completion and window permits there), returned in the outcome.

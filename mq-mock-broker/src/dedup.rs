@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::fxhash::FxHashMap;
+use mq_protocol::hash::FastMap;
 
 use mq_protocol::MessageId;
 
@@ -57,7 +57,7 @@ impl Producer {
 /// The dedup table. Not thread-safe; owned by the broker core.
 #[derive(Debug)]
 pub(crate) struct Dedup {
-    producers: FxHashMap<u64, Producer>,
+    producers: FastMap<u64, Producer>,
     /// The producer of the last insert: already the most recent in `lru`.
     last: Option<u64>,
     /// LRU order: tick -> producer.
@@ -72,7 +72,7 @@ pub(crate) struct Dedup {
 impl Dedup {
     pub(crate) fn new(max_producers: usize, max_ranges: usize) -> Self {
         Self {
-            producers: FxHashMap::default(),
+            producers: FastMap::default(),
             last: None,
             lru: BTreeMap::new(),
             next_tick: 0,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mq_protocol::MessageId;
 
-use crate::fxhash::FxHashMap;
+use mq_protocol::hash::FastMap;
 
 /// Index of a subscription in the core's table.
 pub(crate) type SubKey = u64;
@@ -42,7 +42,7 @@ pub(crate) struct Group {
     pub(crate) topic: Arc<str>,
     pub(crate) name: String,
     pub(crate) ready: VecDeque<MessageId>,
-    pub(crate) pending: FxHashMap<MessageId, Pending>,
+    pub(crate) pending: FastMap<MessageId, Pending>,
     pub(crate) members: Vec<SubKey>,
     /// Round-robin position in `members`.
     pub(crate) cursor: usize,
@@ -56,7 +56,7 @@ impl Group {
             topic,
             name,
             ready: VecDeque::new(),
-            pending: FxHashMap::default(),
+            pending: FastMap::default(),
             members: Vec::new(),
             cursor: 0,
             acked_total: 0,

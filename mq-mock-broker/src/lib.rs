@@ -100,7 +100,7 @@
 //! * `core`: the sans-IO state machine of both halves (`core/deliver.rs`
 //!   is the second half), stepped with an explicit `now`.
 //! * `timers`: the one timer queue (millisecond buckets) of redeliveries.
-//! * `fxhash`: the fast hasher of internal maps.
+//! * internal maps use `mq_protocol::hash::FastMap` (a seeded folded multiply).
 //! * `faults`: fault decisions; `state`: core plus writers plus faults under
 //!   one lock.
 //! * `conn`: one connection's handshake, reader and writer.
@@ -143,7 +143,6 @@ mod core;
 mod dedup;
 mod error;
 mod faults;
-mod fxhash;
 mod groups;
 mod inspect;
 mod server;

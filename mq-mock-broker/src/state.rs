@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::Core;
 use crate::faults::{self, Delayed, Direction, Fate};
-use crate::fxhash::FxHashMap;
 use crate::groups::ConnId;
 use crate::{BrokerConfig, Faults};
+use mq_protocol::hash::FastMap;
 
 /// What a connection's writer task is asked to write.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ pub(crate) fn reason(mut s: String) -> String {
 pub(crate) struct State {
     pub(crate) core: Core,
     pub(crate) faults: Faults,
-    writers: FxHashMap<ConnId, Writer>,
+    writers: FastMap<ConnId, Writer>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     delayed_seq: u64,
     /// The deadline the timer task sleeps until (None: no deadline).
@@ -90,7 +90,7 @@ impl State {
         Self {
             core,
             faults: config.faults,
-            writers: FxHashMap::default(),
+            writers: FastMap::default(),
             delayed: BinaryHeap::new(),
             delayed_seq: 0,
             armed: None,

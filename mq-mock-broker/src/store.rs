@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use mq_protocol::{ErrorCode, Headers, Message, MessageId};
 
-use crate::fxhash::FxHashMap;
+use mq_protocol::hash::FastMap;
 
 /// A landed message.
 #[derive(Debug)]
@@ -31,10 +31,10 @@ pub(crate) struct Rejection {
 /// The store. Owned by the core; not thread-safe.
 #[derive(Debug)]
 pub(crate) struct Store {
-    msgs: FxHashMap<MessageId, Stored>,
+    msgs: FastMap<MessageId, Stored>,
     bytes: usize,
     next_seq: u64,
-    landings: Option<FxHashMap<MessageId, u32>>,
+    landings: Option<FastMap<MessageId, u32>>,
     max_messages: usize,
     max_bytes: usize,
 }
@@ -42,10 +42,10 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(max_messages: usize, max_bytes: usize, record_landings: bool) -> Self {
         Self {
-            msgs: FxHashMap::default(),
+            msgs: FastMap::default(),
             bytes: 0,
             next_seq: 0,
-            landings: record_landings.then(FxHashMap::default),
+            landings: record_landings.then(FastMap::default),
             max_messages,
             max_bytes,
         }

@@ -13,6 +13,7 @@
 //! * [`codec`]: [`Codec`], length-prefixed framing with a maximum frame size.
 //! * [`codes`]: [`ErrorCode`] values and which rejections are retryable.
 //! * [`backoff`]: [`Backoff`], exponential backoff with seedable jitter.
+//! * [`hash`]: the fast seeded hasher of every side's ID-keyed tables.
 //!
 //! # Guarantees
 //!
@@ -53,6 +54,7 @@ pub mod codec;
 pub mod codes;
 mod error;
 pub mod frame;
+pub mod hash;
 mod headers;
 pub mod id;
 mod wire;

@@ -19,7 +19,7 @@
 //!   settled (or acked as a duplicate), batched in `Credit` frames of at
 //!   least `prefetch / 4` or after [`CREDIT_FLUSH_DELAY`].
 
-use std::collections::HashMap;
+use mq_protocol::hash::FastMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +39,6 @@ use crate::handler::RecvCallback;
 use crate::stats::{bump, Counters};
 use crate::store::DedupStore;
 
-mod idhash;
 mod recent;
 mod settle;
 
@@ -108,7 +107,7 @@ pub(crate) struct Driver {
 
 struct State {
     d: Driver,
-    in_progress: HashMap<MessageId, InFlight, idhash::IdBuild>,
+    in_progress: FastMap<MessageId, InFlight>,
     tasks: JoinSet<TaskResult>,
     next_token: u64,
     epoch: u64,
@@ -128,7 +127,7 @@ impl Driver {
     pub(crate) async fn run(self, first: Conn) {
         let mut s = State {
             d: self,
-            in_progress: HashMap::with_hasher(idhash::IdBuild::new()),
+            in_progress: FastMap::default(),
             tasks: JoinSet::new(),
             next_token: 0,
             epoch: 0,

@@ -9,14 +9,14 @@
 //! the most recent IDs, bounded; an ID that fell out is treated as new
 //! (at worst one extra credit, never a withheld one for a real delivery).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use mq_protocol::MessageId;
 
-use super::idhash::IdBuild;
+use mq_protocol::hash::FastMap;
 
 pub(super) struct Recent {
-    max_attempt: HashMap<MessageId, u32, IdBuild>,
+    max_attempt: FastMap<MessageId, u32>,
     order: VecDeque<MessageId>,
     cap: usize,
 }
@@ -24,7 +24,7 @@ pub(super) struct Recent {
 impl Recent {
     pub(super) fn new(cap: usize) -> Self {
         Self {
-            max_attempt: HashMap::with_hasher(IdBuild::new()),
+            max_attempt: FastMap::default(),
             order: VecDeque::new(),
             cap: cap.max(1),
         }

@@ -18,12 +18,12 @@ use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use crate::dedup::Dedup;
-use crate::fxhash::FxHashMap;
 use crate::groups::{ConnId, Group, Sub, SubKey};
 use crate::inspect::DeadLetter;
 use crate::store::Store;
 use crate::timers::TimerQueue;
 use crate::{BrokerConfig, BrokerStats};
+use mq_protocol::hash::FastMap;
 
 /// The parts of [`BrokerConfig`] the core needs.
 #[derive(Debug, Clone)]
@@ -44,7 +44,7 @@ struct Limits {
 #[derive(Debug)]
 struct ConnState {
     role: Role,
-    subs: FxHashMap<u32, SubKey>,
+    subs: FastMap<u32, SubKey>,
 }
 
 /// The broker's whole state.
@@ -62,12 +62,12 @@ pub(crate) struct Core {
     store: Store,
     dedup: Dedup,
     /// Groups of each topic that has any (an `Arc` so landing clones it cheaply).
-    topic_groups: FxHashMap<Arc<str>, Arc<[usize]>>,
+    topic_groups: FastMap<Arc<str>, Arc<[usize]>>,
     last_topic: Option<Arc<str>>,
     groups: Vec<Group>,
-    group_index: FxHashMap<(Arc<str>, String), usize>,
-    conns: FxHashMap<ConnId, ConnState>,
-    subs: FxHashMap<SubKey, Sub>,
+    group_index: FastMap<(Arc<str>, String), usize>,
+    conns: FastMap<ConnId, ConnState>,
+    subs: FastMap<SubKey, Sub>,
     next_sub: SubKey,
     timers: TimerQueue,
     /// Reused buffer of due timer entries.
@@ -106,12 +106,12 @@ impl Core {
             dedup: Dedup::new(limits.dedup_max_producers, limits.dedup_max_ranges),
             limits,
             rng,
-            topic_groups: FxHashMap::default(),
+            topic_groups: FastMap::default(),
             last_topic: None,
             groups: Vec::new(),
-            group_index: FxHashMap::default(),
-            conns: FxHashMap::default(),
-            subs: FxHashMap::default(),
+            group_index: FastMap::default(),
+            conns: FastMap::default(),
+            subs: FastMap::default(),
             next_sub: 0,
             timers: TimerQueue::default(),
             due: Vec::new(),
@@ -161,7 +161,7 @@ impl Core {
             conn,
             ConnState {
                 role,
-                subs: FxHashMap::default(),
+                subs: FastMap::default(),
             },
         );
     }
