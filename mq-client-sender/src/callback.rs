@@ -113,6 +113,28 @@ pub(crate) enum Job {
     Notify(Box<dyn FnOnce() + Send>),
 }
 
+impl Job {
+    /// Runs the job: a callback with its window permits released after it,
+    /// or a notification (whose panic is logged, not propagated).
+    fn run(self) {
+        match self {
+            Job::Call {
+                cb,
+                outcome,
+                release,
+            } => {
+                cb.call(outcome);
+                drop(release);
+            }
+            Job::Notify(f) => {
+                if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                    tracing::error!("callback-thread notification panicked");
+                }
+            }
+        }
+    }
+}
+
 /// The sending side of the callback thread's queue. The queue holds at most
 /// one job per in-flight slot plus a few notifications.
 #[derive(Clone)]
@@ -128,21 +150,7 @@ impl Callbacks {
             .name("mq-sender-callbacks".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    match job {
-                        Job::Call {
-                            cb,
-                            outcome,
-                            release,
-                        } => {
-                            cb.call(outcome);
-                            drop(release);
-                        }
-                        Job::Notify(f) => {
-                            if catch_unwind(AssertUnwindSafe(f)).is_err() {
-                                tracing::error!("callback-thread notification panicked");
-                            }
-                        }
-                    }
+                    job.run();
                 }
             })?;
         Ok(Self { tx })
@@ -152,17 +160,7 @@ impl Callbacks {
     /// `Callbacks` lives, but a panic could end it), the job runs here.
     pub(crate) fn push(&self, job: Job) {
         if let Err(mpsc::SendError(job)) = self.tx.send(job) {
-            match job {
-                Job::Call {
-                    cb,
-                    outcome,
-                    release,
-                } => {
-                    cb.call(outcome);
-                    drop(release);
-                }
-                Job::Notify(f) => f(),
-            }
+            job.run();
         }
     }
 }
