@@ -1,158 +1,59 @@
-//! An in-memory broker that speaks the MQ protocol over real TCP, for tests,
-//! examples and local development. Start it inside a test on `127.0.0.1:0`
-//! ([`MockBroker::start`]), without any socket for paused-time tests
-//! ([`MockBroker::start_in_memory`] and [`MockBroker::connect_duplex`]), or
-//! run the `mq-mock-broker` binary.
+//! The MQ broker in memory, for tests, examples and local development: the
+//! same broker as [`mq_broker`] (one protocol core, one server), with its
+//! storage in RAM, its fault injection and its inspection API.
 //!
-//! # What it guarantees
+//! Everything here is a re-export: [`MockBroker`] *is* [`mq_broker::Broker`]
+//! started with [`Storage::Memory`](mq_broker::Storage::Memory) (the default
+//! of [`BrokerConfig`]). There is no second broker to drift from the real
+//! one; the production binary `mq-broker --data-dir DIR` runs the same code
+//! with its journal on disk.
 //!
-//! * **Land before reply.** `Reply { Stored }` is sent only after the message
-//!   is in the store (visible to [`MockBroker::inspect`]).
-//! * **Retransmits are not stored twice.** A `Message` whose ID was already
-//!   landed is answered `Duplicate` (the original outcome) and not stored
-//!   again, even after it was acked and deleted: dedup memory outlives the
-//!   message. Rejected messages are not remembered, so a retransmit is
-//!   judged afresh.
-//! * **At-least-once delivery.** A message is delivered to every consumer
-//!   group of its topic and redelivered with exponential backoff until the
-//!   group acks it, or dead-lettered after `max_deliveries`. It is deleted
-//!   only once every group acked (or dead-lettered) it.
-//! * **Never dropped silently.** Past a limit a new message is rejected with
-//!   a code (`STORE_FULL`, transient; `MESSAGE_TOO_LARGE`, `INVALID_TOPIC`,
-//!   permanent). Bad input closes only the offending connection, with a
-//!   `Close` frame carrying the reason.
+//! # What "stored" means here
 //!
-//! # What it does not
+//! In RAM: a process exit loses everything. [`MockBroker::restart`] with
+//! [`RestartMode::KeepStore`] simulates a durable broker's restart;
+//! [`RestartMode::LoseStore`] one that lost its disk. Use `mq-broker` for
+//! messages that must survive the process.
 //!
-//! * **It is in memory.** A process exit loses everything.
-//!   [`MockBroker::restart`] with [`RestartMode::KeepStore`] simulates a
-//!   durable broker's restart; [`RestartMode::LoseStore`] one that lost its
-//!   disk.
-//! * **Duplicates reach receivers.** A delivery is repeated when its ack is
-//!   lost or late, when its receiver disconnects before acking, and when
-//!   dedup forgot an ID (below). Receivers must dedupe by message ID.
-//! * **No ordering promise** across redeliveries, members of a group, or
-//!   delay faults. Within a group, first deliveries go out in landing order;
-//!   a message coming back (timeout, nack, disconnect) goes to the front.
-//!
-//! # Consumer groups
-//!
-//! A group is created by its first `Subscribe` naming `(topic, group)` and
-//! lives until a `LoseStore` restart. A new group receives every message
-//! still stored on its topic, then every later one: a message published
-//! before anyone subscribed is kept until a group takes and acks it (it is
-//! never lost for lack of subscribers). Members of one group share its
-//! messages round robin among those with credit; every group gets every
-//! message. Each `Deliver` uses one credit of its subscription; `Credit`
-//! adds (saturating). Unacked deliveries of a closed connection go back to
-//! the front of their group's queue at once.
-//!
-//! Redelivery: delivery attempt `n` unacked is put back at the front of the
-//! ready queue `redelivery.delay(n)` after it was sent (jitter from the
-//! seeded RNG) and delivered again with `delivery_attempt = n + 1`. A `Nack`
-//! puts it back after `delay_ms`, or after `redelivery.delay(n)` when
-//! `delay_ms` is 0. A message whose delivery ends unacked after
-//! `max_deliveries` deliveries goes to the dead-letter list instead.
-//! Acks of IDs not outstanding with that subscription are ignored and
-//! counted (`acks_ignored`).
-//!
-//! # Bounds
-//!
-//! Every bound is a field of [`BrokerConfig`]:
-//!
-//! * `max_connections`: a `Hello` past it gets `Refuse { TOO_MANY_CONNECTIONS }`
-//!   (a TCP connection is accepted long enough to read its `Hello`, at most
-//!   `handshake_timeout`).
-//! * `max_frame_size`: a larger length prefix closes the connection with
-//!   `FRAME_TOO_LARGE` before anything is allocated.
-//! * `max_message_size`, `max_stored_messages`, `max_stored_bytes`: rejections
-//!   as above.
-//! * `dedup_max_producers`, `dedup_max_ranges_per_producer`: dedup remembers
-//!   landed sequences exactly, as ranges per producer. Past a bound it
-//!   *forgets* (the least recently used producer, or a producer's lowest
-//!   range); a retransmit of a forgotten ID is then stored a second time (a
-//!   duplicate, never a loss). It never claims an ID it did not land.
-//! * `max_dead_letters`, `max_acked_ids_per_group`: how much history
-//!   [`MockBroker::inspect`] keeps; the counters stay exact.
-//! * Not bounded: frames queued for a peer that sends but does not read (a
-//!   connection whose writes make no progress for three heartbeat intervals
-//!   is dropped), and the number of groups and of subscriptions per
-//!   connection (each new group holds an entry per stored message of its
-//!   topic).
-//! * Timers: redelivery and nack deadlines fire at most 1 ms late, never
-//!   early; one timer task serves them all.
-//!
-//! # Faults
-//!
-//! [`Faults`] drop, duplicate or delay data frames in either direction, drop
-//! only the replies to landed messages (the seed's "network flash"), or cut
-//! connections after N frames or at random, per connection role, all from
-//! one RNG seeded by `BrokerConfig::seed` (printed at start; read it back
-//! with [`MockBroker::seed`]). [`MockBroker::crash`] closes every connection
-//! at once. Faults can be changed at run time with [`MockBroker::set_faults`].
-//!
-//! # Layout
-//!
-//! * `config`: [`BrokerConfig`], [`Faults`] and validation.
-//! * `dedup`: the bounded, exact per-producer range table.
-//! * `store`: landed messages, limits and the landing log.
-//! * `groups`: per-group queues, pending states and subscriptions.
-//! * `core`: the sans-IO state machine of both halves (`core/deliver.rs`
-//!   is the second half), stepped with an explicit `now`.
-//! * `timers`: the one timer queue (millisecond buckets) of redeliveries.
-//! * internal maps use `mq_protocol::hash::FastMap` (a seeded folded multiply).
-//! * `faults`: fault decisions; `state`: core plus writers plus faults under
-//!   one lock.
-//! * `conn`: one connection's handshake, reader and writer.
-//! * `server`: [`MockBroker`], the accept loop and the timer task.
-//! * `inspect`, `stats`: what tests can look at.
+//! Fault injection ([`Faults`]), inspection ([`MockBroker::inspect`],
+//! [`MockBroker::wait_for`]) and paused-time use
+//! ([`MockBroker::start_in_memory`]) are documented on [`mq_broker`].
 //!
 //! # Examples
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use futures::{SinkExt, StreamExt};
-//! use mq_mock_broker::{BrokerConfig, MockBroker};
-//! use mq_protocol::{Codec, Frame, Hello, Message, MessageId, ReplyStatus, Role};
-//! use tokio_util::codec::Framed;
+//! # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+//! use mq_mock_broker::{BrokerConfig, Faults, MockBroker};
 //!
-//! let broker = MockBroker::start(BrokerConfig::default()).await?;
-//! let tcp = tokio::net::TcpStream::connect(broker.addr()).await?;
-//! let mut conn = Framed::new(tcp, Codec::default());
-//! conn.send(Frame::Hello(Hello::new(Role::Sender, "doc"))).await?;
-//! assert!(matches!(conn.next().await, Some(Ok(Frame::Welcome(_)))));
-//!
-//! let id = MessageId::new(1, 1);
-//! let msg = Message { id, attempt: 1, topic: "orders".into(),
-//!                     headers: Default::default(), payload: "hi".into() };
-//! conn.send(Frame::Message(msg)).await?;
-//! match conn.next().await {
-//!     Some(Ok(Frame::Reply(r))) => assert_eq!(r.status, ReplyStatus::Stored),
-//!     other => panic!("unexpected {other:?}"),
-//! }
-//! assert!(broker.inspect().is_stored(id));
+//! let broker = MockBroker::start(BrokerConfig {
+//!     faults: Faults::none().drop_reply_after_store(0.1),
+//!     seed: Some(42),
+//!     ..BrokerConfig::default()
+//! })
+//! .await?;
+//! println!("broker on {}", broker.addr());
 //! broker.shutdown().await;
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
 
-mod config;
-mod conn;
-mod core;
-mod dedup;
-mod error;
-mod faults;
-mod groups;
-mod inspect;
-mod server;
-mod state;
-mod stats;
-mod store;
-mod timers;
+pub use mq_broker::{
+    BrokerConfig, BrokerError, BrokerStats, ConfigError, DeadLetter, DirectionFaults, Faults,
+    GroupInfo, Inspection, RestartMode, RoleFilter, Storage, StoredInfo, SubscriptionInfo,
+    WaitTimeout,
+};
 
-pub use config::{BrokerConfig, ConfigError, DirectionFaults, Faults, RoleFilter};
-pub use error::{BrokerError, WaitTimeout};
-pub use inspect::{DeadLetter, GroupInfo, Inspection, StoredInfo, SubscriptionInfo};
-pub use server::{MockBroker, RestartMode};
-pub use stats::BrokerStats;
+/// The in-memory broker: [`mq_broker::Broker`] under the name tests and
+/// examples know it by.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
+/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// assert_eq!(broker.stats().connections_open, 0);
+/// # Ok(()) }
+/// ```
+pub type MockBroker = mq_broker::Broker;

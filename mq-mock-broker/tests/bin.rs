@@ -1,5 +1,6 @@
 //! The `mq-mock-broker` binary: help, and a real start on an ephemeral port.
 
+#[path = "../../mq-broker/tests/support/mod.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};

@@ -1,11 +1,11 @@
 //! Rough publish-with-confirm rate through the broker over loopback TCP:
-//! `cargo run --release -p mq-mock-broker --example publish_rate -- [messages] [window]`.
+//! `cargo run --release -p mq-broker --example publish_rate -- [messages] [window]`.
 //! A sanity check of the broker's hot path, not a benchmark with statistics.
 
 use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
-use mq_mock_broker::{BrokerConfig, MockBroker};
+use mq_broker::{Broker, BrokerConfig};
 use mq_protocol::{Codec, Frame, Headers, Hello, Message, MessageId, Role};
 use tokio_util::codec::Framed;
 
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let window: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
-    let broker = MockBroker::start(BrokerConfig {
+    let broker = Broker::start(BrokerConfig {
         record_landings: false,
         max_stored_messages: usize::MAX,
         max_stored_bytes: usize::MAX,
@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             tx.feed(Frame::Message(m)).await?;
             sent += 1;
-            if sent % 64 == 0 {
+            if sent.is_multiple_of(64) {
                 tx.flush().await?;
             }
         }

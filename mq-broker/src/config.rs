@@ -2,11 +2,12 @@
 //! defaults and validation.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mq_protocol::{Backoff, BackoffError, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN};
 
-/// Everything a [`MockBroker`](crate::MockBroker) can be told at start.
+/// Everything a [`Broker`](crate::Broker) can be told at start.
 ///
 /// Every bound of the broker is a field here; nothing else grows without a
 /// limit except the replies queued for a peer that sends but never reads
@@ -16,7 +17,7 @@ use mq_protocol::{Backoff, BackoffError, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN};
 ///
 /// ```
 /// use std::time::Duration;
-/// use mq_mock_broker::BrokerConfig;
+/// use mq_broker::BrokerConfig;
 ///
 /// let config = BrokerConfig {
 ///     max_deliveries: 3,
@@ -28,9 +29,9 @@ use mq_protocol::{Backoff, BackoffError, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN};
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// Address to listen on. Default `127.0.0.1:0` (an ephemeral port; read it
-    /// back with [`MockBroker::addr`](crate::MockBroker::addr)).
+    /// back with [`Broker::addr`](crate::Broker::addr)).
     pub listen: SocketAddr,
-    /// Name sent in `Welcome`. Default `"mq-mock-broker"`.
+    /// Name sent in `Welcome`. Default `"mq-broker"`.
     pub server_name: String,
     /// Largest frame (type byte plus body) accepted or sent. A larger length
     /// prefix closes the connection with `FRAME_TOO_LARGE`.
@@ -78,7 +79,7 @@ pub struct BrokerConfig {
     /// regardless). Default 100 000.
     pub max_acked_ids_per_group: usize,
     /// Keep the per-ID landing log behind
-    /// [`MockBroker::landed_count`](crate::MockBroker::landed_count). It grows
+    /// [`Broker::landed_count`](crate::Broker::landed_count). It grows
     /// by one entry per distinct message ever landed: turn it off for long
     /// benchmarks. Default `true`.
     pub record_landings: bool,
@@ -86,15 +87,128 @@ pub struct BrokerConfig {
     /// `None` draws a random seed; either way it is logged and printed.
     pub seed: Option<u64>,
     /// Faults injected from the start; change them later with
-    /// [`MockBroker::set_faults`](crate::MockBroker::set_faults). Default none.
+    /// [`Broker::set_faults`](crate::Broker::set_faults). Default none.
     pub faults: Faults,
+    /// Where stored messages live: in memory (default; lost with the
+    /// process) or in a journal on disk (`Stored` means fdatasynced).
+    pub storage: Storage,
+}
+
+/// Where a broker keeps stored messages.
+///
+/// # Examples
+///
+/// ```
+/// use mq_broker::{BrokerConfig, DiskStorage, Storage};
+/// let config = BrokerConfig {
+///     storage: Storage::Disk(DiskStorage::new("/var/lib/mq")),
+///     ..BrokerConfig::default()
+/// };
+/// assert!(matches!(config.storage, Storage::Disk(_)));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub enum Storage {
+    /// In RAM: fast and deterministic, for tests and development. A process
+    /// exit loses every stored message.
+    #[default]
+    Memory,
+    /// A journal in a directory: `Reply(Stored)` only after the message's
+    /// record is fdatasynced; recovered at start. Messages are also kept in
+    /// RAM (bounded by `max_stored_bytes`): the disk is for durability.
+    Disk(DiskStorage),
+}
+
+/// The disk storage's settings.
+///
+/// # Examples
+///
+/// ```
+/// let d = mq_broker::DiskStorage::new("/var/lib/mq").segment_size(16 << 20);
+/// assert_eq!(d.data_dir.to_str(), Some("/var/lib/mq"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DiskStorage {
+    /// The data directory (created if missing; locked while the broker runs).
+    pub data_dir: PathBuf,
+    /// A segment file is rolled before it would pass this size, and a
+    /// checkpoint is written once this many bytes (and more than the
+    /// stored messages take) were journaled since the last one. Default
+    /// 64 MiB; at least twice the largest frame.
+    pub segment_size: u64,
+    /// New messages are refused with `STORE_FULL` (transient) while the
+    /// journal holds this many bytes. Default: `None`, meaning
+    /// 2 × `max_stored_bytes` + 4 × `segment_size` (a checkpoint keeps the
+    /// journal near the stored bytes plus two segments).
+    pub max_disk_bytes: Option<u64>,
+    /// Skip corrupt ranges found at start (their messages are lost) instead
+    /// of refusing to start. A torn last write is always truncated.
+    pub repair: bool,
+}
+
+impl DiskStorage {
+    /// Disk storage in `data_dir` with the default sizes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = mq_broker::DiskStorage::new("data");
+    /// assert_eq!(d.segment_size, 64 << 20);
+    /// ```
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            segment_size: 64 << 20,
+            max_disk_bytes: None,
+            repair: false,
+        }
+    }
+
+    /// Sets [`DiskStorage::segment_size`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = mq_broker::DiskStorage::new("data").segment_size(1 << 20);
+    /// assert_eq!(d.segment_size, 1 << 20);
+    /// ```
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets [`DiskStorage::max_disk_bytes`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let d = mq_broker::DiskStorage::new("data").max_disk_bytes(1 << 30);
+    /// assert_eq!(d.max_disk_bytes, Some(1 << 30));
+    /// ```
+    pub fn max_disk_bytes(mut self, bytes: u64) -> Self {
+        self.max_disk_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets [`DiskStorage::repair`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(mq_broker::DiskStorage::new("data").repair(true).repair);
+    /// ```
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.repair = repair;
+        self
+    }
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            server_name: "mq-mock-broker".into(),
+            server_name: "mq-broker".into(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: DEFAULT_MAX_FRAME_SIZE as usize,
             heartbeat: Duration::from_secs(5),
@@ -117,6 +231,7 @@ impl Default for BrokerConfig {
             record_landings: true,
             seed: None,
             faults: Faults::default(),
+            storage: Storage::Memory,
         }
     }
 }
@@ -126,7 +241,7 @@ impl Default for BrokerConfig {
 /// # Examples
 ///
 /// ```
-/// use mq_mock_broker::{BrokerConfig, ConfigError};
+/// use mq_broker::{BrokerConfig, ConfigError};
 /// let c = BrokerConfig { max_deliveries: 0, ..BrokerConfig::default() };
 /// assert_eq!(c.validate(), Err(ConfigError::TooSmall { field: "max_deliveries", min: 1 }));
 /// ```
@@ -175,7 +290,7 @@ impl BrokerConfig {
     /// # Examples
     ///
     /// ```
-    /// let mut c = mq_mock_broker::BrokerConfig::default();
+    /// let mut c = mq_broker::BrokerConfig::default();
     /// c.max_connections = 0;
     /// assert!(c.validate().is_err());
     /// ```
@@ -216,6 +331,16 @@ impl BrokerConfig {
                 field: "redelivery.max",
             });
         }
+        if let Storage::Disk(d) = &self.storage {
+            min(
+                "storage.segment_size",
+                d.segment_size,
+                2 * u64::from(self.max_frame_size) + 64,
+            )?;
+            if let Some(max) = d.max_disk_bytes {
+                min("storage.max_disk_bytes", max, 2 * d.segment_size)?;
+            }
+        }
         self.faults.validate()
     }
 }
@@ -228,7 +353,7 @@ pub(crate) const MAX_FAULT_DELAY: Duration = Duration::from_secs(3600);
 /// # Examples
 ///
 /// ```
-/// use mq_mock_broker::{Faults, RoleFilter};
+/// use mq_broker::{Faults, RoleFilter};
 /// let only_senders = Faults { drop_reply_after_store: 0.2, roles: RoleFilter::Sender, ..Faults::default() };
 /// assert_eq!(Faults::default().roles, RoleFilter::Both);
 /// # let _ = only_senders;
@@ -251,7 +376,7 @@ impl RoleFilter {
     /// # Examples
     ///
     /// ```
-    /// use mq_mock_broker::RoleFilter;
+    /// use mq_broker::RoleFilter;
     /// use mq_protocol::Role;
     /// assert!(RoleFilter::Both.matches(Role::Sender));
     /// assert!(!RoleFilter::Receiver.matches(Role::Sender));
@@ -277,7 +402,7 @@ impl RoleFilter {
 /// # Examples
 ///
 /// ```
-/// use mq_mock_broker::DirectionFaults;
+/// use mq_broker::DirectionFaults;
 /// let lossy = DirectionFaults { drop: 0.1, ..DirectionFaults::default() };
 /// assert_eq!(lossy.duplicate, 0.0);
 /// ```
@@ -312,7 +437,7 @@ impl Default for DirectionFaults {
 /// # Examples
 ///
 /// ```
-/// use mq_mock_broker::{Faults, RoleFilter};
+/// use mq_broker::{Faults, RoleFilter};
 /// // The seed's "network flash": the broker stores, the reply is lost.
 /// let faults = Faults { drop_reply_after_store: 0.5, roles: RoleFilter::Sender, ..Faults::default() };
 /// assert!(faults.validate().is_ok());
@@ -337,6 +462,127 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// No faults (the default); chain the methods below to add some. They
+    /// mirror the `mq-mock-broker` flags of the same names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mq_broker::Faults;
+    /// // --drop 0.05 --duplicate 0.05 --delay 0.05 --max-delay-ms 50 --drop-reply-after-store 0.1
+    /// let f = Faults::none()
+    ///     .drop(0.05)
+    ///     .duplicate(0.05)
+    ///     .delay(0.05, Duration::from_millis(50))
+    ///     .drop_reply_after_store(0.1);
+    /// assert_eq!(f.to_broker.drop, 0.05);
+    /// assert_eq!(f.from_broker.duplicate, 0.05);
+    /// assert!(f.validate().is_ok());
+    /// ```
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// `--drop P`: each data frame is discarded with probability `p`, both
+    /// directions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mq_broker::Faults::none().drop(0.1).from_broker.drop, 0.1);
+    /// ```
+    pub fn drop(mut self, p: f64) -> Self {
+        self.to_broker.drop = p;
+        self.from_broker.drop = p;
+        self
+    }
+
+    /// `--duplicate P`: each data frame is processed or written twice with
+    /// probability `p`, both directions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mq_broker::Faults::none().duplicate(0.1).to_broker.duplicate, 0.1);
+    /// ```
+    pub fn duplicate(mut self, p: f64) -> Self {
+        self.to_broker.duplicate = p;
+        self.from_broker.duplicate = p;
+        self
+    }
+
+    /// `--delay P --max-delay-ms M`: each data frame is held back with
+    /// probability `p` for up to `max`, both directions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let f = mq_broker::Faults::none().delay(0.2, Duration::from_millis(30));
+    /// assert_eq!(f.to_broker.max_delay, Duration::from_millis(30));
+    /// ```
+    pub fn delay(mut self, p: f64, max: Duration) -> Self {
+        for d in [&mut self.to_broker, &mut self.from_broker] {
+            d.delay = p;
+            d.max_delay = max;
+        }
+        self
+    }
+
+    /// `--drop-reply-after-store P`: the reply to a landed message is lost
+    /// with probability `p` (the seed's "network flash").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let f = mq_broker::Faults::none().drop_reply_after_store(0.1);
+    /// assert_eq!(f.drop_reply_after_store, 0.1);
+    /// ```
+    pub fn drop_reply_after_store(mut self, p: f64) -> Self {
+        self.drop_reply_after_store = p;
+        self
+    }
+
+    /// `--cut-after-frames N`: each connection is cut after it sent `n`
+    /// frames.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mq_broker::Faults::none().cut_after_frames(100).cut_after_frames, Some(100));
+    /// ```
+    pub fn cut_after_frames(mut self, n: u64) -> Self {
+        self.cut_after_frames = Some(n);
+        self
+    }
+
+    /// `--cut-probability P`: a connection is cut after each frame it sends
+    /// with probability `p`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mq_broker::Faults::none().cut_probability(0.01).cut_probability, 0.01);
+    /// ```
+    pub fn cut_probability(mut self, p: f64) -> Self {
+        self.cut_probability = p;
+        self
+    }
+
+    /// `--fault-roles`: which connections the faults apply to.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_broker::{Faults, RoleFilter};
+    /// assert_eq!(Faults::none().roles(RoleFilter::Sender).roles, RoleFilter::Sender);
+    /// ```
+    pub fn roles(mut self, roles: RoleFilter) -> Self {
+        self.roles = roles;
+        self
+    }
+
     /// Checks that every probability is within `0.0..=1.0`.
     ///
     /// # Errors
@@ -346,7 +592,7 @@ impl Faults {
     /// # Examples
     ///
     /// ```
-    /// let f = mq_mock_broker::Faults { cut_probability: 1.5, ..Default::default() };
+    /// let f = mq_broker::Faults { cut_probability: 1.5, ..Default::default() };
     /// assert!(f.validate().is_err());
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -381,7 +627,7 @@ impl Faults {
     /// # Examples
     ///
     /// ```
-    /// assert!(mq_mock_broker::Faults::default().is_none());
+    /// assert!(mq_broker::Faults::default().is_none());
     /// ```
     pub fn is_none(&self) -> bool {
         *self

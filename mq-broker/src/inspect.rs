@@ -3,14 +3,14 @@
 
 use mq_protocol::MessageId;
 
-/// A snapshot taken by [`MockBroker::inspect`](crate::MockBroker::inspect).
+/// A snapshot taken by [`Broker::inspect`](crate::Broker::inspect).
 ///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// # async fn main() -> Result<(), mq_broker::BrokerError> {
+/// let broker = mq_broker::Broker::start(Default::default()).await?;
 /// let snap = broker.inspect();
 /// assert!(snap.stored.is_empty() && snap.dead_letters.is_empty());
 /// broker.shutdown().await;
@@ -39,7 +39,7 @@ impl Inspection {
     /// # Examples
     ///
     /// ```
-    /// let snap = mq_mock_broker::Inspection::default();
+    /// let snap = mq_broker::Inspection::default();
     /// assert!(!snap.is_stored(mq_protocol::MessageId::new(1, 1)));
     /// ```
     pub fn is_stored(&self, id: MessageId) -> bool {
@@ -51,7 +51,7 @@ impl Inspection {
     /// # Examples
     ///
     /// ```
-    /// let snap = mq_mock_broker::Inspection::default();
+    /// let snap = mq_broker::Inspection::default();
     /// assert!(snap.group("orders", "billing").is_none());
     /// ```
     pub fn group(&self, topic: &str, group: &str) -> Option<&GroupInfo> {
@@ -67,8 +67,8 @@ impl Inspection {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// # async fn main() -> Result<(), mq_broker::BrokerError> {
+/// let broker = mq_broker::Broker::start(Default::default()).await?;
 /// for s in broker.inspect().stored {
 ///     println!("{} on {}: {} bytes", s.id, s.topic, s.payload_len);
 /// }
@@ -93,8 +93,8 @@ pub struct StoredInfo {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// # async fn main() -> Result<(), mq_broker::BrokerError> {
+/// let broker = mq_broker::Broker::start(Default::default()).await?;
 /// if let Some(g) = broker.inspect().group("orders", "billing") {
 ///     println!("{} ready, {} unacked", g.ready, g.unacked);
 /// }
@@ -127,8 +127,8 @@ pub struct GroupInfo {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// # async fn main() -> Result<(), mq_broker::BrokerError> {
+/// let broker = mq_broker::Broker::start(Default::default()).await?;
 /// for s in broker.inspect().subscriptions {
 ///     assert!(s.unacked <= s.max_unacked);
 /// }
@@ -159,8 +159,8 @@ pub struct SubscriptionInfo {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-/// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+/// # async fn main() -> Result<(), mq_broker::BrokerError> {
+/// let broker = mq_broker::Broker::start(Default::default()).await?;
 /// for d in broker.inspect().dead_letters {
 ///     println!("{} dead in {}/{} after {}", d.id, d.topic, d.group, d.deliveries);
 /// }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use mq_mock_broker::{BrokerConfig, MockBroker};
+use mq_broker::{Broker, BrokerConfig};
 use mq_protocol::{
     Backoff, Codec, ErrorCode, Frame, Headers, Hello, Message, MessageId, Nack, Role, Subscribe,
 };
@@ -15,12 +15,12 @@ use tokio_util::codec::Framed;
 
 type Conn = Framed<DuplexStream, Codec>;
 
-async fn start(config: BrokerConfig) -> MockBroker {
+async fn start(config: BrokerConfig) -> Broker {
     let config = BrokerConfig {
         seed: Some(3),
         ..config
     };
-    MockBroker::start_in_memory(config).await.expect("start")
+    Broker::start_in_memory(config).await.expect("start")
 }
 
 fn config() -> BrokerConfig {
@@ -44,7 +44,7 @@ async fn next(c: &mut Conn) -> Frame {
     }
 }
 
-async fn connect(b: &MockBroker, role: Role) -> Conn {
+async fn connect(b: &Broker, role: Role) -> Conn {
     let mut c = Framed::new(b.connect_duplex(), Codec::default());
     c.send(Frame::Hello(Hello::new(role, "paused")))
         .await
@@ -53,7 +53,7 @@ async fn connect(b: &MockBroker, role: Role) -> Conn {
     c
 }
 
-async fn receiver(b: &MockBroker) -> Conn {
+async fn receiver(b: &Broker) -> Conn {
     let mut r = connect(b, Role::Receiver).await;
     let sub = Subscribe {
         sub_id: 1,
@@ -66,7 +66,7 @@ async fn receiver(b: &MockBroker) -> Conn {
     r
 }
 
-async fn publish(b: &MockBroker, id: MessageId) {
+async fn publish(b: &Broker, id: MessageId) {
     let mut s = connect(b, Role::Sender).await;
     let m = Message {
         id,
@@ -174,8 +174,8 @@ async fn answering_pings_keeps_the_connection() {
 #[tokio::test(start_paused = true)]
 async fn delayed_reply_arrives_within_max_delay() {
     let b = start(BrokerConfig {
-        faults: mq_mock_broker::Faults {
-            from_broker: mq_mock_broker::DirectionFaults {
+        faults: mq_broker::Faults {
+            from_broker: mq_broker::DirectionFaults {
                 delay: 1.0,
                 max_delay: Duration::from_millis(300),
                 ..Default::default()

@@ -3,7 +3,7 @@
 
 mod support;
 
-use mq_mock_broker::BrokerConfig;
+use mq_broker::BrokerConfig;
 use mq_protocol::{MessageId, Role};
 use support::{broker, Peer, WAIT};
 

@@ -20,6 +20,9 @@ pub(crate) struct Stored {
     pub(crate) remaining: u32,
     /// Bytes counted against `max_stored_bytes`.
     pub(crate) size: usize,
+    /// Journal position after its `Land` record (0 in memory): durable
+    /// once the journal's durable watermark reaches it.
+    pub(crate) lsn: u64,
 }
 
 /// Why a message cannot be landed.
@@ -86,8 +89,8 @@ impl Store {
     }
 
     /// Lands `msg` (the caller checked room and dedup) with `remaining`
-    /// groups to ack it, and returns its topic.
-    pub(crate) fn land(&mut self, msg: Message, topic: Arc<str>, remaining: u32) {
+    /// groups to ack it, its journal record ending at `lsn`.
+    pub(crate) fn land(&mut self, msg: Message, topic: Arc<str>, remaining: u32, lsn: u64) {
         let size = Self::size_of(&msg);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -104,6 +107,7 @@ impl Store {
                 seq,
                 remaining,
                 size,
+                lsn,
             },
         );
     }
@@ -125,14 +129,14 @@ impl Store {
         true
     }
 
-    /// IDs stored on `topic`, in landing order. Scans the whole store: it
-    /// runs only when a group is created, and saves a per-topic index
-    /// update on every message.
-    pub(crate) fn topic_ids(&self, topic: &str) -> Vec<MessageId> {
+    /// IDs stored durably (journal position at most `durable`) on `topic`,
+    /// in landing order. Scans the whole store: it runs only when a group
+    /// is created, and saves a per-topic index update on every message.
+    pub(crate) fn topic_ids(&self, topic: &str, durable: u64) -> Vec<MessageId> {
         let mut ids: Vec<_> = self
             .msgs
             .iter()
-            .filter(|(_, m)| &*m.topic == topic)
+            .filter(|(_, m)| &*m.topic == topic && m.lsn <= durable)
             .map(|(id, m)| (m.seq, *id))
             .collect();
         ids.sort_unstable();

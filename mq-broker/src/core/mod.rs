@@ -20,6 +20,8 @@ use tokio::time::Instant;
 use crate::dedup::Dedup;
 use crate::groups::{ConnId, Group, Sub, SubKey};
 use crate::inspect::DeadLetter;
+use crate::journal::record::Record;
+use crate::journal::Appender;
 use crate::store::Store;
 use crate::timers::TimerQueue;
 use crate::{BrokerConfig, BrokerStats};
@@ -49,6 +51,7 @@ struct ConnState {
 
 /// The broker's whole state.
 mod deliver;
+mod persist;
 #[cfg(test)]
 mod prop_tests;
 mod snapshot;
@@ -74,8 +77,22 @@ pub(crate) struct Core {
     due: Vec<crate::timers::Entry>,
     dead: VecDeque<DeadLetter>,
     stats: BrokerStats,
+    /// The journal's append side, with the disk storage; `None` in memory
+    /// (and while replaying a journal).
+    pub(crate) journal: Option<Appender>,
+    /// Replies and hand-overs to groups waiting for the journal to make a
+    /// position durable, in position order.
+    waiting: VecDeque<(u64, Waiting)>,
     /// Frames to send, addressed by connection, in order.
     pub(crate) out: Vec<(ConnId, Frame)>,
+}
+
+/// Something released once its journal position is durable.
+#[derive(Debug)]
+enum Waiting {
+    Reply(ConnId, Reply),
+    /// A landed message goes to its topic's groups.
+    Publish(MessageId),
 }
 
 fn close(code: ErrorCode, reason: String) -> Close {
@@ -117,6 +134,8 @@ impl Core {
             due: Vec::new(),
             dead: VecDeque::new(),
             stats: BrokerStats::default(),
+            journal: None,
+            waiting: VecDeque::new(),
             out: Vec::new(),
         }
     }
@@ -134,7 +153,48 @@ impl Core {
         s.stored_bytes = self.store.bytes() as u64;
         s.dedup_evictions = self.dedup.evictions;
         s.timer_entries = self.timers.len() as u64;
+        if let Some(j) = &self.journal {
+            s.journal_syncs = j.syncs;
+            s.journal_bytes = j.disk_bytes;
+            s.journal_segments = j.segments;
+            s.checkpoints = j.checkpoints;
+            s.journal_write_micros_avg = j.write_micros.checked_div(j.writes).unwrap_or(0);
+        }
         s
+    }
+
+    /// True if `id` is stored now.
+    #[cfg(test)]
+    pub(crate) fn is_stored(&self, id: MessageId) -> bool {
+        self.store.get(&id).is_some()
+    }
+
+    /// True if a `Message` with `id` would be answered `Duplicate`.
+    #[cfg(test)]
+    pub(crate) fn remembers(&self, id: MessageId) -> bool {
+        self.store.get(&id).is_some() || self.dedup.contains(id)
+    }
+
+    /// Every stored ID, in landing order.
+    #[cfg(test)]
+    pub(crate) fn stored_ids(&self) -> Vec<MessageId> {
+        self.store.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Consumer groups.
+    pub(crate) fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Takes over another core's counters and RNG (a restart).
+    pub(crate) fn carry_over(&mut self, old: &mut Core) {
+        self.stats = old.stats;
+        std::mem::swap(&mut self.rng, &mut old.rng);
+    }
+
+    /// Bytes a checkpoint of the stored messages takes, roughly.
+    pub(crate) fn live_estimate(&self) -> u64 {
+        (self.store.bytes() + 64 * self.store.len()) as u64
     }
 
     /// Counters the driver updates (connections, faults, timeouts).
@@ -262,7 +322,23 @@ impl Core {
                 ),
             ));
         }
-        self.store.check_room(size).map_err(|r| (r.code, r.reason))
+        self.store
+            .check_room(size)
+            .map_err(|r| (r.code, r.reason))?;
+        if let Some(j) = &self.journal {
+            if j.no_room(m.frame_size()) {
+                let why = if j.full {
+                    "the journal cannot write (disk full?); retry later".to_owned()
+                } else {
+                    format!(
+                        "the journal holds its limit of {} bytes on disk; retry once consumers ack",
+                        j.max_disk_bytes
+                    )
+                };
+                return Err((ErrorCode::STORE_FULL, why));
+            }
+        }
+        Ok(())
     }
 
     fn on_message(&mut self, conn: ConnId, m: Message, now: Instant) {
@@ -270,57 +346,125 @@ impl Core {
             self.stats.retransmits_received += 1;
         }
         let (id, attempt) = (m.id, m.attempt);
-        let status = if self.dedup.contains(id) {
+        // A message still stored is a duplicate even if dedup forgot its ID:
+        // a stored message is never overwritten.
+        let stored = self.store.get(&id).map(|s| s.lsn);
+        let mut wait = None;
+        let status = if stored.is_some() || self.dedup.contains(id) {
             self.stats.duplicates_answered += 1;
+            // An original not yet durable: the answer waits for it too.
+            wait = stored.filter(|&lsn| self.unsynced(lsn));
             ReplyStatus::Duplicate
         } else if let Err((code, reason)) = self.check(&m) {
             self.stats.rejected += 1;
             ReplyStatus::Rejected { code, reason }
         } else {
-            self.land(m, now);
+            wait = self.land(m, now);
             ReplyStatus::Stored
         };
-        self.stats.replies_sent += 1;
-        self.out.push((
-            conn,
-            Reply {
-                id,
-                attempt,
-                status,
+        let reply = Reply {
+            id,
+            attempt,
+            status,
+        };
+        match wait {
+            Some(lsn) => self.waiting.push_back((lsn, Waiting::Reply(conn, reply))),
+            None => {
+                self.stats.replies_sent += 1;
+                self.out.push((conn, reply.into()));
             }
-            .into(),
-        ));
+        }
     }
 
-    /// Lands a checked message and hands it to every group of its topic.
-    fn land(&mut self, m: Message, now: Instant) {
+    /// True if journal position `lsn` is not durable yet.
+    fn unsynced(&self, lsn: u64) -> bool {
+        self.journal.as_ref().is_some_and(|j| lsn > j.durable)
+    }
+
+    /// Lands a checked message. In memory it goes to every group of its
+    /// topic at once; with a journal its record is appended and the
+    /// position returned: the message reaches its groups (and its reply
+    /// the sender) once that position is durable.
+    fn land(&mut self, m: Message, now: Instant) -> Option<u64> {
         let id = m.id;
-        // No groups: no `Arc` of them (an empty `Arc<[usize]>` is an
-        // allocation per message).
-        let (topic, groups) = match self.topic_groups.get_key_value(m.topic.as_str()) {
-            Some((t, g)) => (t.clone(), Some(g.clone())),
-            None => {
-                // Topics without groups are not interned in the map (that
-                // would grow with every topic name ever used); reuse the
-                // last one instead, the common case of a steady stream.
-                let t = match &self.last_topic {
-                    Some(t) if **t == *m.topic => t.clone(),
-                    _ => {
-                        let t: Arc<str> = Arc::from(m.topic.as_str());
-                        self.last_topic = Some(t.clone());
-                        t
-                    }
-                };
-                (t, None)
-            }
-        };
-        let count = groups.as_deref().map_or(0, <[usize]>::len);
-        self.store.land(m, topic, count as u32);
+        let topic = self.intern(&m.topic);
+        if let Some(j) = &mut self.journal {
+            let lsn = j.append_land(&m);
+            self.store.land(m, topic, 0, lsn);
+            self.dedup.insert(id);
+            self.stats.messages_stored += 1;
+            self.waiting.push_back((lsn, Waiting::Publish(id)));
+            return Some(lsn);
+        }
+        self.store.land(m, topic, 0, 0);
         self.dedup.insert(id);
         self.stats.messages_stored += 1;
-        for &g in groups.as_deref().unwrap_or_default() {
+        self.publish(id, now);
+        None
+    }
+
+    /// The shared name of a topic: the groups' key if it has groups, else
+    /// the last topic seen.
+    fn intern(&mut self, topic: &str) -> Arc<str> {
+        if let Some((t, _)) = self.topic_groups.get_key_value(topic) {
+            return t.clone();
+        }
+        // Topics without groups are not interned in the map (that would
+        // grow with every topic name ever used); reuse the last one
+        // instead, the common case of a steady stream.
+        match &self.last_topic {
+            Some(t) if **t == *topic => t.clone(),
+            _ => {
+                let t: Arc<str> = Arc::from(topic);
+                self.last_topic = Some(t.clone());
+                t
+            }
+        }
+    }
+
+    /// Hands a stored message to every group of its topic.
+    fn publish(&mut self, id: MessageId, now: Instant) {
+        let Some(m) = self.store.get_mut(&id) else {
+            return;
+        };
+        // No groups: no `Arc` of them (an empty `Arc<[usize]>` is an
+        // allocation per message).
+        let Some(groups) = self.topic_groups.get(&m.topic).cloned() else {
+            return;
+        };
+        m.remaining += groups.len() as u32;
+        for &g in groups.iter() {
             self.groups[g].enqueue(id);
             self.pump(g, now);
+        }
+    }
+
+    /// The journal made everything up to `lsn` durable: release what
+    /// waited for it.
+    pub(crate) fn on_durable(&mut self, lsn: u64, now: Instant) {
+        if let Some(j) = &mut self.journal {
+            j.durable = j.durable.max(lsn);
+        }
+        while self.waiting.front().is_some_and(|(l, _)| *l <= lsn) {
+            let Some((_, w)) = self.waiting.pop_front() else {
+                break;
+            };
+            match w {
+                Waiting::Reply(conn, reply) => {
+                    if self.conns.contains_key(&conn) {
+                        self.stats.replies_sent += 1;
+                        self.out.push((conn, reply.into()));
+                    }
+                }
+                Waiting::Publish(id) => self.publish(id, now),
+            }
+        }
+    }
+
+    /// Appends a record if there is a journal.
+    fn journal(&mut self, rec: Record) {
+        if let Some(j) = &mut self.journal {
+            j.append(&rec);
         }
     }
 

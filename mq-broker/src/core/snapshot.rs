@@ -1,4 +1,4 @@
-//! Snapshots of the core for [`crate::MockBroker::inspect`].
+//! Snapshots of the core for [`crate::Broker::inspect`].
 
 use crate::inspect::{GroupInfo, Inspection, StoredInfo, SubscriptionInfo};
 

@@ -2,7 +2,7 @@
 
 mod support;
 
-use mq_mock_broker::BrokerConfig;
+use mq_broker::BrokerConfig;
 use mq_protocol::{ErrorCode, Frame, Hello, MessageId, ReplyStatus, Role};
 use support::{broker, Peer};
 

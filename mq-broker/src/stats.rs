@@ -2,13 +2,13 @@
 
 /// A snapshot of the broker's counters (monotonic unless marked as a gauge).
 ///
-/// Counters survive [`MockBroker::restart`](crate::MockBroker::restart) in
+/// Counters survive [`Broker::restart`](crate::Broker::restart) in
 /// both modes, so a test can compare before and after.
 ///
 /// # Examples
 ///
 /// ```
-/// let s = mq_mock_broker::BrokerStats::default();
+/// let s = mq_broker::BrokerStats::default();
 /// assert_eq!(s.messages_stored, 0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,7 +33,8 @@ pub struct BrokerStats {
     pub duplicates_answered: u64,
     /// `Reply { Rejected }` answers.
     pub rejected: u64,
-    /// `Reply` frames produced (before faults).
+    /// `Reply` frames produced (before faults); with disk storage, counted
+    /// when released (once the message is durable).
     pub replies_sent: u64,
     /// `Deliver` frames produced, first deliveries and redeliveries.
     pub deliveries_sent: u64,
@@ -71,4 +72,15 @@ pub struct BrokerStats {
     pub connections_cut_by_faults: u64,
     /// Calls to `crash` and `restart`.
     pub crashes: u64,
+    /// Disk storage: fdatasync calls of the journal (one per group commit).
+    pub journal_syncs: u64,
+    /// Disk storage, gauge: journal bytes on disk.
+    pub journal_bytes: u64,
+    /// Disk storage, gauge: journal segment files.
+    pub journal_segments: u64,
+    /// Disk storage: checkpoints written (each reclaims older segments).
+    pub checkpoints: u64,
+    /// Disk storage, gauge: mean duration of one journal write plus its
+    /// fdatasync, in microseconds.
+    pub journal_write_micros_avg: u64,
 }

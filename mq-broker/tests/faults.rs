@@ -3,7 +3,7 @@
 
 mod support;
 
-use mq_mock_broker::{BrokerConfig, Faults, RestartMode, RoleFilter};
+use mq_broker::{BrokerConfig, Faults, RestartMode, RoleFilter};
 use mq_protocol::{Frame, MessageId, ReplyStatus, Role};
 use support::{broker, msg, Peer, WAIT};
 
@@ -29,9 +29,9 @@ async fn dropped_reply_after_store_then_retransmit_is_duplicate() {
             .await;
     }
     let st = b
-        .wait_for(WAIT, |s| s.messages_stored == N)
+        .wait_for(WAIT, |s| s.messages_stored == N && s.replies_sent == N)
         .await
-        .expect("all landed");
+        .expect("all landed and answered");
     let dropped = st.replies_dropped_after_store;
     assert!(
         dropped > 0 && dropped < N,
@@ -65,7 +65,7 @@ async fn dropped_reply_after_store_then_retransmit_is_duplicate() {
 async fn dropping_every_message_stores_nothing_and_is_counted() {
     let b = broker(BrokerConfig {
         faults: Faults {
-            to_broker: mq_mock_broker::DirectionFaults {
+            to_broker: mq_broker::DirectionFaults {
                 drop: 1.0,
                 ..Default::default()
             },
@@ -92,7 +92,7 @@ async fn dropping_every_message_stores_nothing_and_is_counted() {
 async fn duplicated_message_is_landed_once() {
     let b = broker(BrokerConfig {
         faults: Faults {
-            to_broker: mq_mock_broker::DirectionFaults {
+            to_broker: mq_broker::DirectionFaults {
                 duplicate: 1.0,
                 ..Default::default()
             },
@@ -216,11 +216,11 @@ async fn wait_for_times_out_with_last_stats() {
 async fn faults_spare_connections_of_other_roles() {
     let b = broker(BrokerConfig {
         faults: Faults {
-            to_broker: mq_mock_broker::DirectionFaults {
+            to_broker: mq_broker::DirectionFaults {
                 drop: 1.0,
                 ..Default::default()
             },
-            from_broker: mq_mock_broker::DirectionFaults {
+            from_broker: mq_broker::DirectionFaults {
                 drop: 1.0,
                 ..Default::default()
             },
@@ -242,7 +242,7 @@ async fn faults_spare_connections_of_other_roles() {
 async fn dropped_deliver_is_redelivered() {
     let mut config = BrokerConfig {
         faults: Faults {
-            from_broker: mq_mock_broker::DirectionFaults {
+            from_broker: mq_broker::DirectionFaults {
                 drop: 1.0,
                 ..Default::default()
             },
@@ -299,5 +299,5 @@ async fn invalid_faults_are_rejected_at_start() {
         },
         ..BrokerConfig::default()
     };
-    assert!(mq_mock_broker::MockBroker::start(bad).await.is_err());
+    assert!(mq_broker::Broker::start(bad).await.is_err());
 }

@@ -1,13 +1,13 @@
 //! Rough end-to-end rate through the broker over loopback TCP: one sender
 //! publishing, one receiver acking every delivery and granting credit back
 //! in batches.
-//! `cargo run --release -p mq-mock-broker --example deliver_rate -- [messages] [credit]`.
+//! `cargo run --release -p mq-broker --example deliver_rate -- [messages] [credit]`.
 //! A sanity check of the broker's hot paths, not a benchmark with statistics.
 
 use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
-use mq_mock_broker::{BrokerConfig, MockBroker};
+use mq_broker::{Broker, BrokerConfig};
 use mq_protocol::{Ack, Codec, Credit, Frame, Headers, Hello, Message, MessageId, Role, Subscribe};
 use tokio_util::codec::Framed;
 
@@ -16,7 +16,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let total: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(500_000);
     let credit: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let broker = MockBroker::start(BrokerConfig {
+    let broker = Broker::start(BrokerConfig {
         record_landings: false,
         ..BrokerConfig::default()
     })

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::{close, Core};
 use crate::groups::{ConnId, Group, Pending, PendingState, Sub};
 use crate::inspect::DeadLetter;
+use crate::journal::record::Record;
 use crate::timers::Entry;
 
 impl Core {
@@ -72,7 +73,8 @@ impl Core {
         }
         let g = self.groups.len();
         let mut group = Group::new(topic.clone(), name.to_owned());
-        for id in self.store.topic_ids(&topic) {
+        let durable = self.journal.as_ref().map_or(0, |j| j.durable);
+        for id in self.store.topic_ids(&topic, durable) {
             if let Some(m) = self.store.get_mut(&id) {
                 m.remaining += 1;
                 group.enqueue(id);
@@ -86,7 +88,12 @@ impl Core {
             .map(|l| l.to_vec())
             .unwrap_or_default();
         list.push(g);
-        self.topic_groups.insert(topic, Arc::from(list));
+        self.topic_groups.insert(topic.clone(), Arc::from(list));
+        self.journal(Record::Group {
+            topic: topic.to_string(),
+            name: name.to_owned(),
+            acked_total: 0,
+        });
         g
     }
 
@@ -107,6 +114,8 @@ impl Core {
         group.pending.remove(&id);
         group.record_ack(id, self.limits.max_acked_ids);
         sub.unacked = sub.unacked.saturating_sub(1);
+        let g = sub.group as u32;
+        self.journal(Record::Ack { group: g, id });
         self.group_done(id);
         Ok(())
     }
@@ -168,6 +177,7 @@ impl Core {
             stats,
             out,
             timers,
+            journal,
             ..
         } = self;
         let group = &mut groups[g];
@@ -211,6 +221,13 @@ impl Core {
                     gen: p.gen,
                 },
             );
+            if let Some(j) = journal {
+                j.append(&Record::Delivered {
+                    group: g as u32,
+                    id,
+                    count: p.deliveries,
+                });
+            }
             sub.credit -= 1;
             sub.unacked += 1;
             sub.max_unacked = sub.max_unacked.max(sub.unacked);
@@ -243,19 +260,31 @@ impl Core {
         }
         let group = &mut self.groups[g];
         group.pending.remove(&id);
+        let topic = group.topic.to_string();
+        let name = group.name.clone();
+        self.journal(Record::Dead {
+            group: g as u32,
+            id,
+            deliveries: p.deliveries,
+        });
+        self.push_dead(DeadLetter {
+            id,
+            topic,
+            group: name,
+            deliveries: p.deliveries,
+        });
+        self.stats.dead_lettered += 1;
+        self.group_done(id);
+    }
+
+    /// Adds to the bounded dead-letter history.
+    pub(super) fn push_dead(&mut self, d: DeadLetter) {
         if self.dead.len() >= self.limits.max_dead_letters {
             self.dead.pop_front();
         }
         if self.limits.max_dead_letters > 0 {
-            self.dead.push_back(DeadLetter {
-                id,
-                topic: group.topic.to_string(),
-                group: group.name.clone(),
-                deliveries: p.deliveries,
-            });
+            self.dead.push_back(d);
         }
-        self.stats.dead_lettered += 1;
-        self.group_done(id);
     }
 
     /// The earliest deadline, if any (possibly a stale one; firing it is harmless).

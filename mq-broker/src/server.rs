@@ -1,4 +1,4 @@
-//! The embeddable broker: [`MockBroker`], its accept loop and its one timer
+//! The embeddable broker: [`Broker`], its accept loop and its one timer
 //! task.
 
 use std::fmt;
@@ -16,15 +16,16 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::Core;
+use crate::durable::{self, Flusher};
 use crate::state::Shared;
-use crate::{BrokerConfig, BrokerError, BrokerStats, Faults, Inspection, WaitTimeout};
+use crate::{BrokerConfig, BrokerError, BrokerStats, Faults, Inspection, Storage, WaitTimeout};
 
-/// How [`MockBroker::restart`] treats the broker's state.
+/// How [`Broker::restart`] treats the broker's state.
 ///
 /// # Examples
 ///
 /// ```
-/// use mq_mock_broker::RestartMode;
+/// use mq_broker::RestartMode;
 /// let durable = RestartMode::KeepStore;
 /// assert_ne!(durable, RestartMode::LoseStore);
 /// ```
@@ -41,53 +42,58 @@ pub enum RestartMode {
 }
 
 /// A running in-memory broker. Cheap to clone; every clone controls the same
-/// broker. Dropping the last clone stops it (like [`MockBroker::shutdown`],
+/// broker. Dropping the last clone stops it (like [`Broker::shutdown`],
 /// without waiting).
 ///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-/// use mq_mock_broker::{BrokerConfig, MockBroker};
+/// # async fn main() -> Result<(), mq_broker::BrokerError> {
+/// use mq_broker::{BrokerConfig, Broker};
 ///
-/// let broker = MockBroker::start(BrokerConfig::default()).await?;
+/// let broker = Broker::start(BrokerConfig::default()).await?;
 /// assert!(broker.addr().ip().is_loopback());
 /// assert_eq!(broker.stats().messages_stored, 0);
 /// broker.shutdown().await;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct MockBroker {
+pub struct Broker {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    /// False for [`MockBroker::start_in_memory`]: no listener to restart.
+    /// False for [`Broker::start_in_memory`]: no listener to restart.
     listening: bool,
     seed: u64,
     accept: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The journal's writer thread (disk storage only).
+    flusher: tokio::sync::Mutex<Option<Flusher>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
         self.shared.cancel_connections();
+        if let Some(f) = self.flusher.get_mut() {
+            f.abandon(&self.shared);
+        }
     }
 }
 
-impl fmt::Debug for MockBroker {
+impl fmt::Debug for Broker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MockBroker")
+        f.debug_struct("Broker")
             .field("addr", &self.inner.addr)
             .field("seed", &self.inner.seed)
             .finish_non_exhaustive()
     }
 }
 
-impl MockBroker {
+impl Broker {
     /// Validates `config`, binds its `listen` address and starts serving.
     /// The seed of the fault and jitter RNG is logged and printed to stderr.
     ///
@@ -104,27 +110,27 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let config = mq_mock_broker::BrokerConfig { seed: Some(7), ..Default::default() };
-    /// let broker = mq_mock_broker::MockBroker::start(config).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let config = mq_broker::BrokerConfig { seed: Some(7), ..Default::default() };
+    /// let broker = mq_broker::Broker::start(config).await?;
     /// assert_eq!(broker.seed(), 7);
     /// # Ok(()) }
     /// ```
-    pub async fn start(config: BrokerConfig) -> Result<MockBroker, BrokerError> {
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
         let listener = bind(config.listen).await?;
         let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
             addr: config.listen,
             source,
         })?;
-        Ok(Self::launch(config, addr, Some(listener)))
+        Self::launch(config, addr, Some(listener)).await
     }
 
     /// Starts a broker without a listener. Connections are handed to it
-    /// with [`MockBroker::serve_io`] or [`MockBroker::connect_duplex`], so a
+    /// with [`Broker::serve_io`] or [`Broker::connect_duplex`], so a
     /// test can run it under `#[tokio::test(start_paused = true)]` with no
-    /// socket at all. [`MockBroker::addr`] returns the configured (unbound)
-    /// `listen` address; [`MockBroker::restart`] rebinds nothing.
+    /// socket at all. [`Broker::addr`] returns the configured (unbound)
+    /// `listen` address; [`Broker::restart`] rebinds nothing.
     ///
     /// # Errors
     ///
@@ -134,52 +140,67 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start_in_memory(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start_in_memory(Default::default()).await?;
     /// let _client_end = broker.connect_duplex();
     /// # Ok(()) }
     /// ```
-    pub async fn start_in_memory(config: BrokerConfig) -> Result<MockBroker, BrokerError> {
+    pub async fn start_in_memory(config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
         let addr = config.listen;
-        Ok(Self::launch(config, addr, None))
+        Self::launch(config, addr, None).await
     }
 
-    fn launch(config: BrokerConfig, addr: SocketAddr, listener: Option<TcpListener>) -> Self {
+    async fn launch(
+        config: BrokerConfig,
+        addr: SocketAddr,
+        listener: Option<TcpListener>,
+    ) -> Result<Self, BrokerError> {
         let seed = config.seed.unwrap_or_else(rand::random);
-        let listening = listener.is_some();
-        if listening {
-            tracing::info!(%addr, seed, "mq-mock-broker listening");
-            eprintln!("mq-mock-broker: listening on {addr}, seed {seed}");
-        } else {
-            tracing::info!(seed, "mq-mock-broker started in memory");
-            eprintln!("mq-mock-broker: in memory, seed {seed}");
+        let mut core = Core::new(&config, StdRng::seed_from_u64(seed));
+        let mut journal = None;
+        if let Storage::Disk(d) = &config.storage {
+            let (rec, lock) = durable::open(d, &config, core).await?;
+            core = rec.core;
+            journal = Some((rec.log, lock, d.segment_size));
         }
-        let core = Core::new(&config, StdRng::seed_from_u64(seed));
+        let listening = listener.is_some();
+        let storage = match &config.storage {
+            Storage::Disk(d) => d.data_dir.display().to_string(),
+            _ => "memory".to_owned(),
+        };
+        if listening {
+            tracing::info!(%addr, seed, %storage, "broker listening");
+        } else {
+            tracing::info!(seed, %storage, "broker started without a listener");
+        }
         let shared = Arc::new(Shared::new(config, core));
+        let flusher =
+            journal.map(|(log, lock, seg)| Flusher::spawn(shared.clone(), log, lock, seg));
         tokio::spawn(timer_loop(shared.clone()));
         let accept = listener.map(|l| tokio::spawn(accept_loop(shared.clone(), l)));
-        MockBroker {
+        Ok(Broker {
             inner: Arc::new(Inner {
                 shared,
                 addr,
                 listening,
                 seed,
                 accept: tokio::sync::Mutex::new(accept),
+                flusher: tokio::sync::Mutex::new(flusher),
             }),
-        }
+        })
     }
 
     /// Serves an already-connected byte stream as if it had been accepted
     /// (handshake first). Works on any broker; with
-    /// [`MockBroker::start_in_memory`] it is the only way in.
+    /// [`Broker::start_in_memory`] it is the only way in.
     ///
     /// # Examples
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start_in_memory(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start_in_memory(Default::default()).await?;
     /// let (client, server) = tokio::io::duplex(64 * 1024);
     /// broker.serve_io(server);
     /// # drop(client);
@@ -196,7 +217,7 @@ impl MockBroker {
     }
 
     /// Returns the client end of an in-memory connection whose other end
-    /// the broker serves (see [`MockBroker::serve_io`]). Its buffer holds
+    /// the broker serves (see [`Broker::serve_io`]). Its buffer holds
     /// two maximum-size frames.
     ///
     /// # Examples
@@ -206,7 +227,7 @@ impl MockBroker {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use futures::{SinkExt, StreamExt};
     /// use mq_protocol::{Codec, Frame, Hello, Role};
-    /// let broker = mq_mock_broker::MockBroker::start_in_memory(Default::default()).await?;
+    /// let broker = mq_broker::Broker::start_in_memory(Default::default()).await?;
     /// let mut conn = tokio_util::codec::Framed::new(broker.connect_duplex(), Codec::default());
     /// conn.send(Frame::Hello(Hello::new(Role::Sender, "doc"))).await?;
     /// assert!(matches!(conn.next().await, Some(Ok(Frame::Welcome(_)))));
@@ -226,8 +247,8 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// assert_ne!(broker.addr().port(), 0);
     /// # Ok(()) }
     /// ```
@@ -242,8 +263,8 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// println!("replay with seed {}", broker.seed());
     /// # Ok(()) }
     /// ```
@@ -259,9 +280,9 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// use mq_mock_broker::{Faults, MockBroker};
-    /// let broker = MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// use mq_broker::{Faults, Broker};
+    /// let broker = Broker::start(Default::default()).await?;
     /// broker.set_faults(Faults { drop_reply_after_store: 1.0, ..Faults::default() });
     /// broker.set_faults(Faults::default());
     /// # Ok(()) }
@@ -281,8 +302,8 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// broker.crash();
     /// assert_eq!(broker.stats().crashes, 1);
     /// # Ok(()) }
@@ -301,7 +322,7 @@ impl MockBroker {
     /// # Errors
     ///
     /// [`BrokerError::Bind`] if the address was taken meanwhile,
-    /// [`BrokerError::ShutDown`] after [`MockBroker::shutdown`].
+    /// [`BrokerError::ShutDown`] after [`Broker::shutdown`].
     ///
     /// # Cancel safety
     ///
@@ -312,9 +333,9 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// use mq_mock_broker::{MockBroker, RestartMode};
-    /// let broker = MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// use mq_broker::{Broker, RestartMode};
+    /// let broker = Broker::start(Default::default()).await?;
     /// let addr = broker.addr();
     /// broker.restart(RestartMode::KeepStore).await?;
     /// assert_eq!(broker.addr(), addr);
@@ -331,7 +352,9 @@ impl MockBroker {
             let _ = task.await; // the listener is dropped once this returns
         }
         self.crash();
-        if mode == RestartMode::LoseStore {
+        if let Storage::Disk(d) = &shared.config.storage {
+            self.reopen_journal(d, mode).await?;
+        } else if mode == RestartMode::LoseStore {
             let mut st = shared.lock();
             st.core.lose_store(Instant::now());
             shared.after_change(&mut st);
@@ -340,7 +363,7 @@ impl MockBroker {
             return Ok(());
         }
         let listener = bind(self.inner.addr).await?;
-        tracing::info!(addr = %self.inner.addr, ?mode, "mq-mock-broker restarted");
+        tracing::info!(addr = %self.inner.addr, ?mode, "broker restarted");
         *accept = Some(tokio::spawn(accept_loop(shared.clone(), listener)));
         Ok(())
     }
@@ -356,8 +379,8 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// broker.shutdown().await;
     /// assert!(tokio::net::TcpStream::connect(broker.addr()).await.is_err());
     /// # Ok(()) }
@@ -375,6 +398,93 @@ impl MockBroker {
             task.abort();
             let _ = task.await;
         }
+        // Disk storage: write what is pending and a checkpoint, then
+        // release the data directory.
+        let mut flusher = self.inner.flusher.lock().await;
+        if let Some(f) = flusher.as_mut() {
+            f.stop(shared, true).await;
+        }
+        *flusher = None;
+    }
+
+    /// Why the broker stopped by itself, if it did: the journal's
+    /// fdatasync failed (the kernel may have dropped the data, so the broker
+    /// refuses to go on and report anything durable). `None` while it runs
+    /// or after a requested shutdown.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
+    /// assert_eq!(broker.fatal_error(), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn fatal_error(&self) -> Option<String> {
+        self.inner.shared.fatal_error()
+    }
+
+    /// Resolves once the broker stopped, by [`Broker::shutdown`] or by
+    /// itself (see [`Broker::fatal_error`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
+    /// broker.shutdown().await;
+    /// broker.stopped().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stopped(&self) {
+        self.inner.shared.shutdown.cancelled().await;
+    }
+
+    /// Disk storage: simulates a crash of the process (what was not yet
+    /// written is dropped, unanswered) and recovers a new core from the
+    /// journal, as a restarted `mq-broker` would. `LoseStore` deletes the
+    /// journal first.
+    async fn reopen_journal(
+        &self,
+        d: &crate::DiskStorage,
+        mode: RestartMode,
+    ) -> Result<(), BrokerError> {
+        let shared = &self.inner.shared;
+        let mut flusher = self.inner.flusher.lock().await;
+        let lock = match flusher.as_mut() {
+            Some(f) => f.stop(shared, false).await.map(|(_, lock)| lock),
+            None => None,
+        };
+        *flusher = None;
+        drop(lock);
+        if mode == RestartMode::LoseStore {
+            remove_segments(&d.data_dir).map_err(|source| BrokerError::Storage {
+                dir: d.data_dir.clone(),
+                source,
+            })?;
+        }
+        let fresh = Core::new(&shared.config, StdRng::seed_from_u64(0));
+        let (rec, lock) = durable::open(d, &shared.config, fresh).await?;
+        let mut core = rec.core;
+        {
+            let mut st = shared.lock();
+            core.carry_over(&mut st.core);
+            st.core = core;
+            shared.after_change(&mut st);
+        }
+        *flusher = Some(Flusher::spawn(
+            shared.clone(),
+            rec.log,
+            lock,
+            d.segment_size,
+        ));
+        Ok(())
     }
 
     /// A snapshot of the counters.
@@ -383,8 +493,8 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// assert_eq!(broker.stats().connections_open, 0);
     /// # Ok(()) }
     /// ```
@@ -410,7 +520,7 @@ impl MockBroker {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// let s = broker.wait_for(Duration::from_secs(1), |s| s.messages_stored == 0).await?;
     /// assert_eq!(s.messages_stored, 0);
     /// # Ok(()) }
@@ -449,8 +559,8 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// assert!(broker.inspect().groups.is_empty());
     /// # Ok(()) }
     /// ```
@@ -467,14 +577,25 @@ impl MockBroker {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), mq_mock_broker::BrokerError> {
-    /// let broker = mq_mock_broker::MockBroker::start(Default::default()).await?;
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
     /// assert_eq!(broker.landed_count(mq_protocol::MessageId::new(1, 1)), 0);
     /// # Ok(()) }
     /// ```
     pub fn landed_count(&self, id: MessageId) -> u32 {
         self.inner.shared.lock().core.landed_count(id)
     }
+}
+
+/// Removes every journal segment in `dir` (a `LoseStore` restart).
+fn remove_segments(dir: &std::path::Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "log") {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {

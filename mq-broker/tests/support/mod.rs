@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use mq_mock_broker::{BrokerConfig, MockBroker};
+use mq_broker::{Broker, BrokerConfig};
 use mq_protocol::{
     Ack, Codec, Credit, Frame, Headers, Hello, Message, MessageId, Reply, Role, Subscribe,
 };
@@ -20,12 +20,33 @@ pub struct Peer {
     pub io: Framed<TcpStream, Codec>,
 }
 
-pub async fn broker(config: BrokerConfig) -> MockBroker {
+/// The storage the behaviour suites run against: memory, or the journal
+/// on disk when `MQ_TEST_STORAGE=disk` (CI runs the suites both ways).
+pub fn test_storage() -> mq_broker::Storage {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    match std::env::var("MQ_TEST_STORAGE").as_deref() {
+        Ok("disk") => {
+            let dir = std::env::temp_dir().join(format!(
+                "mq-broker-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            mq_broker::Storage::Disk(mq_broker::DiskStorage::new(dir))
+        }
+        Ok("memory") | Err(_) => mq_broker::Storage::Memory,
+        Ok(other) => panic!("MQ_TEST_STORAGE={other}: use memory or disk"),
+    }
+}
+
+pub async fn broker(config: BrokerConfig) -> Broker {
     let config = BrokerConfig {
         seed: config.seed.or(Some(1)),
+        storage: test_storage(),
         ..config
     };
-    match MockBroker::start(config).await {
+    match Broker::start(config).await {
         Ok(b) => b,
         Err(e) => panic!("broker did not start: {e}"),
     }

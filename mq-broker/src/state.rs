@@ -8,7 +8,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::AtomicU8;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use mq_protocol::{Close, ErrorCode, Frame, Role, MAX_REASON_LEN};
 use tokio::sync::{mpsc, watch, Notify};
@@ -83,6 +84,9 @@ pub(crate) struct State {
     max_connections: usize,
     next_conn: ConnId,
     shutting_down: bool,
+    /// The journal's flusher waits on `Shared::flush_cv` (wake it when
+    /// records are appended).
+    pub(crate) flusher_idle: bool,
 }
 
 impl State {
@@ -97,6 +101,7 @@ impl State {
             max_connections: config.max_connections,
             next_conn: 0,
             shutting_down: false,
+            flusher_idle: false,
         }
     }
 
@@ -322,6 +327,13 @@ impl State {
         }
     }
 
+    /// The journal made everything up to `lsn` durable: release the replies
+    /// and deliveries that waited for it.
+    pub(crate) fn on_durable(&mut self, lsn: u64, now: Instant) {
+        self.core.on_durable(lsn, now);
+        self.dispatch(now);
+    }
+
     /// The next deadline of the core or of a delayed frame.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let d = self.delayed.peek().map(|Reverse(d)| d.at);
@@ -385,6 +397,12 @@ pub(crate) struct Shared {
     crash: Mutex<CancellationToken>,
     /// Cancelled by `shutdown` or when the last handle is dropped.
     pub(crate) shutdown: CancellationToken,
+    /// Wakes the journal's flusher thread.
+    pub(crate) flush_cv: Condvar,
+    /// What the flusher is asked to do (`journal::flusher::RUN`, ...).
+    pub(crate) journal_stop: AtomicU8,
+    /// Why the broker stopped itself (a journal fdatasync failed).
+    fatal: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -397,7 +415,28 @@ impl Shared {
             changed: watch::Sender::new(()),
             crash: Mutex::new(CancellationToken::new()),
             shutdown: CancellationToken::new(),
+            flush_cv: Condvar::new(),
+            journal_stop: AtomicU8::new(0),
+            fatal: Mutex::new(None),
         }
+    }
+
+    /// Stops the broker for an error it cannot survive (the journal's
+    /// fdatasync failed): logged, every connection closed, and the reason
+    /// kept for [`Broker::fatal_error`](crate::Broker::fatal_error).
+    pub(crate) fn fatal(&self, why: String) {
+        tracing::error!(reason = %why, "broker stopping");
+        *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        self.shutdown.cancel();
+        self.cancel_connections();
+        let mut st = self.lock();
+        st.shutdown(Instant::now());
+        self.after_change(&mut st);
+    }
+
+    /// The reason the broker stopped itself, if it did.
+    pub(crate) fn fatal_error(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Locks the state. A panic under the lock cannot leave the core
@@ -429,6 +468,10 @@ impl Shared {
     /// Call after every change under the lock: wakes the timer task if a
     /// nearer deadline appeared and wakes `wait_for` callers.
     pub(crate) fn after_change(&self, st: &mut State) {
+        if st.flusher_idle && st.core.journal.as_ref().is_some_and(|j| !j.buf.is_empty()) {
+            st.flusher_idle = false;
+            self.flush_cv.notify_one();
+        }
         if st.needs_wake() {
             self.timer_wake.notify_one();
         }

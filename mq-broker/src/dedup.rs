@@ -129,6 +129,40 @@ impl Dedup {
         }
     }
 
+    /// Every producer's ranges, least recently used first (the order that
+    /// [`Dedup::import`] restores).
+    pub(crate) fn export(&self) -> impl Iterator<Item = (u64, &[(u64, u64)])> + '_ {
+        self.lru
+            .values()
+            .filter_map(|p| self.producers.get(p).map(|x| (*p, x.ranges.as_slice())))
+    }
+
+    /// Restores a producer's ranges (from a checkpoint) as its most recent
+    /// state, within the bounds. Ranges are re-inserted one by one so that
+    /// a damaged list can never make the table claim more than it lists.
+    pub(crate) fn import(&mut self, producer: u64, ranges: &[(u64, u64)]) {
+        for &(start, end) in ranges {
+            if start > end {
+                continue;
+            }
+            // Insert the two ends, then widen the range between them.
+            self.insert(MessageId::new(producer, start));
+            if let Some(p) = self.producers.get_mut(&producer) {
+                let i = p.ranges.partition_point(|&(s, _)| s <= start);
+                if i > 0 && p.ranges[i - 1].1 >= start {
+                    let j = i - 1;
+                    // Swallow following ranges that the new end covers.
+                    let mut hi = p.ranges[j].1.max(end);
+                    while j + 1 < p.ranges.len() && p.ranges[j + 1].0 <= hi.saturating_add(1) {
+                        hi = hi.max(p.ranges[j + 1].1);
+                        p.ranges.remove(j + 1);
+                    }
+                    p.ranges[j].1 = hi;
+                }
+            }
+        }
+    }
+
     /// Number of producers tracked.
     pub(crate) fn producers(&self) -> usize {
         self.producers.len()
@@ -175,6 +209,26 @@ mod tests {
         assert!(d.contains(MessageId::new(1, 2)));
         assert!(!d.contains(MessageId::new(2, 1)));
         assert_eq!(d.lru.len(), 2);
+    }
+
+    #[test]
+    fn export_then_import_gives_the_same_answers() {
+        let mut d = Dedup::new(10, 10);
+        for (p, s) in [(1, 1), (1, 2), (1, 5), (2, 9), (1, 7), (1, 6)] {
+            d.insert(MessageId::new(p, s));
+        }
+        let mut e = Dedup::new(10, 10);
+        let exported: Vec<_> = d.export().map(|(p, r)| (p, r.to_vec())).collect();
+        for (p, r) in &exported {
+            e.import(*p, r);
+        }
+        for p in 0..3 {
+            for s in 0..12 {
+                let id = MessageId::new(p, s);
+                assert_eq!(d.contains(id), e.contains(id), "{id}");
+            }
+        }
+        assert_eq!(e.producers[&1].ranges, vec![(1, 2), (5, 7)]);
     }
 
     proptest! {

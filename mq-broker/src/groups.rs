@@ -85,6 +85,14 @@ impl Group {
         }
     }
 
+    /// Puts a pending message at the back of the ready queue (recovery).
+    pub(crate) fn make_ready_back(&mut self, id: MessageId) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.state = PendingState::Ready;
+            self.ready.push_back(id);
+        }
+    }
+
     /// Records an ack, keeping at most `keep` recent IDs for inspection.
     pub(crate) fn record_ack(&mut self, id: MessageId, keep: usize) {
         self.acked_total += 1;

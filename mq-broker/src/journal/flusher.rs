@@ -1,0 +1,142 @@
+//! The journal's one writer thread: group commit.
+//!
+//! Connection tasks append records to the core's [`Appender`](super::Appender)
+//! under the broker's lock and wake this thread. It takes *everything*
+//! appended so far in one swap, writes it with one `write` and one
+//! fdatasync outside the lock, then tells the core the new durable
+//! position, which releases every reply and delivery of the batch at once.
+//! While it syncs, new records pile up for the next batch, so under load
+//! many messages share one fdatasync (RocketMQ's `GroupCommitService`, with
+//! the lock-free swap done under the broker's existing lock).
+//!
+//! A failed write (a full disk) keeps the batch and retries every
+//! [`RETRY`]; meanwhile new messages are refused with `STORE_FULL`. A
+//! failed fdatasync stops the broker: the kernel may have dropped the
+//! pages, so retrying could report data durable that is not.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::log::{Log, WriteError};
+use crate::state::Shared;
+
+/// Wait between attempts after a failed write.
+pub(crate) const RETRY: Duration = Duration::from_millis(100);
+
+/// What the flusher is asked to do (`Shared::journal_stop`).
+pub(crate) const RUN: u8 = 0;
+/// Write what is pending, write a checkpoint, return the log.
+pub(crate) const STOP_CHECKPOINT: u8 = 1;
+/// Return the log at once, dropping what is not yet written (a simulated
+/// crash: nothing pending was acknowledged).
+pub(crate) const STOP_NOW: u8 = 2;
+
+/// Runs the flusher until asked to stop or the journal fails; returns the
+/// log so that a restart can reuse the directory.
+pub(crate) fn run(shared: Arc<Shared>, mut log: Log, segment_size: u64) -> Log {
+    let mut retry = false;
+    let mut warned = false;
+    loop {
+        let mut st = shared.lock();
+        loop {
+            let stop = shared.journal_stop.load(Ordering::Acquire);
+            if stop == STOP_NOW {
+                if let Some(j) = st.core.journal.as_mut() {
+                    j.buf.clear();
+                }
+                return log;
+            }
+            let pending = st.core.journal.as_ref().is_some_and(|j| !j.buf.is_empty());
+            if (pending && !retry) || stop == STOP_CHECKPOINT {
+                break;
+            }
+            st.flusher_idle = true;
+            st = if retry {
+                retry = false;
+                shared
+                    .flush_cv
+                    .wait_timeout(st, RETRY)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0)
+            } else {
+                shared.flush_cv.wait(st).unwrap_or_else(|e| e.into_inner())
+            };
+            st.flusher_idle = false;
+        }
+        let stop = shared.journal_stop.load(Ordering::Acquire) == STOP_CHECKPOINT;
+        let live = st.core.live_estimate();
+        let Some(j) = st.core.journal.as_mut() else {
+            return log;
+        };
+        let batch = std::mem::take(&mut j.buf);
+        let target = j.appended;
+        let tail = log.tail_bytes() + batch.len() as u64;
+        let want_checkpoint = stop || tail > segment_size.max(live);
+        let snapshot = want_checkpoint.then(|| {
+            let mut s = Vec::with_capacity(live as usize + 64);
+            st.core.snapshot(&mut s);
+            s
+        });
+        drop(st);
+
+        let started = std::time::Instant::now();
+        match log.write(&batch) {
+            Ok(()) => warned = false,
+            Err(WriteError::Write(e)) => {
+                if !warned {
+                    tracing::error!(error = %e, "journal write failed; refusing new messages with STORE_FULL and retrying");
+                    warned = true;
+                }
+                let mut st = shared.lock();
+                if let Some(j) = st.core.journal.as_mut() {
+                    let mut rest = std::mem::take(&mut j.buf);
+                    j.buf = batch;
+                    j.buf.append(&mut rest);
+                    j.full = true;
+                }
+                drop(st);
+                if stop {
+                    return log;
+                }
+                retry = true;
+                continue;
+            }
+            Err(e @ WriteError::Sync(_)) => {
+                shared.fatal(e.to_string());
+                return log;
+            }
+        }
+        let took = started.elapsed();
+        let mut checkpointed = false;
+        if let Some(s) = snapshot {
+            match log.checkpoint(&s) {
+                Ok(()) => checkpointed = true,
+                Err(e @ WriteError::Write(_)) => {
+                    tracing::warn!(error = %e, "checkpoint not written; old segments kept")
+                }
+                Err(e @ WriteError::Sync(_)) => {
+                    shared.fatal(e.to_string());
+                    return log;
+                }
+            }
+        }
+        let mut st = shared.lock();
+        if let Some(j) = st.core.journal.as_mut() {
+            j.full = false;
+            j.syncs = log.syncs;
+            j.disk_bytes = log.disk_bytes();
+            j.segments = log.segments() as u64;
+            j.checkpoints += u64::from(checkpointed);
+            j.write_micros += took.as_micros() as u64;
+            j.writes += 1;
+        }
+        st.on_durable(target, Instant::now());
+        shared.after_change(&mut st);
+        if stop {
+            return log;
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! A simulated disk for power-loss tests: it keeps, per file, the bytes
+//! covered by the last fdatasync, and per directory the entries covered by
+//! the last directory fsync. [`SimDisk::crash`] returns the disk as a
+//! power loss would leave it: synced bytes intact, the unsynced tail torn
+//! (a random length of it, each 512-byte sector either written or not),
+//! unsynced creations gone and unsynced removals undone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::disk::{Disk, DiskFile};
+
+#[derive(Debug, Default, Clone)]
+struct SimFile {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct SimState {
+    files: BTreeMap<String, SimFile>,
+    /// Names visible now.
+    dir: BTreeSet<String>,
+    /// Names that survive a crash.
+    durable_dir: BTreeSet<String>,
+    syncs: u64,
+    /// Writes fail with "no space" while set.
+    full: bool,
+    /// fdatasync fails (and syncs nothing) while set.
+    fail_sync: bool,
+}
+
+/// A simulated directory. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SimDisk {
+    st: Arc<Mutex<SimState>>,
+}
+
+impl SimDisk {
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// fdatasync calls so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.lock().syncs
+    }
+
+    /// Makes writes fail with "no space left" (or succeed again).
+    pub(crate) fn set_full(&self, full: bool) {
+        self.lock().full = full;
+    }
+
+    /// Makes fdatasync fail (and sync nothing) from now on.
+    pub(crate) fn set_fail_sync(&self, fail: bool) {
+        self.lock().fail_sync = fail;
+    }
+
+    /// The disk after a power loss now.
+    pub(crate) fn crash(&self, rng: &mut StdRng) -> SimDisk {
+        let st = self.lock();
+        let mut files = BTreeMap::new();
+        for name in &st.durable_dir {
+            let Some(f) = st.files.get(name) else {
+                continue;
+            };
+            let mut bytes = f.durable.clone();
+            if f.current.len() > bytes.len() && f.current.starts_with(&f.durable) {
+                let extra = f.current.len() - bytes.len();
+                let keep = rng.gen_range(0..=extra);
+                let start = bytes.len();
+                bytes.resize(start + keep, 0);
+                let mut sector = start - start % 512;
+                while sector < start + keep {
+                    let end = (sector + 512).min(start + keep);
+                    if rng.gen_bool(0.5) {
+                        let from = sector.max(start);
+                        bytes[from..end].copy_from_slice(&f.current[from..end]);
+                    }
+                    sector = end;
+                }
+            }
+            files.insert(
+                name.clone(),
+                SimFile {
+                    durable: bytes.clone(),
+                    current: bytes,
+                },
+            );
+        }
+        let names: BTreeSet<String> = files.keys().cloned().collect();
+        SimDisk {
+            st: Arc::new(Mutex::new(SimState {
+                files,
+                dir: names.clone(),
+                durable_dir: names,
+                syncs: 0,
+                full: false,
+                fail_sync: false,
+            })),
+        }
+    }
+
+    /// Flips one byte of a file (bit rot), in both its synced and current
+    /// content.
+    pub(crate) fn corrupt(&self, name: &str, offset: usize) {
+        let mut st = self.lock();
+        if let Some(f) = st.files.get_mut(name) {
+            if let Some(b) = f.durable.get_mut(offset) {
+                *b ^= 0xFF;
+            }
+            if let Some(b) = f.current.get_mut(offset) {
+                *b ^= 0xFF;
+            }
+        }
+    }
+
+    /// A file's current length.
+    pub(crate) fn len(&self, name: &str) -> Option<usize> {
+        self.lock().files.get(name).map(|f| f.current.len())
+    }
+}
+
+struct SimHandle {
+    disk: SimDisk,
+    name: String,
+}
+
+impl SimHandle {
+    fn with<T>(&self, f: impl FnOnce(&mut SimFile, &mut bool, &mut u64) -> T) -> io::Result<T> {
+        let mut st = self.disk.lock();
+        let SimState {
+            files,
+            full,
+            syncs,
+            fail_sync,
+            ..
+        } = &mut *st;
+        let _ = fail_sync;
+        match files.get_mut(&self.name) {
+            Some(file) => Ok(f(file, full, syncs)),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "removed")),
+        }
+    }
+}
+
+impl DiskFile for SimHandle {
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.with(|f, full, _| {
+            if *full {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "no space left (sim)",
+                ));
+            }
+            let at = offset as usize;
+            if f.current.len() < at + buf.len() {
+                f.current.resize(at + buf.len(), 0);
+            }
+            f.current[at..at + buf.len()].copy_from_slice(buf);
+            Ok(())
+        })?
+    }
+
+    fn read_all(&mut self) -> io::Result<Vec<u8>> {
+        self.with(|f, _, _| f.current.clone())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        if self.disk.lock().fail_sync {
+            return Err(io::Error::other("fdatasync failed (sim)"));
+        }
+        self.with(|f, _, syncs| {
+            f.durable = f.current.clone();
+            *syncs += 1;
+        })
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.with(|f, _, _| f.current.truncate(len as usize))
+    }
+}
+
+impl Disk for SimDisk {
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self.lock().dir.iter().cloned().collect())
+    }
+
+    fn create(&self, name: &str) -> io::Result<Box<dyn DiskFile>> {
+        let mut st = self.lock();
+        st.files.insert(name.to_owned(), SimFile::default());
+        st.dir.insert(name.to_owned());
+        Ok(Box::new(SimHandle {
+            disk: self.clone(),
+            name: name.to_owned(),
+        }))
+    }
+
+    fn open(&self, name: &str) -> io::Result<Box<dyn DiskFile>> {
+        if !self.lock().dir.contains(name) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, name.to_owned()));
+        }
+        Ok(Box::new(SimHandle {
+            disk: self.clone(),
+            name: name.to_owned(),
+        }))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.lock().dir.remove(name);
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        let mut st = self.lock();
+        st.durable_dir = st.dir.clone();
+        let dir = st.dir.clone();
+        st.files.retain(|n, _| dir.contains(n));
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! `mq-broker`: the MQ broker as a service.
+//!
+//! ```text
+//! mq-broker --listen 0.0.0.0:7878 --data-dir /var/lib/mq
+//! mq-broker --config /etc/mq-broker.toml
+//! ```
+//!
+//! Every flag can also be given in the TOML file named by `--config`, under
+//! the flag's name with `_` for `-` (`data_dir = "/var/lib/mq"`); a flag on
+//! the command line wins over the file. Stdout gets one line,
+//! `listening on ADDR`, once the broker serves; logs go to stderr through
+//! `tracing` (`RUST_LOG=mq_broker=debug` for per-connection events), in
+//! colour only on a terminal. SIGTERM or SIGINT shuts down gracefully:
+//! connections are closed, the pending batch is written and a checkpoint
+//! taken, the counters logged, and the data directory released. The exit
+//! code is 0 after a requested shutdown, 1 if the broker could not start or
+//! stopped by itself (a failed fdatasync).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mq_broker::{Broker, BrokerConfig, BrokerStats, DiskStorage, Storage};
+use serde::Deserialize;
+
+/// The MQ broker: stores every message on disk (fdatasync before `Stored`),
+/// delivers to consumer groups until they ack, survives restarts.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "mq-broker", version)]
+#[serde(default, deny_unknown_fields)]
+struct Args {
+    /// TOML file with any of these settings (flags override it).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7878].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory of the journal (created if missing; one broker at a time).
+    #[arg(long, required_unless_present_any = ["in_memory", "config"])]
+    data_dir: Option<PathBuf>,
+    /// Keep messages in memory only (lost with the process): for trials.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    in_memory: Option<bool>,
+    /// At start, skip corrupt journal ranges (their messages are lost)
+    /// instead of refusing to start.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    repair: Option<bool>,
+    /// Roll journal segments at this size, in bytes [default: 67108864].
+    #[arg(long)]
+    segment_size: Option<u64>,
+    /// Refuse new messages (STORE_FULL) while the journal holds this many
+    /// bytes [default: 2 × max-stored-bytes + 4 × segment-size].
+    #[arg(long)]
+    max_disk_bytes: Option<u64>,
+    /// Require this token in every Hello.
+    #[arg(long, env = "MQ_BROKER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Largest frame accepted or sent, in bytes [default: 1048576].
+    #[arg(long)]
+    max_frame_size: Option<u32>,
+    /// Largest payload plus header bytes of one message [default: 1048576].
+    #[arg(long)]
+    max_message_size: Option<usize>,
+    /// Heartbeat interval advertised to clients, in ms [default: 5000].
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+    /// Time a new connection has to send Hello, in ms [default: 10000].
+    #[arg(long)]
+    handshake_timeout_ms: Option<u64>,
+    /// Most connections open at once [default: 1024].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most messages stored at once [default: 1000000].
+    #[arg(long)]
+    max_stored_messages: Option<usize>,
+    /// Most payload plus header bytes stored at once [default: 1073741824].
+    #[arg(long)]
+    max_stored_bytes: Option<usize>,
+    /// Deliveries without an ack before a message is dead-lettered [default: 10].
+    #[arg(long)]
+    max_deliveries: Option<u32>,
+    /// First redelivery delay in ms, doubling up to --redelivery-max-ms [default: 1000].
+    #[arg(long)]
+    redelivery_initial_ms: Option<u64>,
+    /// Longest redelivery delay in ms [default: 30000].
+    #[arg(long)]
+    redelivery_max_ms: Option<u64>,
+    /// Producers remembered for dedup of retransmits [default: 10000].
+    #[arg(long)]
+    dedup_max_producers: Option<usize>,
+    /// Gaps (ranges) remembered per producer [default: 1024].
+    #[arg(long)]
+    dedup_max_ranges: Option<usize>,
+    /// Name sent to clients in Welcome [default: mq-broker].
+    #[arg(long)]
+    server_name: Option<String>,
+    /// Seconds between stats log lines; 0 logs them only at shutdown [default: 60].
+    #[arg(long)]
+    stats_every_secs: Option<u64>,
+}
+
+impl Args {
+    /// Fills what the command line left unset from the config file.
+    fn merge(mut self, file: Args) -> Args {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = file.$f; } )* };
+        }
+        take!(
+            listen,
+            data_dir,
+            in_memory,
+            repair,
+            segment_size,
+            max_disk_bytes,
+            token,
+            max_frame_size,
+            max_message_size,
+            heartbeat_ms,
+            handshake_timeout_ms,
+            max_connections,
+            max_stored_messages,
+            max_stored_bytes,
+            max_deliveries,
+            redelivery_initial_ms,
+            redelivery_max_ms,
+            dedup_max_producers,
+            dedup_max_ranges,
+            server_name,
+            stats_every_secs
+        );
+        self
+    }
+
+    fn broker_config(&self) -> Result<BrokerConfig, String> {
+        let mut c = BrokerConfig {
+            listen: self
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+            server_name: self
+                .server_name
+                .clone()
+                .unwrap_or_else(|| "mq-broker".into()),
+            auth_token: self.token.clone(),
+            record_landings: false,
+            ..BrokerConfig::default()
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
+        }
+        set!(
+            max_frame_size,
+            max_message_size,
+            max_connections,
+            max_stored_messages,
+            max_stored_bytes,
+            max_deliveries,
+            dedup_max_producers
+        );
+        if let Some(v) = self.dedup_max_ranges {
+            c.dedup_max_ranges_per_producer = v;
+        }
+        if let Some(ms) = self.heartbeat_ms {
+            c.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.handshake_timeout_ms {
+            c.handshake_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.redelivery_initial_ms {
+            c.redelivery.initial = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.redelivery_max_ms {
+            c.redelivery.max = Duration::from_millis(ms);
+        }
+        if c.redelivery.max < c.redelivery.initial {
+            c.redelivery.max = c.redelivery.initial;
+        }
+        c.storage = match (&self.data_dir, self.in_memory.unwrap_or(false)) {
+            (Some(_), true) => return Err("give either --data-dir or --in-memory, not both".into()),
+            (None, false) => {
+                return Err("--data-dir DIR is required (or --in-memory for a trial)".into())
+            }
+            (None, true) => Storage::Memory,
+            (Some(dir), false) => {
+                let mut d = DiskStorage::new(dir).repair(self.repair.unwrap_or(false));
+                if let Some(s) = self.segment_size {
+                    d = d.segment_size(s);
+                }
+                if let Some(m) = self.max_disk_bytes {
+                    d = d.max_disk_bytes(m);
+                }
+                Storage::Disk(d)
+            }
+        };
+        c.validate().map_err(|e| format!("{e} (see --help)"))?;
+        Ok(c)
+    }
+}
+
+/// The counters as one `key=value` log line.
+fn stats_line(s: &BrokerStats) -> String {
+    format!(
+        "connections={} stored_messages={} stored_bytes={} messages_stored={} duplicates={} \
+         rejected={} deliveries={} redeliveries={} acks={} nacks={} dead_lettered={} \
+         deleted={} journal_syncs={} journal_bytes={} journal_segments={} checkpoints={} \
+         journal_write_us_avg={}",
+        s.connections_open,
+        s.stored_messages,
+        s.stored_bytes,
+        s.messages_stored,
+        s.duplicates_answered,
+        s.rejected,
+        s.deliveries_sent,
+        s.redeliveries_sent,
+        s.acks_received,
+        s.nacks_received,
+        s.dead_lettered,
+        s.messages_deleted,
+        s.journal_syncs,
+        s.journal_bytes,
+        s.journal_segments,
+        s.checkpoints,
+        s.journal_write_micros_avg,
+    )
+}
+
+fn parse_args() -> Result<Args, String> {
+    let args = Args::try_parse().map_err(|e| {
+        let _ = e.print();
+        String::new()
+    })?;
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let file: Args =
+        toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    Ok(args.merge(file))
+}
+
+async fn signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => return ExitCode::from(2),
+        Err(e) => {
+            eprintln!("mq-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match args.broker_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mq-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let broker = match Broker::start(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("mq-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on {}", broker.addr());
+    let every = Duration::from_secs(args.stats_every_secs.unwrap_or(60));
+    let mut last = broker.stats();
+    let why = loop {
+        let tick = async {
+            if every.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(every).await
+            }
+        };
+        tokio::select! {
+            s = signal() => break s,
+            _ = broker.stopped() => break "a fatal error",
+            _ = tick => {
+                let now = broker.stats();
+                if now != last {
+                    tracing::info!("stats {}", stats_line(&now));
+                    last = now;
+                }
+            }
+        }
+    };
+    tracing::info!("shutting down on {why}");
+    broker.shutdown().await;
+    tracing::info!("stats {}", stats_line(&broker.stats()));
+    match broker.fatal_error() {
+        Some(e) => {
+            eprintln!("mq-broker: stopped: {e}");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    }
+}
