@@ -45,8 +45,22 @@ pub(crate) fn recover(
         segment_size: d.segment_size,
         repair: d.repair,
     };
-    let (log, report) = Log::open(disk, opts, |rec| core.apply(rec, now))?;
+    let (mut log, report) = Log::open(disk, opts, |rec| core.apply(rec, now))?;
     core.finish_recovery();
+    if !report.skipped.is_empty() || report.repaired_checkpoint {
+        // Repaired: write the state as recovered into a fresh checkpoint
+        // at once, so the damaged segments are gone and the next start
+        // needs no repair.
+        let mut snap = Vec::new();
+        core.snapshot(&mut snap);
+        log.checkpoint(&snap)
+            .and_then(|()| log.seal())
+            .map_err(|e| OpenError::Io {
+                file: "(checkpoint after repair)".into(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        tracing::warn!("journal repaired: the recovered state was written as a new checkpoint");
+    }
     core.journal = Some(Appender {
         max_disk_bytes: max_disk_bytes(d, config),
         disk_bytes: log.disk_bytes(),

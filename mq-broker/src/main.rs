@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mq_broker::{Broker, BrokerConfig, BrokerStats, DiskStorage, Storage};
+use mq_broker::{Broker, BrokerConfig, DiskStorage, Storage};
 use serde::Deserialize;
 
 /// The MQ broker: stores every message on disk (fdatasync before `Stored`),
@@ -200,38 +200,10 @@ impl Args {
     }
 }
 
-/// The counters as one `key=value` log line.
-fn stats_line(s: &BrokerStats) -> String {
-    format!(
-        "connections={} stored_messages={} stored_bytes={} messages_stored={} duplicates={} \
-         rejected={} deliveries={} redeliveries={} acks={} nacks={} dead_lettered={} \
-         deleted={} journal_syncs={} journal_bytes={} journal_segments={} checkpoints={} \
-         journal_write_us_avg={}",
-        s.connections_open,
-        s.stored_messages,
-        s.stored_bytes,
-        s.messages_stored,
-        s.duplicates_answered,
-        s.rejected,
-        s.deliveries_sent,
-        s.redeliveries_sent,
-        s.acks_received,
-        s.nacks_received,
-        s.dead_lettered,
-        s.messages_deleted,
-        s.journal_syncs,
-        s.journal_bytes,
-        s.journal_segments,
-        s.checkpoints,
-        s.journal_write_micros_avg,
-    )
-}
-
 fn parse_args() -> Result<Args, String> {
-    let args = Args::try_parse().map_err(|e| {
-        let _ = e.print();
-        String::new()
-    })?;
+    // `--help` and `--version` exit 0 here; a bad flag exits 2 with clap's
+    // message.
+    let args = Args::try_parse().unwrap_or_else(|e| e.exit());
     let Some(path) = args.config.clone() else {
         return Ok(args);
     };
@@ -242,25 +214,31 @@ fn parse_args() -> Result<Args, String> {
     Ok(args.merge(file))
 }
 
-async fn signal() -> &'static str {
+/// SIGTERM and SIGINT, listened for from the moment this is created (so
+/// a signal sent right after the `listening` line is not missed).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        "SIGINT"
     }
 }
 
@@ -276,7 +254,6 @@ async fn main() -> ExitCode {
         .init();
     let args = match parse_args() {
         Ok(a) => a,
-        Err(e) if e.is_empty() => return ExitCode::from(2),
         Err(e) => {
             eprintln!("mq-broker: {e}");
             return ExitCode::from(2);
@@ -296,6 +273,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut signals = Signals::new();
     println!("listening on {}", broker.addr());
     let every = Duration::from_secs(args.stats_every_secs.unwrap_or(60));
     let mut last = broker.stats();
@@ -308,12 +286,12 @@ async fn main() -> ExitCode {
             }
         };
         tokio::select! {
-            s = signal() => break s,
+            s = signals.recv() => break s,
             _ = broker.stopped() => break "a fatal error",
             _ = tick => {
                 let now = broker.stats();
                 if now != last {
-                    tracing::info!("stats {}", stats_line(&now));
+                    tracing::info!("stats {now}");
                     last = now;
                 }
             }
@@ -321,7 +299,7 @@ async fn main() -> ExitCode {
     };
     tracing::info!("shutting down on {why}");
     broker.shutdown().await;
-    tracing::info!("stats {}", stats_line(&broker.stats()));
+    tracing::info!("stats {}", broker.stats());
     match broker.fatal_error() {
         Some(e) => {
             eprintln!("mq-broker: stopped: {e}");

@@ -84,3 +84,43 @@ pub struct BrokerStats {
     /// fdatasync, in microseconds.
     pub journal_write_micros_avg: u64,
 }
+
+impl std::fmt::Display for BrokerStats {
+    /// One line of `key=value` pairs, the form both broker binaries log.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let line = mq_broker::BrokerStats::default().to_string();
+    /// assert!(line.starts_with("connections=0 "));
+    /// assert!(line.contains(" journal_syncs=0"));
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connections={} stored_messages={} stored_bytes={} messages_stored={} \
+             duplicates={} rejected={} deliveries={} redeliveries={} acks={} nacks={} \
+             dead_lettered={} deleted={} protocol_errors={} timeouts={} journal_syncs={} \
+             journal_bytes={} journal_segments={} checkpoints={} journal_write_us_avg={}",
+            self.connections_open,
+            self.stored_messages,
+            self.stored_bytes,
+            self.messages_stored,
+            self.duplicates_answered,
+            self.rejected,
+            self.deliveries_sent,
+            self.redeliveries_sent,
+            self.acks_received,
+            self.nacks_received,
+            self.dead_lettered,
+            self.messages_deleted,
+            self.protocol_errors,
+            self.timeouts,
+            self.journal_syncs,
+            self.journal_bytes,
+            self.journal_segments,
+            self.checkpoints,
+            self.journal_write_micros_avg,
+        )
+    }
+}

@@ -1,23 +1,29 @@
-//! `mq-mock-broker`: run the in-memory broker from the command line.
+//! `mq-mock-broker`: the broker in memory, with fault injection, from the
+//! command line.
 //!
 //! ```text
 //! mq-mock-broker --listen 127.0.0.1:7878 --drop-reply-after-store 0.1 --seed 42
 //! ```
 //!
-//! Logs go through `tracing` (`RUST_LOG=debug` for per-connection events).
-//! The bound address is printed at start, the counters every
-//! `--stats-every-secs` and at Ctrl-C.
+//! Stdout gets one line, `listening on ADDR`, once it serves. Logs go to
+//! stderr through `tracing` (`RUST_LOG=mq_broker=debug` for per-connection
+//! events), in colour only on a terminal: the seed at start, a `stats` line
+//! every `--stats-every-secs` when something changed, and one at any
+//! shutdown (Ctrl-C or SIGTERM).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mq_mock_broker::{BrokerConfig, DirectionFaults, Faults, MockBroker, RoleFilter};
+use mq_mock_broker::{BrokerConfig, Faults, MockBroker, RoleFilter};
 
-/// An in-memory MQ broker with fault injection, for tests and development.
+/// The MQ broker in memory, with seeded fault injection: for tests and
+/// local development (messages are lost when it exits; run `mq-broker` for
+/// real).
 #[derive(Debug, Parser)]
-#[command(name = "mq-mock-broker", version, about)]
+#[command(name = "mq-mock-broker", version)]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:7878")]
@@ -58,13 +64,16 @@ struct Args {
     /// Cut each connection after it sent this many frames.
     #[arg(long)]
     cut_after_frames: Option<u64>,
+    /// Fraction of frames after which a connection is cut.
+    #[arg(long, default_value_t = 0.0)]
+    cut_probability: f64,
     /// Which connections the faults apply to.
     #[arg(long, value_enum, default_value_t = Roles::Both)]
     fault_roles: Roles,
-    /// Fraction of replies to landed messages dropped.
+    /// Fraction of replies to landed messages dropped (the "network flash").
     #[arg(long, default_value_t = 0.0)]
     drop_reply_after_store: f64,
-    /// Seed of the fault and jitter RNG (random if absent; printed).
+    /// Seed of the fault and jitter RNG (random if absent; logged).
     #[arg(long)]
     seed: Option<u64>,
     /// Seconds between stats lines (0: only at exit).
@@ -85,14 +94,23 @@ enum Roles {
 
 impl Args {
     fn config(&self) -> BrokerConfig {
-        let dir = DirectionFaults {
-            drop: self.drop,
-            duplicate: self.duplicate,
-            delay: self.delay,
-            max_delay: Duration::from_millis(self.max_delay_ms),
-        };
+        let mut faults = Faults::none()
+            .drop(self.drop)
+            .duplicate(self.duplicate)
+            .delay(self.delay, Duration::from_millis(self.max_delay_ms))
+            .drop_reply_after_store(self.drop_reply_after_store)
+            .cut_probability(self.cut_probability)
+            .roles(match self.fault_roles {
+                Roles::Sender => RoleFilter::Sender,
+                Roles::Receiver => RoleFilter::Receiver,
+                Roles::Both => RoleFilter::Both,
+            });
+        if let Some(n) = self.cut_after_frames {
+            faults = faults.cut_after_frames(n);
+        }
         let mut config = BrokerConfig {
             listen: self.listen,
+            server_name: "mq-mock-broker".into(),
             auth_token: self.token.clone(),
             max_frame_size: self.max_frame_size,
             heartbeat: Duration::from_millis(self.heartbeat_ms),
@@ -101,18 +119,7 @@ impl Args {
             max_connections: self.max_connections,
             record_landings: !self.no_landing_log,
             seed: self.seed,
-            faults: Faults {
-                to_broker: dir,
-                from_broker: dir,
-                drop_reply_after_store: self.drop_reply_after_store,
-                cut_after_frames: self.cut_after_frames,
-                roles: match self.fault_roles {
-                    Roles::Sender => RoleFilter::Sender,
-                    Roles::Receiver => RoleFilter::Receiver,
-                    Roles::Both => RoleFilter::Both,
-                },
-                ..Faults::default()
-            },
+            faults,
             ..BrokerConfig::default()
         };
         config.redelivery.initial = Duration::from_millis(self.redelivery_initial_ms);
@@ -120,6 +127,34 @@ impl Args {
             config.redelivery.max = config.redelivery.initial;
         }
         config
+    }
+}
+
+/// SIGTERM and SIGINT, listened for from the moment this is created (so
+/// a signal sent right after the `listening` line is not missed).
+struct Signals {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some(term) = self.term.as_mut() {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            };
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
 
@@ -131,6 +166,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
     let broker = match MockBroker::start(args.config()).await {
@@ -140,9 +176,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("mq-mock-broker listening on {}", broker.addr());
+    let mut signals = Signals::new();
+    println!("listening on {}", broker.addr());
     let every = Duration::from_secs(args.stats_every_secs);
-    loop {
+    let mut last = broker.stats();
+    let why = loop {
         let tick = async {
             if every.is_zero() {
                 std::future::pending::<()>().await
@@ -151,16 +189,18 @@ async fn main() -> ExitCode {
             }
         };
         tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                if let Err(e) = r {
-                    eprintln!("mq-mock-broker: cannot wait for Ctrl-C: {e}");
+            s = signals.recv() => break s,
+            _ = tick => {
+                let now = broker.stats();
+                if now != last {
+                    tracing::info!("stats {now}");
+                    last = now;
                 }
-                break;
             }
-            _ = tick => println!("{:?}", broker.stats()),
         }
-    }
+    };
+    tracing::info!("shutting down on {why}");
     broker.shutdown().await;
-    println!("{:?}", broker.stats());
+    tracing::info!("stats {}", broker.stats());
     ExitCode::SUCCESS
 }

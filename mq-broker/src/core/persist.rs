@@ -112,6 +112,8 @@ impl Core {
     /// After recovery: every pending message of every group is ready, in
     /// landing order.
     pub(crate) fn finish_recovery(&mut self) {
+        // Counters count what this process did, not the replay.
+        self.stats = crate::BrokerStats::default();
         for g in &mut self.groups {
             let mut ids: Vec<_> = g.pending.keys().copied().collect();
             ids.sort_by_key(|id| self.store.get(id).map_or(u64::MAX, |m| m.seq));

@@ -74,7 +74,11 @@ pub(crate) fn run(shared: Arc<Shared>, mut log: Log, segment_size: u64) -> Log {
         let batch = std::mem::take(&mut j.buf);
         let target = j.appended;
         let tail = log.tail_bytes() + batch.len() as u64;
-        let want_checkpoint = stop || tail > segment_size.max(live);
+        // A checkpoint when the log since the last one outgrew the live
+        // state, or when the journal holds far more than the live state
+        // (its messages were acked since): disk stays near live + a segment.
+        let want_checkpoint =
+            stop || tail > segment_size.max(live) || log.disk_bytes() > 2 * live + segment_size;
         let snapshot = want_checkpoint.then(|| {
             let mut s = Vec::with_capacity(live as usize + 64);
             st.core.snapshot(&mut s);
@@ -112,7 +116,10 @@ pub(crate) fn run(shared: Arc<Shared>, mut log: Log, segment_size: u64) -> Log {
         let took = started.elapsed();
         let mut checkpointed = false;
         if let Some(s) = snapshot {
-            match log.checkpoint(&s) {
+            match log
+                .checkpoint(&s)
+                .and_then(|()| if stop { log.seal() } else { Ok(()) })
+            {
                 Ok(()) => checkpointed = true,
                 Err(e @ WriteError::Write(_)) => {
                     tracing::warn!(error = %e, "checkpoint not written; old segments kept")

@@ -17,13 +17,18 @@
 //! # Damage
 //!
 //! A record that fails its checksum (or is cut short) in the last segment,
-//! with no intact `Batch` of epoch `e + 2` or later after it (where `e` is
-//! the epoch of the last intact batch before it), is a torn last write:
+//! with no intact `Batch` of a higher epoch after it (batches are written
+//! one after the other, each synced before the next begins, so a later
+//! batch proves the damaged one was synced), is a torn last write:
 //! the segment is truncated there and the loss logged (nothing in that
 //! write was acknowledged). Anything else is corruption of synced data: the
 //! journal refuses to open, naming the file and offset, unless `repair` is
 //! set, in which case the damaged bytes are skipped up to the next intact
 //! batch and reported.
+//!
+//! What a checksum cannot tell: bit rot inside the very last write looks
+//! like a torn write. A clean shutdown therefore ends with an empty
+//! `Batch` ([`Log::seal`]), so only a crash leaves an ambiguous last write.
 
 use std::io;
 
@@ -55,6 +60,8 @@ pub(crate) struct Recovery {
     pub(crate) skipped: Vec<(String, u64, u64)>,
     /// Incomplete checkpoint segments removed.
     pub(crate) torn_checkpoints: usize,
+    /// `repair` replayed a damaged checkpoint as far as it read.
+    pub(crate) repaired_checkpoint: bool,
 }
 
 /// Why the journal cannot be opened.
@@ -141,6 +148,21 @@ fn io_err(file: &str) -> impl FnOnce(io::Error) -> OpenError + '_ {
     }
 }
 
+/// True if one of `seqs` is a complete base.
+fn older_base(disk: &dyn Disk, seqs: &[u64]) -> Result<bool, OpenError> {
+    for &seq in seqs.iter().rev() {
+        let name = seg_name(seq);
+        let data = disk
+            .open(&name)
+            .and_then(|mut f| f.read_all())
+            .map_err(io_err(&name))?;
+        if matches!(base_state(&data), BaseState::Complete) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Where a base segment's checkpoint ends, if it is one and complete.
 enum BaseState {
     NotBase,
@@ -207,13 +229,32 @@ impl Log {
                     base = Some(i);
                     break;
                 }
-                BaseState::Torn if i + 1 == seqs.len() => {
+                // A checkpoint cut short is only a crash during the
+                // checkpoint while the previous base is still there (the
+                // old segments are removed after the new base is synced).
+                BaseState::Torn if i + 1 == seqs.len() && older_base(&*disk, &seqs[..i])? => {
+                    tracing::warn!(file = %name, "journal: removing a checkpoint cut short by a crash");
                     disk.remove(&name).map_err(io_err(&name))?;
                     disk.sync_dir().map_err(io_err("(directory)"))?;
                     seqs.pop();
                     report.torn_checkpoints += 1;
                 }
-                BaseState::Torn | BaseState::NotBase => {}
+                BaseState::Torn if opts.repair => {
+                    tracing::error!(file = %name, "journal: --repair replays a damaged checkpoint as far as it reads");
+                    report.repaired_checkpoint = true;
+                    base = Some(i);
+                    break;
+                }
+                BaseState::Torn => {
+                    return Err(OpenError::Corrupt {
+                        file: name,
+                        offset: SEG_HEADER,
+                        why:
+                            "a checkpoint without its end, and no older checkpoint to fall back to"
+                                .into(),
+                    })
+                }
+                BaseState::NotBase => {}
             }
         }
         let Some(base) = base else {
@@ -246,7 +287,7 @@ impl Log {
             let data = file.read_all().map_err(io_err(&name))?;
             let is_last = i == last;
             if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-                let torn = max_batch_epoch(&data).is_none_or(|e| e < epoch + 2);
+                let torn = max_batch_epoch(&data).is_none_or(|e| e <= epoch);
                 if is_last && i > 0 && torn {
                     // Created by a roll whose first write never landed.
                     file.write_at(0, MAGIC).map_err(io_err(&name))?;
@@ -286,8 +327,9 @@ impl Log {
                     Ok(None) => "a zero length with bytes after it".to_owned(),
                     Err(e) => e.to_string(),
                 };
+                // A later intact write proves this one was synced before it.
                 let later = max_batch_epoch(&data[off + 1..]);
-                let synced_after = later.is_some_and(|e| e >= epoch + 2);
+                let synced_after = later.is_some_and(|e| e > epoch);
                 if is_last && !synced_after {
                     let dropped = (data.len() - off) as u64;
                     file.truncate(off as u64).map_err(io_err(&name))?;
@@ -472,6 +514,13 @@ impl Log {
         // and removes older segments), only to release the space promptly.
         let _ = self.disk.sync_dir();
         Ok(())
+    }
+
+    /// Writes an empty batch: proof that everything before it was synced,
+    /// so that damage to the last real write is recognised as corruption
+    /// rather than a torn write (used at a clean shutdown).
+    pub(crate) fn seal(&mut self) -> Result<(), WriteError> {
+        self.put(&[], false)
     }
 
     /// Bytes in every segment.

@@ -194,6 +194,24 @@ fn corruption_before_synced_writes_is_refused_then_repaired() {
 }
 
 #[test]
+fn bit_rot_in_a_sealed_checkpoint_is_refused_not_truncated() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    let mut snap = Vec::new();
+    Record::Base.encode(&mut snap);
+    for s in 0..5 {
+        land(s, 40).encode(&mut snap);
+    }
+    Record::BaseEnd.encode(&mut snap);
+    log.checkpoint(&snap).unwrap();
+    log.seal().unwrap();
+    let name = segments(&disk).pop().unwrap();
+    drop(log);
+    disk.corrupt(&name, 120);
+    assert!(matches!(open(&disk, false), Err(OpenError::Corrupt { .. })));
+}
+
+#[test]
 fn a_failed_write_leaves_no_trace_and_can_be_retried() {
     let disk = SimDisk::default();
     let (mut log, _) = open(&disk, false).unwrap();
