@@ -35,5 +35,5 @@ mod scenario;
 mod tally;
 
 pub use report::Report;
-pub use run::{run, HarnessError};
+pub use run::{run, settings_changed, HarnessError};
 pub use scenario::{seed_from_env, Disruption, Scenario};

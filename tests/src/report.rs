@@ -24,6 +24,7 @@ pub(crate) struct Counts {
     pub duplicates_suppressed: u64,
     pub handler_errors: u64,
     pub receiver_reconnects: u64,
+    pub flush_failures: Vec<String>,
 }
 
 impl Counts {
@@ -46,7 +47,7 @@ impl Counts {
 pub struct Report {
     /// Scenario name.
     pub scenario: String,
-    /// The seed (replay with `MQ_CHAOS_SEED`).
+    /// The seed (see `replay`).
     pub seed: u64,
     /// Messages handed to the sender.
     pub sent: u64,
@@ -84,6 +85,11 @@ pub struct Report {
     pub handled_twice: Vec<MessageId>,
     /// Everything else that broke a promise, one line each.
     pub other: Vec<String>,
+    /// Settings the run changed from the components' defaults
+    /// ([`crate::settings_changed`]).
+    pub settings: Vec<String>,
+    /// How to replay the run.
+    pub replay: String,
 }
 
 impl Report {
@@ -176,6 +182,9 @@ impl Report {
                 "receiver holds {receiver_unsettled} unsettled deliveries"
             ));
         }
+        for e in &counts.flush_failures {
+            other.push(format!("sender flush failed: {e}"));
+        }
         if counts.unresolved_at_close != 0 {
             other.push(format!(
                 "{} message(s) unresolved when a sender closed",
@@ -205,6 +214,11 @@ impl Report {
             lost,
             handled_twice,
             other,
+            settings: crate::settings_changed(s),
+            replay: s
+                .replay
+                .clone()
+                .unwrap_or_else(|| format!("MQ_CHAOS_SEED={}", s.seed)),
         }
     }
 
@@ -256,9 +270,13 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "scenario {} (seed {}; replay with MQ_CHAOS_SEED={})",
-            self.scenario, self.seed, self.seed
+            "scenario {} (seed {}; replay with {})",
+            self.scenario, self.seed, self.replay
         );
+        let _ = writeln!(s, "  settings changed from the defaults:");
+        for line in &self.settings {
+            let _ = writeln!(s, "    {line}");
+        }
         let _ = writeln!(s, "  sent                  {:>10}", self.sent);
         let _ = writeln!(
             s,
