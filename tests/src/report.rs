@@ -57,6 +57,9 @@ pub struct Report {
     pub confirmed_as_duplicate: u64,
     /// Sends that failed.
     pub failed: u64,
+    /// The longest time from hand-over to confirm, and that message's
+    /// attempts: how long the worst stall lasted.
+    pub slowest_confirm: (Duration, u32),
     /// Retransmissions by the sender(s).
     pub retransmitted: u64,
     /// Successful handler calls.
@@ -111,6 +114,7 @@ impl Report {
         let mut lost = Vec::new();
         let mut handled_twice = Vec::new();
         let (mut confirmed, mut dup, mut failed) = (0, 0, 0);
+        let mut slowest = (Duration::ZERO, 0);
 
         for (i, c) in tally.calls.iter().enumerate() {
             let n = c.load(Ordering::SeqCst);
@@ -123,6 +127,9 @@ impl Report {
             match outcome {
                 Outcome::Confirmed(r) => {
                     confirmed += 1;
+                    if r.elapsed > slowest.0 {
+                        slowest = (r.elapsed, r.attempts);
+                    }
                     dup += u64::from(r.duplicate);
                     match tally.handled.get(&r.id).map(|h| *h) {
                         None => lost.push(r.id),
@@ -200,6 +207,7 @@ impl Report {
             confirmed,
             confirmed_as_duplicate: dup,
             failed,
+            slowest_confirm: slowest,
             retransmitted: counts.retransmitted,
             handler_calls: tally.handler_calls.load(Ordering::SeqCst),
             distinct_handled: tally.handled.len() as u64,
@@ -284,6 +292,11 @@ impl Report {
             self.confirmed, self.confirmed_as_duplicate
         );
         let _ = writeln!(s, "  failed                {:>10}", self.failed);
+        let _ = writeln!(
+            s,
+            "  slowest confirm       {:>10.2?}  (after {} attempt(s))",
+            self.slowest_confirm.0, self.slowest_confirm.1
+        );
         let _ = writeln!(s, "  retransmitted         {:>10}", self.retransmitted);
         let _ = writeln!(
             s,
