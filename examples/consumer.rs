@@ -13,7 +13,7 @@ use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
 
 /// Subscribes and prints each message.
 #[derive(Parser, Debug)]
-#[command(about)]
+#[command(name = "consumer")]
 struct Args {
     /// Broker address (repeat for fail-over).
     #[arg(long, default_value = "127.0.0.1:7878")]

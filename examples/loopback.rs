@@ -3,12 +3,15 @@
 //!
 //! ```text
 //! cargo run --example loopback
+//! cargo run --example loopback -- --drop 0.05 --duplicate 0.05 --drop-reply-after-store 0.1
 //! cargo run --release --example loopback -- --count 200000 --drop 0.02 --seed 42
 //! ```
 //!
-//! The default faults make retransmission and deduplication visibly happen.
-//! Exits with status 1 if any message was lost or handled twice, or any other
-//! promise broke.
+//! The sender, receiver and broker run with their default settings (what a
+//! user gets); the example prints every setting it changes before it
+//! starts. The default faults make retransmission and deduplication
+//! visibly happen. Exits with status 1 if any message was lost, handled
+//! twice, or reported failed, or any other promise broke.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,10 +20,13 @@ use clap::Parser;
 use mq_e2e::{run, Scenario};
 use mq_mock_broker::{DirectionFaults, Faults, RoleFilter};
 
-/// Sends messages through a faulty in-process broker and checks that every
-/// one arrives exactly once.
+/// Sends messages through a faulty in-process broker (sender, receiver and
+/// broker at their default settings) and checks that every one is
+/// confirmed and handled exactly once.
+///
+/// The fault flags mean what the same flags of `mq-mock-broker` mean.
 #[derive(Parser, Debug)]
-#[command(about)]
+#[command(name = "loopback", version)]
 struct Args {
     /// Messages to send.
     #[arg(long, default_value_t = 20_000)]
@@ -37,21 +43,63 @@ struct Args {
     /// Fraction of data frames delayed (up to 20 ms), each direction.
     #[arg(long, default_value_t = 0.01)]
     delay: f64,
-    /// Fraction of replies dropped after the broker stored the message.
-    #[arg(long, default_value_t = 0.02)]
-    reply_loss: f64,
+    /// Fraction of replies dropped after the broker stored the message
+    /// (the "network flash").
+    #[arg(long, alias = "reply-loss", default_value_t = 0.02)]
+    drop_reply_after_store: f64,
     /// Probability of cutting a connection after each frame.
     #[arg(long, default_value_t = 0.0001)]
     cut: f64,
     /// Fraction of handler calls that fail (the message comes back).
     #[arg(long, default_value_t = 0.005)]
     handler_errors: f64,
-    /// Sender in-flight window.
-    #[arg(long, default_value_t = 1000)]
-    window: usize,
-    /// RNG seed for faults and jitter (random if not given).
+    /// Sender in-flight window (default: `SenderConfig`'s, 1024).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Receiver prefetch (default: `ReceiverConfig`'s, 64).
+    #[arg(long)]
+    prefetch: Option<u32>,
+    /// Receiver handler concurrency (default: `ReceiverConfig`'s, 16).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Test-suite timers instead of the defaults: 50 ms reply and
+    /// redelivery timeouts up to 500 ms, 40 attempts, fast reconnects.
+    #[arg(long)]
+    fast_timers: bool,
+    /// RNG seed for faults and jitter (`MQ_CHAOS_SEED` or random if not given).
     #[arg(long)]
     seed: Option<u64>,
+}
+
+impl Args {
+    /// The command line that replays this run.
+    fn replay(&self, seed: u64) -> String {
+        let mut cmd = format!(
+            "cargo run --example loopback -- --seed {seed} --count {} --payload {} --drop {} \
+             --duplicate {} --delay {} --drop-reply-after-store {} --cut {} --handler-errors {}",
+            self.count,
+            self.payload,
+            self.drop,
+            self.duplicate,
+            self.delay,
+            self.drop_reply_after_store,
+            self.cut,
+            self.handler_errors
+        );
+        for (flag, v) in [
+            ("--window", self.window.map(|v| v.to_string())),
+            ("--prefetch", self.prefetch.map(|v| v.to_string())),
+            ("--concurrency", self.concurrency.map(|v| v.to_string())),
+        ] {
+            if let Some(v) = v {
+                cmd.push_str(&format!(" {flag} {v}"));
+            }
+        }
+        if self.fast_timers {
+            cmd.push_str(" --fast-timers");
+        }
+        cmd
+    }
 }
 
 #[tokio::main]
@@ -64,17 +112,28 @@ async fn main() -> ExitCode {
         delay: args.delay,
         max_delay: Duration::from_millis(20),
     };
-    let mut s = Scenario::new("loopback", seed, args.count);
+    let mut s = if args.fast_timers {
+        Scenario::new("loopback", seed, args.count)
+    } else {
+        Scenario::with_defaults("loopback", seed, args.count)
+    };
     s.payload = args.payload.max(8);
-    s.window = args.window;
-    s.prefetch = 256;
-    s.concurrency = 64;
+    if let Some(w) = args.window {
+        s.window = w;
+    }
+    if let Some(p) = args.prefetch {
+        s.prefetch = p;
+    }
+    if let Some(c) = args.concurrency {
+        s.concurrency = c;
+    }
     s.handler_error_rate = args.handler_errors;
     s.progress = true;
+    s.replay = Some(args.replay(seed));
     s.faults = Faults {
         to_broker: lossy,
         from_broker: lossy,
-        drop_reply_after_store: args.reply_loss,
+        drop_reply_after_store: args.drop_reply_after_store,
         cut_probability: args.cut,
         roles: RoleFilter::Both,
         ..Faults::default()
@@ -83,14 +142,28 @@ async fn main() -> ExitCode {
         "loopback: {} messages of {} B through a faulty broker (seed {seed})",
         s.messages, s.payload
     );
+    println!(
+        "  faults: drop {}, duplicate {}, delay {} (each direction), drop reply after store {}, \
+         cut {} per frame, handler errors {}",
+        args.drop,
+        args.duplicate,
+        args.delay,
+        args.drop_reply_after_store,
+        args.cut,
+        args.handler_errors
+    );
+    println!("  settings changed from the defaults:");
+    for line in mq_e2e::settings_changed(&s) {
+        println!("    {line}");
+    }
     match run(&s).await {
         Ok(report) => {
-            println!("{}", report.summary());
+            print!("{}", report.summary());
             if report.violations().is_empty() {
-                println!("OK: every confirmed message was handled exactly once.");
+                println!("OK: every message was confirmed and handled exactly once.");
                 ExitCode::SUCCESS
             } else {
-                println!("FAILED (replay with --seed {seed})");
+                println!("FAILED; replay with: {}", report.replay);
                 ExitCode::FAILURE
             }
         }

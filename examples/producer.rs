@@ -16,7 +16,7 @@ use mq_client_sender::{OutgoingMessage, Sender, SenderConfig};
 
 /// Sends `count` messages and waits for every confirm.
 #[derive(Parser, Debug)]
-#[command(about)]
+#[command(name = "producer")]
 struct Args {
     /// Broker address (repeat for fail-over).
     #[arg(long, default_value = "127.0.0.1:7878")]

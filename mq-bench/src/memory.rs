@@ -59,6 +59,8 @@ pub async fn in_flight(payload: usize, count: usize, pb: &Progress) -> BenchResu
             ..Backoff::default()
         },
         send_timeout: None,
+        // A count bound, since there is no deadline (the default has none).
+        max_attempts: 5,
         heartbeat: None,
         ..SenderConfig::new(addr.to_string())
     })

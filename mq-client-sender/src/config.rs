@@ -82,14 +82,28 @@ pub struct SenderConfig {
     /// What a hand-over does when the window is full. Default `Wait`.
     pub backpressure: Backpressure,
     /// Reply timeout schedule: attempt `n` waits `retry.delay(n)` for its
-    /// reply before attempt `n + 1` is sent. Default 1 s, ×2, capped at 10 s,
-    /// 20 % jitter.
+    /// reply before attempt `n + 1` is sent. Default 1 s, ×2, capped at 2 s,
+    /// 20 % jitter: a lost frame or reply is retried within 2 s, however
+    /// long the message has been waiting.
+    ///
+    /// The cap is low because a retransmission is cheap (the broker answers
+    /// a copy it already stored with `Duplicate`) and a long cap is what
+    /// turns a few lost frames into a long stall. Raise `initial` above the
+    /// broker's confirm latency under load if retransmissions (see
+    /// [`crate::SenderStats::retransmitted`]) happen without lost frames.
     pub retry: Backoff,
-    /// Transmissions per message before it fails with `Timeout`. Default 5
-    /// (so at most 1 + 2 + 4 + 8 + 10 = 25 s with the default `retry`).
+    /// Transmissions per message before it fails with `Timeout`. Default
+    /// [`SenderConfig::UNLIMITED_ATTEMPTS`]: no count limit, the message is
+    /// retried until `send_timeout` (like the Kafka producer, whose
+    /// `retries` default is unbounded under a 2-minute `delivery.timeout.ms`).
+    /// A small count makes a few unlucky losses in a row a failure of a
+    /// message that may well be stored.
     pub max_attempts: u32,
-    /// Total deadline per message from its acceptance, whatever the attempts.
-    /// Default `Some(30 s)`; `None` leaves only `max_attempts`.
+    /// Total deadline per message from its acceptance, whatever the
+    /// attempts. Default `Some(120 s)`; `None` leaves only `max_attempts`
+    /// (which must then be a real count, see [`SenderConfig::validate`]).
+    /// Time spent disconnected counts: this is how long a caller may wait
+    /// for an outcome.
     pub send_timeout: Option<Duration>,
     /// Delay between reconnect rounds (each round tries every address once).
     /// Default 100 ms, ×2, capped at 10 s, 20 % jitter.
@@ -112,6 +126,18 @@ pub struct SenderConfig {
 }
 
 impl SenderConfig {
+    /// The `max_attempts` value meaning "no count limit": a message is
+    /// retransmitted until it is confirmed or `send_timeout` passes. It is
+    /// the default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_sender::SenderConfig;
+    /// assert_eq!(SenderConfig::default().max_attempts, SenderConfig::UNLIMITED_ATTEMPTS);
+    /// ```
+    pub const UNLIMITED_ATTEMPTS: u32 = u32::MAX;
+
     /// The defaults with one broker address.
     ///
     /// # Examples
@@ -178,6 +204,9 @@ impl SenderConfig {
         if self.send_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::ZeroSendTimeout);
         }
+        if self.send_timeout.is_none() && self.max_attempts == Self::UNLIMITED_ATTEMPTS {
+            return Err(ConfigError::NoSendBound);
+        }
         if self.connect_timeout.is_zero() {
             return Err(ConfigError::ZeroConnectTimeout);
         }
@@ -216,11 +245,11 @@ impl Default for SenderConfig {
             retry: Backoff {
                 initial: Duration::from_secs(1),
                 multiplier: 2.0,
-                max: Duration::from_secs(10),
+                max: Duration::from_secs(2),
                 jitter: 0.2,
             },
-            max_attempts: 5,
-            send_timeout: Some(Duration::from_secs(30)),
+            max_attempts: Self::UNLIMITED_ATTEMPTS,
+            send_timeout: Some(Duration::from_secs(120)),
             reconnect: Backoff::default(),
             connect_timeout: Duration::from_secs(5),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
@@ -278,6 +307,13 @@ mod tests {
             (
                 SenderConfig {
                     send_timeout: Some(Duration::ZERO),
+                    ..ok.clone()
+                },
+                "send_timeout",
+            ),
+            (
+                SenderConfig {
+                    send_timeout: None,
                     ..ok.clone()
                 },
                 "send_timeout",

@@ -288,7 +288,12 @@ impl Driver {
             .min(est.welcome.max_frame_size)
             .max(64);
         self.shared.set_peer_max_frame(peer_max);
-        tracing::info!(address = %est.address, server = %est.welcome.server_name, reconnect, "connected");
+        if reconnect {
+            tracing::info!(address = %est.address, server = %est.welcome.server_name,
+                resending = self.core.len(), "reconnected; re-sending every unconfirmed message");
+        } else {
+            tracing::info!(address = %est.address, server = %est.welcome.server_name, "connected");
+        }
         let (r, w) = link::split(est, self.cfg.max_frame_size, now);
         self.reader = Some(r);
         self.writer = Some(w);
@@ -551,6 +556,7 @@ impl Driver {
     }
 
     async fn shutdown(mut self) {
+        self.shared.set_driver_closed();
         let now = Instant::now();
         let mut unresolved = self.core.abandon_all();
         self.deliver_outcomes();

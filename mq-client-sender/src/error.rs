@@ -66,6 +66,12 @@ pub enum ConfigError {
     /// positive duration.
     #[error("send_timeout is zero; use None for no total deadline or a positive duration")]
     ZeroSendTimeout,
+    /// `send_timeout` is `None` and `max_attempts` is
+    /// [`crate::SenderConfig::UNLIMITED_ATTEMPTS`]: nothing would ever end
+    /// an unconfirmed message. Set a `send_timeout` (default 120 s) or a
+    /// finite `max_attempts`.
+    #[error("send_timeout is None and max_attempts is unlimited, so a message could wait forever; set send_timeout (e.g. 120 s) or a finite max_attempts")]
+    NoSendBound,
     /// `connect_timeout` is zero: use a positive duration such as 5 s.
     #[error("connect_timeout is zero; use a positive duration such as 5 s")]
     ZeroConnectTimeout,
@@ -202,10 +208,16 @@ pub enum SendError {
         /// The second copy, given back.
         message: OutgoingMessage,
     },
-    /// No confirm after `attempts` transmissions or past `send_timeout`. The
-    /// message may or may not be stored (a reply can be lost after the
-    /// broker stored it); sending it again with the same explicit sequence is
-    /// safe, the broker will answer `Duplicate` if it has it.
+    /// No confirm within `send_timeout` (or after `attempts` transmissions
+    /// when `max_attempts` is finite).
+    ///
+    /// For the caller this means **not confirmed**, not "not stored": the
+    /// broker may have stored the message and lost only its reply, or be
+    /// unreachable. Treat the message as "unknown": send it again with the
+    /// same explicit sequence ([`crate::OutgoingMessage::sequence`]) and the
+    /// broker answers `Duplicate` if it has it, or let the durable outbox
+    /// (`mq-outbox`) do that for you: it keeps the row pending and sends it
+    /// again later under the same ID.
     #[error("message {id} not confirmed after {attempts} attempt(s) (or its send_timeout passed)")]
     Timeout {
         /// The message.
@@ -305,6 +317,32 @@ impl SendError {
             _ => true,
         }
     }
+}
+
+/// Why [`crate::Sender::flush`] could not confirm that every earlier
+/// message has its outcome.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn f(sender: mq_client_sender::Sender) {
+/// use mq_client_sender::FlushError;
+/// match sender.flush().await {
+///     Ok(()) => println!("every earlier message has its outcome"),
+///     Err(FlushError::DriverStopped) => eprintln!("sender died; outcomes unknown"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlushError {
+    /// The sender's driver task stopped without a close (a panic, or the
+    /// tokio runtime shutting down), so some outcomes may never be
+    /// decided. Messages not confirmed may or may not be stored; connect a
+    /// new sender and send them again (the outbox does this by itself).
+    #[error("sender driver stopped before every earlier message had its outcome")]
+    DriverStopped,
 }
 
 /// What [`crate::Sender::close`] could not finish.

@@ -25,8 +25,8 @@ use crate::connection::{self, Connector};
 use crate::driver::{Command, Completion, Driver, Permits, Ticket};
 use crate::stats::Stats;
 use crate::{
-    Backpressure, CloseReport, ConnectError, OutgoingMessage, Receipt, SendCallback, SendError,
-    SenderConfig, SenderStats,
+    Backpressure, CloseReport, ConnectError, FlushError, OutgoingMessage, Receipt, SendCallback,
+    SendError, SenderConfig, SenderStats,
 };
 
 /// State shared by every handle and the driver.
@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(crate) explicit: DashMap<MessageId, ()>,
     pub(crate) stats: Stats,
     closed: AtomicBool,
+    /// Set by the driver when it begins its orderly shutdown (every
+    /// accepted message is decided from then on).
+    finished: AtomicBool,
     /// `min(our max_frame_size, the broker's)` of the latest connection.
     peer_max_frame: AtomicU32,
 }
@@ -47,6 +50,16 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn set_peer_max_frame(&self, max: u32) {
         self.peer_max_frame.store(max, Relaxed);
+    }
+
+    /// The driver is shutting down in order (not crashed).
+    pub(crate) fn set_driver_closed(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn driver_closed(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -161,6 +174,7 @@ impl Sender {
             explicit: DashMap::new(),
             stats: Stats::default(),
             closed: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
             peer_max_frame: AtomicU32::new(cfg.max_frame_size),
             cfg: cfg.clone(),
         });
@@ -416,6 +430,14 @@ impl Sender {
     /// (and, for callbacks, until those callbacks have run).
     ///
     /// Messages accepted by other tasks after this call are not waited for.
+    /// `Ok` says every earlier message was *decided*, not that each was
+    /// confirmed: look at each outcome (future or callback) for that. After
+    /// [`Sender::close`] it returns `Ok` at once (close decided everything).
+    ///
+    /// # Errors
+    ///
+    /// [`FlushError::DriverStopped`] if the driver task died (a panic or a
+    /// runtime shutting down) before the earlier messages were decided.
     ///
     /// # Cancel safety
     ///
@@ -424,18 +446,24 @@ impl Sender {
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn f(sender: mq_client_sender::Sender) -> Result<(), mq_client_sender::SendError> {
+    /// # async fn f(sender: mq_client_sender::Sender) -> Result<(), Box<dyn std::error::Error>> {
     /// use mq_client_sender::OutgoingMessage;
     /// for i in 0..10 {
     ///     sender.send_with_callback(OutgoingMessage::new("t", format!("{i}")), |_: Result<_, _>| {}).await?;
     /// }
-    /// sender.flush().await; // all 10 callbacks have run
+    /// sender.flush().await?; // all 10 callbacks have run
     /// # Ok(()) }
     /// ```
-    pub async fn flush(&self) {
+    pub async fn flush(&self) -> Result<(), FlushError> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Command::Flush(tx)).is_ok() {
-            let _ = rx.await;
+        let registered = self.tx.send(Command::Flush(tx)).is_ok();
+        let answered = registered && rx.await.is_ok();
+        // The driver answers every flush, also while shutting down after a
+        // close; no answer and no close means it died.
+        if answered || self.shared.driver_closed() {
+            Ok(())
+        } else {
+            Err(FlushError::DriverStopped)
         }
     }
 

@@ -455,3 +455,67 @@ proptest! {
         let _ = outcomes_seen;
     }
 }
+
+/// The default schedule, from `SenderConfig::default()`.
+fn default_cfg() -> CoreConfig {
+    let d = crate::SenderConfig::default();
+    CoreConfig {
+        retry: d.retry,
+        max_attempts: d.max_attempts,
+        send_timeout: d.send_timeout,
+    }
+}
+
+#[test]
+fn default_config_retries_at_most_2s_apart_until_the_120s_deadline() {
+    let t0 = Instant::now();
+    let mut c = core(default_cfg(), 3);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    assert_eq!(sent(&mut c), vec![(1, 1)]);
+    // Every frame is lost: step from deadline to deadline.
+    let mut last = t0;
+    let mut attempts = 1;
+    while let Some(t) = c.poll_timeout() {
+        assert!(
+            t - last <= Duration::from_secs(2),
+            "attempt {attempts} waited {:?}",
+            t - last
+        );
+        c.handle_timeout(t);
+        attempts += sent(&mut c).len() as u32;
+        last = t;
+    }
+    assert_eq!(last - t0, Duration::from_secs(120), "fails at send_timeout");
+    // 1 s, then at most 2 s apart (at least 1.6 s with jitter): 60..=75.
+    assert!((60..=75).contains(&attempts), "{attempts} attempts");
+    match outcomes(&mut c).as_slice() {
+        [(1, Err(SendError::Timeout { attempts: a, .. }))] => assert_eq!(*a, attempts),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn default_config_confirms_after_many_losses_in_a_row() {
+    // The issue-19 case: under 5 % drops each way and 10 % lost replies a
+    // few messages in 10 000 lose 5 attempts in a row; with a count limit
+    // of 5 they failed although stored. Twenty losses in a row still end
+    // in a confirm well inside the deadline.
+    let t0 = Instant::now();
+    let mut c = core(default_cfg(), 4);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    sent(&mut c);
+    let mut now = t0;
+    for _ in 0..20 {
+        now = c.poll_timeout().expect("still waiting");
+        c.handle_timeout(now);
+        assert_eq!(sent(&mut c).len(), 1);
+    }
+    assert!(now - t0 < Duration::from_secs(45), "{:?}", now - t0);
+    c.handle_reply(now, reply(1, 21, ReplyStatus::Duplicate));
+    match outcomes(&mut c).as_slice() {
+        [(1, Ok(r))] => assert!(r.duplicate && r.attempts == 21),
+        other => panic!("{other:?}"),
+    }
+}

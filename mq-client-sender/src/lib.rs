@@ -4,8 +4,9 @@
 //! # Guarantees
 //!
 //! * **At-least-once on the wire.** An accepted message is transmitted until
-//!   the broker answers for its ID, its attempts (`max_attempts`) run out, or
-//!   its total deadline (`send_timeout`) passes. Every retransmission carries
+//!   the broker answers for its ID or its total deadline (`send_timeout`,
+//!   120 s by default) passes, or its attempts run out when `max_attempts`
+//!   is set to a finite count (by default it is not). Every retransmission carries
 //!   the same [`mq_protocol::MessageId`] and a higher attempt number.
 //! * **Exactly one outcome per accepted message**, delivered to its
 //!   [`PendingSend`] future or its [`SendCallback`]: a [`Receipt`] (the broker
@@ -21,6 +22,20 @@
 //!   and a message retransmitted after the broker forgot its ID is stored
 //!   twice. A `Timeout` does not mean "not stored". Consumers must be
 //!   idempotent (the receiver crate dedupes by ID).
+//! * **What a `Timeout` means for the caller:** not confirmed within
+//!   `send_timeout`. The message may be stored. Send it again with the same
+//!   explicit sequence (the broker answers `Duplicate` if it has it), or use
+//!   the durable outbox (`mq-outbox`), which keeps the row and sends it
+//!   again later under the same ID, so a timeout there only means "sent
+//!   later".
+//!
+//! # Logs
+//!
+//! The sender logs through [`tracing`] under the target `mq_client_sender`:
+//! `warn` once per lost connection and per failed reconnect round, `info`
+//! once per (re)connect, `debug` per message that fails or is rejected.
+//! Nothing is printed unless the application installs a subscriber, e.g.
+//! `tracing_subscriber::fmt().with_env_filter("info").init()`.
 //! * **Nothing is buffered silently.** At most `max_in_flight` messages and
 //!   `max_in_flight_bytes` frame bytes are unresolved at once; beyond that a
 //!   hand-over waits (`Backpressure::Wait`) or fails giving the message back
@@ -35,9 +50,9 @@
 //! | messages in flight | 1024 | [`SenderConfig::max_in_flight`] |
 //! | frame bytes in flight | 64 MiB | [`SenderConfig::max_in_flight_bytes`] |
 //! | frame size | 1 MiB, or the broker's if smaller | [`SenderConfig::max_frame_size`] |
-//! | reply timeout of attempt n | `retry.delay(n)`: 1 s ×2 up to 10 s, −20 % jitter | [`SenderConfig::retry`] |
-//! | attempts | 5 | [`SenderConfig::max_attempts`] |
-//! | total deadline | 30 s | [`SenderConfig::send_timeout`] |
+//! | reply timeout of attempt n | `retry.delay(n)`: 1 s, then 2 s, −20 % jitter | [`SenderConfig::retry`] |
+//! | attempts | no count limit ([`SenderConfig::UNLIMITED_ATTEMPTS`]) | [`SenderConfig::max_attempts`] |
+//! | total deadline (how long a caller may wait for an outcome) | 120 s | [`SenderConfig::send_timeout`] |
 //! | reconnect delay | 100 ms ×2 up to 10 s | [`SenderConfig::reconnect`] |
 //! | heartbeat | the broker's `Welcome` | [`SenderConfig::heartbeat`] |
 //!
@@ -45,7 +60,7 @@
 //!
 //! * `config.rs`: [`SenderConfig`] and its validation.
 //! * `message.rs`: [`OutgoingMessage`] and [`Receipt`].
-//! * `error.rs`: [`ConfigError`], [`ConnectError`], [`SendError`], [`CloseReport`].
+//! * `error.rs`: [`ConfigError`], [`ConnectError`], [`SendError`], [`FlushError`], [`CloseReport`].
 //! * `inflight.rs`: the sans-IO core (table, one deadline per message,
 //!   retransmit and failure rules), stepped with explicit instants.
 //! * `driver.rs`, `link.rs`, `connection.rs`: the one task that owns the
@@ -100,7 +115,7 @@ mod stats;
 
 pub use callback::SendCallback;
 pub use config::{Backpressure, SenderConfig};
-pub use error::{CloseReport, ConfigError, ConnectError, SendError};
+pub use error::{CloseReport, ConfigError, ConnectError, FlushError, SendError};
 pub use handle::{PendingSend, Sender};
 pub use message::{OutgoingMessage, Receipt};
 pub use mq_protocol::{Backoff, MessageId};

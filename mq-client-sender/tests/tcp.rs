@@ -220,7 +220,7 @@ async fn hundred_thousand_messages_under_faults_one_outcome_each() {
             .unwrap();
         ids.push(id);
     }
-    sender.flush().await;
+    sender.flush().await.expect("flush");
     let map = std::mem::take(&mut *outcomes.lock().unwrap());
     assert_eq!(map.len(), n as usize, "every message has an outcome");
     let mut failed = 0;

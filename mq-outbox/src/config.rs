@@ -95,6 +95,21 @@ pub struct OutboxConfig {
     /// Called for every row that becomes failed. Default: none (failed rows
     /// are still logged with `tracing::error!`).
     pub on_failed: Option<OnFailed>,
+    /// Who this process is, for leases: a name that stays the same across
+    /// restarts of this producer and is used by no other process running a
+    /// dispatcher on the same database at the same time (a host name, a
+    /// StatefulSet pod name). It is stored with every claim, so a
+    /// dispatcher starting under the same name takes back the rows its
+    /// previous run (which is dead: the name is unique among live
+    /// processes) had claimed, at once, instead of waiting up to `lease`.
+    ///
+    /// Default `None`: on SQLite the database file is taken to have a
+    /// single producer process (the supported SQLite setup), so leases
+    /// from an earlier run are always taken back; if several processes
+    /// dispatch from one SQLite file, give each its own `owner`. On
+    /// Postgres, `None` means leases cannot be told apart: rows claimed by
+    /// a crashed run wait for their lease to expire (logged at start).
+    pub owner: Option<String>,
 }
 
 impl Default for OutboxConfig {
@@ -117,6 +132,7 @@ impl Default for OutboxConfig {
             max_connections: 8,
             rng_seed: None,
             on_failed: None,
+            owner: None,
         }
     }
 }
@@ -135,6 +151,7 @@ impl fmt::Debug for OutboxConfig {
             .field("busy_timeout", &self.busy_timeout)
             .field("max_connections", &self.max_connections)
             .field("rng_seed", &self.rng_seed)
+            .field("owner", &self.owner)
             .field(
                 "on_failed",
                 &self.on_failed.as_ref().map(|_| "Fn(FailedRow)"),
@@ -197,6 +214,11 @@ impl OutboxConfig {
         if self.max_message_bytes <= mq_protocol::MESSAGE_OVERHEAD {
             return Err(ConfigError::Zero("max_message_bytes"));
         }
+        if let Some(owner) = &self.owner {
+            if owner.is_empty() || owner.len() > MAX_OWNER_LEN {
+                return Err(ConfigError::BadOwner(owner.len()));
+            }
+        }
         Ok(())
     }
 
@@ -234,7 +256,13 @@ pub enum ConfigError {
     /// The named field must be greater than zero.
     #[error("outbox config: {0} must be greater than zero")]
     Zero(&'static str),
+    /// `owner` is empty or longer than 255 bytes; use a host or pod name.
+    #[error("outbox config: owner is {0} bytes; use 1 to 255 bytes (e.g. the host name)")]
+    BadOwner(usize),
 }
+
+/// Longest [`OutboxConfig::owner`] accepted.
+const MAX_OWNER_LEN: usize = 255;
 
 #[cfg(test)]
 mod tests {
@@ -256,6 +284,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::Zero("poll_interval")));
+        let c = OutboxConfig {
+            owner: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::BadOwner(0)));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //!
 //! # Layout
 //!
+//! At start, the rows this owner's previous run had claimed are made due
+//! at once (see `OutboxConfig::owner`), and rows waiting for another
+//! dispatcher's lease are logged with when they expire.
+//!
 //! One task loops over: sweep exhausted rows (every `poll_interval`), claim
 //! due rows up to `max_in_flight`, spawn one attempt per row, and wait for
 //! an outcome, a [`Outbox::notify`], the next poll, or shutdown. Each attempt
@@ -242,6 +246,7 @@ impl<D: Dispatch> Dispatcher<D> {
         // a timer, or a full batch last time. Recording outcomes alone does
         // not make rows due, and a needless claim is a write transaction.
         let mut claim_needed = true;
+        announce_leases(&outbox).await;
 
         loop {
             let mut more = false;
@@ -262,9 +267,7 @@ impl<D: Dispatch> Dispatcher<D> {
                     let deadline = Instant::now() + cfg.attempt_timeout();
                     let now = now_ms();
                     let lease_until = now.saturating_add(millis(cfg.lease));
-                    match sweeper::claim(outbox.db(), want, cfg.max_attempts, lease_until, now)
-                        .await
-                    {
+                    match sweeper::claim(&outbox, want, lease_until, now).await {
                         Ok(rows) => {
                             more = rows.len() == want as usize;
                             claim_needed = more;
@@ -350,6 +353,43 @@ impl<D: Dispatch> Dispatcher<D> {
     }
 }
 
+/// At start: takes back at once the rows this owner's previous run had
+/// claimed (see [`OutboxConfig::owner`](crate::OutboxConfig::owner)), and
+/// says which pending rows must wait for someone else's lease, and how long.
+async fn announce_leases(outbox: &Outbox) {
+    let now = now_ms();
+    let owner = outbox.inner.owner.as_deref().unwrap_or("");
+    match sweeper::take_back_own_leases(outbox, now).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(
+            rows,
+            owner,
+            "outbox: took back the rows this producer's previous run had claimed; sending them now"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox: cannot take back this producer's earlier leases; they expire after the lease")
+        }
+    }
+    match sweeper::leased_elsewhere(outbox, now).await {
+        Ok((rows, first, last)) if rows > 0 => {
+            let after = |t: Option<i64>| {
+                Duration::from_millis(u64::try_from(t.unwrap_or(now) - now).unwrap_or(0))
+            };
+            tracing::info!(
+                rows,
+                first_in = ?after(first),
+                last_in = ?after(last),
+                owner,
+                "outbox: pending rows are leased by another dispatcher or by an earlier run this one \
+                 cannot identify (set OutboxConfig::owner to a name stable across restarts); \
+                 they are sent when the leases expire"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "outbox: cannot count leased rows"),
+    }
+}
+
 fn drain(rx: &mut mpsc::UnboundedReceiver<Outcome>) -> Vec<Outcome> {
     let mut v = Vec::new();
     while let Ok(o) = rx.try_recv() {
@@ -428,7 +468,8 @@ async fn retry_later(
     let msg = error.to_string();
     write_tx!(outbox.db(), |tx, _lock| {
         sqlx::query(
-            "UPDATE mq_outbox SET next_attempt_at = $1, last_error = $2, updated_at = $3 \
+            "UPDATE mq_outbox SET next_attempt_at = $1, last_error = $2, updated_at = $3, \
+             lease_owner = NULL, lease_instance = NULL \
              WHERE seq = $4 AND status = 0 AND attempts = $5",
         )
         .bind(at)

@@ -10,7 +10,16 @@
 //!   out of attempts or is rejected permanently (status 2, copied to the
 //!   failure table `mq_outbox_failed`, the `on_failed` alert is called, and
 //!   a person can requeue it). A process crash at any point only delays it:
-//!   its claim (lease) expires and any dispatcher re-sends it.
+//!   the restarted process takes back its previous run's claims (leases)
+//!   at once where it can tell they are its own (always for the single
+//!   producer of an SQLite file; on Postgres when
+//!   [`OutboxConfig::owner`] is set), and otherwise any dispatcher re-sends
+//!   the row when its lease expires (logged at start, with when).
+//! * **A sender `Timeout` means "sent later".** The sender gives up on a
+//!   message after its `send_timeout` (capped at 80 % of the lease by
+//!   [`connect_sender`]); the row stays pending and is sent again after
+//!   `backoff`, under the same message ID, so the broker answers
+//!   `Duplicate` if the first copy was stored.
 //! * **A rolled-back transaction sends nothing.** The row is part of the
 //!   caller's transaction; dispatchers only see committed rows.
 //! * **A row is never sent by two dispatchers at once**, in one process or
@@ -42,9 +51,32 @@
 //! claimable at once; [`Outbox::notify`] wakes this process's dispatcher,
 //! other processes find them within `poll_interval`.
 //!
+//! # Bounds and timings
+//!
+//! | what | default | field |
+//! |---|---|---|
+//! | claim (lease) on a row | 30 s; one attempt is abandoned after 90 % of it | [`OutboxConfig::lease`] |
+//! | attempts before a row fails (status 2) | 5 | [`OutboxConfig::max_attempts`] |
+//! | delay after a failed attempt | 1 s ×2 up to 5 min, −20 % jitter | [`OutboxConfig::backoff`] |
+//! | rows claimed per round trip | 100 | [`OutboxConfig::batch_size`] |
+//! | attempts awaiting a confirm, per dispatcher | 1000 | [`OutboxConfig::max_in_flight`] |
+//! | look for due rows without a notify | every 1 s | [`OutboxConfig::poll_interval`] |
+//! | message size | 1 MiB (frame size) | [`OutboxConfig::max_message_bytes`] |
+//! | SQLite lock wait | 5 s | [`OutboxConfig::busy_timeout`] |
+//! | pool connections | 8 | [`OutboxConfig::max_connections`] |
+//! | restart of the same producer | leases of its previous run taken back at once (SQLite: always; Postgres: with `owner`) | [`OutboxConfig::owner`] |
+//!
+//! # Logs
+//!
+//! Through [`tracing`], target `mq_outbox`: `info` at dispatcher start for
+//! leases taken back and for rows waiting on someone else's lease; `warn`
+//! for database errors (retried); `error` for every row that becomes
+//! failed; `debug` per failed attempt.
+//!
 //! # Tables
 //!
-//! `mq_outbox` (the rows, status 0/1/2), `mq_outbox_failed` (copies of
+//! `mq_outbox` (the rows, status 0/1/2, and who holds each live lease:
+//! `lease_owner`, `lease_instance`), `mq_outbox_failed` (copies of
 //! failed rows with `last_error` and `failed_at`) and `mq_outbox_meta`
 //! (schema version, producer id). Several independent outboxes in one
 //! Postgres database need separate schemas (`search_path`).
@@ -123,3 +155,23 @@ pub use error::{AdminError, DispatchError, EnqueueError, OpenError};
 pub use outbox::{OpenTarget, Outbox};
 pub use schema::SCHEMA_VERSION;
 pub use sender::connect_sender;
+/// The `sqlx` this crate is built with (0.8, features `runtime-tokio`,
+/// `sqlite`, `postgres`), so that the transactions you pass to
+/// [`Outbox::enqueue`] are of the same `sqlx`. Use it as `mq_outbox::sqlx`,
+/// or depend on `sqlx = { version = "0.8", default-features = false,
+/// features = ["runtime-tokio", "sqlite"] }` (add `"postgres"` for
+/// Postgres) yourself; a different `sqlx` major version does not work.
+///
+/// # Examples
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use mq_outbox::sqlx;
+/// let outbox = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await?;
+/// let pool: &sqlx::SqlitePool = outbox.sqlite_pool().ok_or("not sqlite")?;
+/// let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+/// outbox.enqueue(&mut tx, "orders", "order 1").await?;
+/// tx.commit().await?;
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+pub use sqlx;

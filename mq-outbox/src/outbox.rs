@@ -23,6 +23,9 @@ use crate::schema;
 /// ```
 /// let t: mq_outbox::OpenTarget = "sqlite::memory:".into();
 /// assert!(matches!(t, mq_outbox::OpenTarget::Url(_)));
+/// let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
+/// let t = mq_outbox::OpenTarget::from(&url); // a &String works too
+/// assert!(matches!(t, mq_outbox::OpenTarget::Url(_)));
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -48,6 +51,11 @@ impl From<String> for OpenTarget {
         OpenTarget::Url(url)
     }
 }
+impl From<&String> for OpenTarget {
+    fn from(url: &String) -> Self {
+        OpenTarget::Url(url.clone())
+    }
+}
 impl From<SqlitePool> for OpenTarget {
     fn from(pool: SqlitePool) -> Self {
         OpenTarget::Sqlite(pool)
@@ -58,6 +66,10 @@ impl From<PgPool> for OpenTarget {
         OpenTarget::Postgres(pool)
     }
 }
+
+/// The lease owner of an SQLite outbox without [`OutboxConfig::owner`]: one
+/// producer process per database file.
+pub(crate) const SQLITE_SINGLE_PRODUCER: &str = "sqlite-single-producer";
 
 /// The outbox's database, one of the two supported kinds.
 #[derive(Debug, Clone)]
@@ -125,6 +137,12 @@ pub(crate) struct Inner {
     pub(crate) db: Db,
     pub(crate) config: OutboxConfig,
     pub(crate) producer_id: u64,
+    /// Who claims rows: `config.owner`, or on SQLite the database's single
+    /// producer ([`SQLITE_SINGLE_PRODUCER`]); `None` (Postgres without an
+    /// owner) means leases cannot be attributed.
+    pub(crate) owner: Option<String>,
+    /// Random per `open`: tells this run's leases from an earlier run's.
+    pub(crate) instance: i64,
     /// Bumped by [`Outbox::notify`]; every dispatcher watches it.
     pub(crate) enqueued: watch::Sender<u64>,
     /// Bumped whenever a dispatcher confirms or fails rows.
@@ -208,12 +226,26 @@ impl Outbox {
             }
             Db::Postgres(pool) => schema::migrate_postgres(pool).await?,
         };
-        tracing::debug!(db = db.kind(), producer_id, "outbox opened");
+        let owner = match (&config.owner, &db) {
+            (Some(o), _) => Some(o.clone()),
+            (None, Db::Sqlite(_)) => Some(SQLITE_SINGLE_PRODUCER.to_owned()),
+            (None, Db::Postgres(_)) => None,
+        };
+        let instance = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=i64::MAX);
+        tracing::debug!(
+            db = db.kind(),
+            producer_id,
+            ?owner,
+            instance,
+            "outbox opened"
+        );
         Ok(Outbox {
             inner: Arc::new(Inner {
                 db,
                 config,
                 producer_id,
+                owner,
+                instance,
                 enqueued: watch::channel(0).0,
                 settled: watch::channel(0).0,
             }),

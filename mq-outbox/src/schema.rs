@@ -33,7 +33,7 @@ use crate::error::OpenError;
 /// ```
 /// assert!(mq_outbox::SCHEMA_VERSION >= 1);
 /// ```
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

@@ -12,7 +12,7 @@
 //! claimers.
 
 use crate::admin::{failed_row, FailedTuple, FAILED_COLUMNS};
-use crate::outbox::{write_tx, Db, Outbox};
+use crate::outbox::{read_conn, write_tx, Db, Outbox};
 
 /// A claimed row: `(seq, topic, headers, payload, attempts)`.
 pub(crate) type ClaimedTuple = (i64, String, Vec<u8>, Vec<u8>, i32);
@@ -38,18 +38,19 @@ macro_rules! copy_failed {
     }};
 }
 
-/// Claims up to `limit` due rows, oldest first.
+/// Claims up to `limit` due rows, oldest first, recording this outbox's
+/// owner and instance with the lease.
 pub(crate) async fn claim(
-    db: &Db,
+    outbox: &Outbox,
     limit: u32,
-    max_attempts: u32,
     lease_until: i64,
     now: i64,
 ) -> Result<Vec<ClaimedTuple>, sqlx::Error> {
-    let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
-    let mut rows: Vec<ClaimedTuple> = write_tx!(db, |tx, lock| {
+    let max_attempts = i32::try_from(outbox.config().max_attempts).unwrap_or(i32::MAX);
+    let mut rows: Vec<ClaimedTuple> = write_tx!(outbox.db(), |tx, lock| {
         let sql = format!(
-            "UPDATE mq_outbox SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2 \
+            "UPDATE mq_outbox SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2, \
+             lease_owner = $5, lease_instance = $6 \
              WHERE seq IN (SELECT seq FROM mq_outbox WHERE status = 0 AND attempts < $3 \
              AND (attempts = 0 OR next_attempt_at <= $2) ORDER BY seq LIMIT $4{lock}) \
              RETURNING seq, topic, headers, payload, attempts"
@@ -59,11 +60,59 @@ pub(crate) async fn claim(
             .bind(now)
             .bind(max_attempts)
             .bind(i64::from(limit))
+            .bind(outbox.inner.owner.as_deref())
+            .bind(outbox.inner.instance)
             .fetch_all(&mut *tx)
             .await?
     });
     rows.sort_unstable_by_key(|r| r.0);
     Ok(rows)
+}
+
+/// Makes due at once every pending row whose live lease was taken by an
+/// earlier run of this owner (same owner, another instance): that run is
+/// dead, since an owner name is unique among live processes. Returns how
+/// many rows were taken back. Nothing when the owner is unknown.
+pub(crate) async fn take_back_own_leases(outbox: &Outbox, now: i64) -> Result<u64, sqlx::Error> {
+    let Some(owner) = outbox.inner.owner.as_deref() else {
+        return Ok(0);
+    };
+    let n = write_tx!(outbox.db(), |tx, _lock| {
+        sqlx::query(
+            "UPDATE mq_outbox SET next_attempt_at = $1, lease_owner = NULL, lease_instance = NULL \
+             WHERE status = 0 AND lease_owner = $2 AND lease_instance <> $3 \
+             AND next_attempt_at > $1",
+        )
+        .bind(now)
+        .bind(owner)
+        .bind(outbox.inner.instance)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+    });
+    Ok(n)
+}
+
+/// Pending rows that are not due because someone else's lease (another
+/// dispatcher, or an earlier run that cannot be identified) is live:
+/// `(rows, earliest expiry, latest expiry)` in unix ms.
+pub(crate) async fn leased_elsewhere(
+    outbox: &Outbox,
+    now: i64,
+) -> Result<(i64, Option<i64>, Option<i64>), sqlx::Error> {
+    let row: (i64, Option<i64>, Option<i64>) = read_conn!(outbox.db(), |conn| {
+        sqlx::query_as(
+            "SELECT COUNT(*), MIN(next_attempt_at), MAX(next_attempt_at) FROM mq_outbox \
+             WHERE status = 0 AND attempts > 0 AND next_attempt_at > $1 \
+             AND (lease_instance IS NULL OR lease_instance <> $2) \
+             AND (lease_instance IS NOT NULL OR last_error IS NULL)",
+        )
+        .bind(now)
+        .bind(outbox.inner.instance)
+        .fetch_one(&mut *conn)
+        .await?
+    });
+    Ok(row)
 }
 
 /// Moves up to `limit` pending rows whose last attempt's lease or backoff

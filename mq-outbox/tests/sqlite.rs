@@ -270,14 +270,17 @@ async fn newer_schema_is_refused_with_a_clear_error() {
             err,
             OpenError::SchemaTooNew {
                 found: 99,
-                supported: 1
+                supported: mq_outbox::SCHEMA_VERSION
             }
         ),
         "{err:?}"
     );
     assert_eq!(
         err.to_string(),
-        "database schema version 99 is newer than this library's 1; upgrade mq-outbox"
+        format!(
+            "database schema version 99 is newer than this library's {}; upgrade mq-outbox",
+            mq_outbox::SCHEMA_VERSION
+        )
     );
     let _ = std::fs::remove_dir_all(dir);
 }

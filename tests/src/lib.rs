@@ -34,6 +34,13 @@ mod run;
 mod scenario;
 mod tally;
 
+/// Every Rust snippet of the repository's README, compiled (and the ones
+/// without `no_run`, run) by `cargo test -p mq-e2e --doc`, so the README
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeSnippets;
+
 pub use report::Report;
-pub use run::{run, HarnessError};
+pub use run::{run, settings_changed, HarnessError};
 pub use scenario::{seed_from_env, Disruption, Scenario};

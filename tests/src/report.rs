@@ -24,6 +24,7 @@ pub(crate) struct Counts {
     pub duplicates_suppressed: u64,
     pub handler_errors: u64,
     pub receiver_reconnects: u64,
+    pub flush_failures: Vec<String>,
 }
 
 impl Counts {
@@ -46,7 +47,7 @@ impl Counts {
 pub struct Report {
     /// Scenario name.
     pub scenario: String,
-    /// The seed (replay with `MQ_CHAOS_SEED`).
+    /// The seed (see `replay`).
     pub seed: u64,
     /// Messages handed to the sender.
     pub sent: u64,
@@ -56,6 +57,9 @@ pub struct Report {
     pub confirmed_as_duplicate: u64,
     /// Sends that failed.
     pub failed: u64,
+    /// The longest time from hand-over to confirm, and that message's
+    /// attempts: how long the worst stall lasted.
+    pub slowest_confirm: (Duration, u32),
     /// Retransmissions by the sender(s).
     pub retransmitted: u64,
     /// Successful handler calls.
@@ -84,6 +88,11 @@ pub struct Report {
     pub handled_twice: Vec<MessageId>,
     /// Everything else that broke a promise, one line each.
     pub other: Vec<String>,
+    /// Settings the run changed from the components' defaults
+    /// ([`crate::settings_changed`]).
+    pub settings: Vec<String>,
+    /// How to replay the run.
+    pub replay: String,
 }
 
 impl Report {
@@ -105,6 +114,7 @@ impl Report {
         let mut lost = Vec::new();
         let mut handled_twice = Vec::new();
         let (mut confirmed, mut dup, mut failed) = (0, 0, 0);
+        let mut slowest = (Duration::ZERO, 0);
 
         for (i, c) in tally.calls.iter().enumerate() {
             let n = c.load(Ordering::SeqCst);
@@ -117,6 +127,9 @@ impl Report {
             match outcome {
                 Outcome::Confirmed(r) => {
                     confirmed += 1;
+                    if r.elapsed > slowest.0 {
+                        slowest = (r.elapsed, r.attempts);
+                    }
                     dup += u64::from(r.duplicate);
                     match tally.handled.get(&r.id).map(|h| *h) {
                         None => lost.push(r.id),
@@ -176,6 +189,9 @@ impl Report {
                 "receiver holds {receiver_unsettled} unsettled deliveries"
             ));
         }
+        for e in &counts.flush_failures {
+            other.push(format!("sender flush failed: {e}"));
+        }
         if counts.unresolved_at_close != 0 {
             other.push(format!(
                 "{} message(s) unresolved when a sender closed",
@@ -191,6 +207,7 @@ impl Report {
             confirmed,
             confirmed_as_duplicate: dup,
             failed,
+            slowest_confirm: slowest,
             retransmitted: counts.retransmitted,
             handler_calls: tally.handler_calls.load(Ordering::SeqCst),
             distinct_handled: tally.handled.len() as u64,
@@ -205,6 +222,11 @@ impl Report {
             lost,
             handled_twice,
             other,
+            settings: crate::settings_changed(s),
+            replay: s
+                .replay
+                .clone()
+                .unwrap_or_else(|| format!("MQ_CHAOS_SEED={}", s.seed)),
         }
     }
 
@@ -256,9 +278,13 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "scenario {} (seed {}; replay with MQ_CHAOS_SEED={})",
-            self.scenario, self.seed, self.seed
+            "scenario {} (seed {}; replay with {})",
+            self.scenario, self.seed, self.replay
         );
+        let _ = writeln!(s, "  settings changed from the defaults:");
+        for line in &self.settings {
+            let _ = writeln!(s, "    {line}");
+        }
         let _ = writeln!(s, "  sent                  {:>10}", self.sent);
         let _ = writeln!(
             s,
@@ -266,6 +292,11 @@ impl Report {
             self.confirmed, self.confirmed_as_duplicate
         );
         let _ = writeln!(s, "  failed                {:>10}", self.failed);
+        let _ = writeln!(
+            s,
+            "  slowest confirm       {:>10.2?}  (after {} attempt(s))",
+            self.slowest_confirm.0, self.slowest_confirm.1
+        );
         let _ = writeln!(s, "  retransmitted         {:>10}", self.retransmitted);
         let _ = writeln!(
             s,

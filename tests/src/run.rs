@@ -1,5 +1,6 @@
 //! Runs a [`Scenario`]: broker, receiver and sender over loopback TCP.
 
+use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use mq_client_receiver::{
 };
 use mq_client_sender::{OutgoingMessage, Receipt, SendError, Sender, SenderConfig};
 use mq_mock_broker::{BrokerConfig, DirectionFaults, Faults, MockBroker, RestartMode, RoleFilter};
-use mq_protocol::Backoff;
 use tokio::time::Instant;
 
 use crate::report::{Counts, Report};
@@ -44,22 +44,13 @@ pub enum HarnessError {
     },
 }
 
-fn reconnect() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(10),
-        multiplier: 2.0,
-        max: Duration::from_millis(200),
-        jitter: 0.2,
-    }
-}
-
 fn sender_config(s: &Scenario, addr: String, generation: u64) -> SenderConfig {
     SenderConfig {
         max_in_flight: s.window,
         retry: s.retry,
         max_attempts: s.max_attempts,
-        send_timeout: None,
-        reconnect: reconnect(),
+        send_timeout: s.send_timeout,
+        reconnect: s.reconnect,
         seed: Some(s.seed.wrapping_add(generation)),
         client_name: format!("{}-sender-{generation}", s.name),
         ..SenderConfig::new(addr)
@@ -74,10 +65,92 @@ fn receiver_config(s: &Scenario, addr: String) -> ReceiverConfig {
         group: GROUP.into(),
         prefetch: s.prefetch,
         max_concurrency: s.concurrency,
-        reconnect: reconnect(),
+        reconnect: s.reconnect,
         seed: Some(s.seed),
         ..ReceiverConfig::default()
     }
+}
+
+fn broker_config(s: &Scenario) -> BrokerConfig {
+    BrokerConfig {
+        seed: Some(s.seed),
+        faults: s.faults,
+        redelivery: s.redelivery,
+        max_deliveries: s.max_deliveries,
+        record_landings: s.messages <= 2_000_000,
+        ..BrokerConfig::default()
+    }
+}
+
+/// Every setting a run of `s` changes from the defaults of `SenderConfig`,
+/// `ReceiverConfig` and `BrokerConfig`, one line each (`field value
+/// (default value)`), plus one line for the seed. Faults are not listed:
+/// they are the point of a scenario, and [`crate::Report::summary`] shows
+/// their effects. Client names and addresses are not listed either.
+///
+/// # Examples
+///
+/// ```
+/// let s = mq_e2e::Scenario::new("smoke", 1, 100);
+/// for line in mq_e2e::settings_changed(&s) {
+///     println!("{line}");
+/// }
+/// ```
+pub fn settings_changed(s: &Scenario) -> Vec<String> {
+    fn diff<T: PartialEq + std::fmt::Debug>(out: &mut Vec<String>, name: &str, v: T, d: T) {
+        if v != d {
+            out.push(format!("{name} {v:?} (default {d:?})"));
+        }
+    }
+    let mut out = vec![format!(
+        "seed {}: broker faults and redelivery jitter, sender and receiver jitter (default: from the OS)",
+        s.seed
+    )];
+    let (sc, sd) = (sender_config(s, String::new(), 0), SenderConfig::default());
+    diff(
+        &mut out,
+        "sender.max_in_flight",
+        sc.max_in_flight,
+        sd.max_in_flight,
+    );
+    diff(&mut out, "sender.retry", sc.retry, sd.retry);
+    diff(
+        &mut out,
+        "sender.max_attempts",
+        sc.max_attempts,
+        sd.max_attempts,
+    );
+    diff(
+        &mut out,
+        "sender.send_timeout",
+        sc.send_timeout,
+        sd.send_timeout,
+    );
+    diff(&mut out, "sender.reconnect", sc.reconnect, sd.reconnect);
+    let (rc, rd) = (receiver_config(s, String::new()), ReceiverConfig::default());
+    diff(&mut out, "receiver.prefetch", rc.prefetch, rd.prefetch);
+    diff(
+        &mut out,
+        "receiver.max_concurrency",
+        rc.max_concurrency,
+        rd.max_concurrency,
+    );
+    diff(&mut out, "receiver.reconnect", rc.reconnect, rd.reconnect);
+    let (bc, bd) = (broker_config(s), BrokerConfig::default());
+    diff(&mut out, "broker.redelivery", bc.redelivery, bd.redelivery);
+    diff(
+        &mut out,
+        "broker.max_deliveries",
+        bc.max_deliveries,
+        bd.max_deliveries,
+    );
+    diff(
+        &mut out,
+        "broker.record_landings",
+        bc.record_landings,
+        bd.record_landings,
+    );
+    out
 }
 
 async fn start_receiver(
@@ -133,15 +206,7 @@ async fn until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// ```
 pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     let started = Instant::now();
-    let broker = MockBroker::start(BrokerConfig {
-        seed: Some(s.seed),
-        faults: s.faults,
-        redelivery: s.redelivery,
-        max_deliveries: 1_000,
-        record_landings: s.messages <= 2_000_000,
-        ..BrokerConfig::default()
-    })
-    .await?;
+    let broker = MockBroker::start(broker_config(s)).await?;
     let addr = broker.addr().to_string();
     let tally = Arc::new(Tally::new(s.messages, s.seed));
     let store: Arc<dyn DedupStore> = Arc::new(MemoryDedupStore::new(DedupConfig::default()));
@@ -230,7 +295,9 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     })
     .await
     .is_ok();
-    sender.flush().await;
+    if let Err(e) = sender.flush().await {
+        counts.flush_failures.push(e.to_string());
+    }
     let settled = broker
         .wait_for(s.settle_timeout, |b| b.stored_messages == 0)
         .await
@@ -248,7 +315,9 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     broker.shutdown().await;
     if let Some(p) = progress {
         p.abort();
-        eprintln!();
+        if std::io::stderr().is_terminal() {
+            eprintln!();
+        }
     }
 
     Ok(Report::build(
@@ -266,19 +335,34 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     ))
 }
 
+/// Progress on stderr: a line rewritten in place (`\r`) every 250 ms on a
+/// terminal; a plain line every 5 s otherwise (a file or a CI log gets
+/// whole lines, no carriage returns).
 fn spawn_progress(total: u64, tally: Arc<Tally>) -> tokio::task::JoinHandle<()> {
+    let terminal = std::io::stderr().is_terminal();
+    let every = if terminal {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(5)
+    };
     tokio::spawn(async move {
         let start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
         loop {
             tick.tick().await;
             let resolved = tally.resolved.load(Ordering::Relaxed);
             let handled = tally.handled.len();
             let secs = start.elapsed().as_secs_f64().max(1e-3);
-            eprint!(
-                "\r  resolved {resolved}/{total}  handled {handled}  {:.0} msgs/s   ",
+            let line = format!(
+                "  resolved {resolved}/{total}  handled {handled}  {:.0} msgs/s",
                 resolved as f64 / secs
             );
+            if terminal {
+                eprint!("\r{line}   ");
+            } else {
+                eprintln!("{line}");
+            }
         }
     })
 }

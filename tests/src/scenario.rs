@@ -56,17 +56,31 @@ pub struct Scenario {
     pub retry: Backoff,
     /// Sender attempts before a message fails.
     pub max_attempts: u32,
+    /// Sender total deadline per message.
+    pub send_timeout: Option<Duration>,
+    /// Reconnect schedule of the sender and the receiver.
+    pub reconnect: Backoff,
     /// Broker redelivery schedule.
     pub redelivery: Backoff,
+    /// Broker deliveries before a message is dead-lettered.
+    pub max_deliveries: u32,
     /// Bound on the whole run once every message is handed over.
     pub settle_timeout: Duration,
-    /// Print a live progress line to stderr.
+    /// Print progress to stderr: a live line on a terminal, a plain line
+    /// every few seconds otherwise.
     pub progress: bool,
+    /// How to replay this run, for the summary. Default: the chaos suite's
+    /// `MQ_CHAOS_SEED=<seed>`.
+    pub replay: Option<String>,
 }
 
 impl Scenario {
     /// A fault-free scenario with test-friendly timers: 50 ms reply and
-    /// redelivery timeouts doubling to 500 ms, 40 sender attempts.
+    /// redelivery timeouts doubling to 500 ms, 40 sender attempts and no
+    /// sender deadline, 10 ms reconnects doubling to 200 ms, 1 000
+    /// deliveries before a dead letter. [`crate::settings_changed`] lists
+    /// every difference from the components' defaults (the report prints
+    /// it); [`Scenario::with_defaults`] starts from the defaults instead.
     ///
     /// # Examples
     ///
@@ -94,9 +108,49 @@ impl Scenario {
             disruptions: Vec::new(),
             retry: fast,
             max_attempts: 40,
+            send_timeout: None,
+            reconnect: Backoff {
+                initial: Duration::from_millis(10),
+                multiplier: 2.0,
+                max: Duration::from_millis(200),
+                jitter: 0.2,
+            },
             redelivery: fast,
+            max_deliveries: 1_000,
             settle_timeout: Duration::from_secs(120),
             progress: false,
+            replay: None,
+        }
+    }
+
+    /// A fault-free scenario with every timer and bound at the defaults of
+    /// `SenderConfig`, `ReceiverConfig` and `BrokerConfig` (what a user
+    /// gets). The settle timeout is the sender's `send_timeout` plus the
+    /// broker's longest redelivery tail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let s = mq_e2e::Scenario::with_defaults("prod-like", 1, 100);
+    /// assert!(mq_e2e::settings_changed(&s).iter().all(|l| l.starts_with("seed")));
+    /// ```
+    pub fn with_defaults(name: &str, seed: u64, messages: u64) -> Self {
+        let sender = mq_client_sender::SenderConfig::default();
+        let receiver = mq_client_receiver::ReceiverConfig::default();
+        let broker = mq_mock_broker::BrokerConfig::default();
+        Self {
+            window: sender.max_in_flight,
+            prefetch: receiver.prefetch,
+            concurrency: receiver.max_concurrency,
+            retry: sender.retry,
+            max_attempts: sender.max_attempts,
+            send_timeout: sender.send_timeout,
+            reconnect: sender.reconnect,
+            redelivery: broker.redelivery,
+            max_deliveries: broker.max_deliveries,
+            settle_timeout: sender.send_timeout.unwrap_or(Duration::from_secs(120))
+                + Duration::from_secs(300),
+            ..Self::new(name, seed, messages)
         }
     }
 

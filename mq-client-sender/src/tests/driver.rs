@@ -36,7 +36,7 @@ async fn retransmits_on_schedule_and_confirms_duplicate_once() {
     assert_eq!((r.attempts, r.duplicate, r.elapsed), (2, true, S));
     // The late reply to attempt 1 is ignored and counted.
     peer.reply(&m1, stored()).await;
-    sender.flush().await;
+    sender.flush().await.expect("flush");
     let st = sender.stats();
     assert_eq!(
         (
@@ -132,7 +132,7 @@ async fn reconnect_backs_off_between_rounds() {
     });
     let _peer = net.accept(welcome(0, 1 << 20)).await;
     assert_eq!(t0.elapsed(), Duration::from_millis(700));
-    sender.flush().await;
+    sender.flush().await.expect("flush");
     assert_eq!(sender.stats().reconnects, 1);
 }
 
@@ -305,7 +305,7 @@ async fn dropped_pending_send_keeps_retransmitting_and_frees_its_slot() {
         Err(SendError::Backpressure(_))
     ));
     peer.reply(&m, stored()).await;
-    sender.flush().await;
+    sender.flush().await.expect("flush");
     assert_eq!(sender.stats().confirmed, 1);
     assert!(sender.enqueue(msg(2)).await.is_ok(), "slot released");
 }
@@ -338,7 +338,7 @@ async fn a_blocking_callback_does_not_delay_other_confirms() {
     peer.reply(&m3, stored()).await;
     assert!(third.await.is_ok());
     release_tx.send(()).unwrap();
-    sender.flush().await;
+    sender.flush().await.expect("flush");
     assert_eq!(done_rx.recv().await, Some((1, true)));
 }
 
@@ -403,7 +403,7 @@ async fn heartbeat_pings_when_idle_and_drops_a_silent_broker() {
             other => panic!("{other:?}"),
         }
     }
-    sender.flush().await;
+    sender.flush().await.expect("flush");
     assert_eq!(sender.stats().reconnects, 1);
 }
 
@@ -544,4 +544,18 @@ async fn cancelled_hand_over_takes_no_slot_and_pending_send_wakes_on_its_reply()
     peer.reply(&m3, stored()).await;
     third.await.unwrap();
     assert_eq!(sender.stats().sent, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_reports_ok_before_and_after_close() {
+    let (sender, _net, mut peer) = start(config(), welcome(0, 1 << 20)).await;
+    let pending = sender.enqueue(msg(1)).await.unwrap();
+    let m = peer.recv_msg().await;
+    peer.reply(&m, stored()).await;
+    assert_eq!(sender.flush().await, Ok(()));
+    assert!(pending.await.is_ok());
+    let report = sender.close(Duration::from_secs(1)).await;
+    assert!(report.unresolved.is_empty());
+    // The driver is gone after an orderly close: everything was decided.
+    assert_eq!(sender.flush().await, Ok(()));
 }

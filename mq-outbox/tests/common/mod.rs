@@ -134,3 +134,20 @@ impl Dispatch for FakeDispatch {
         Ok(())
     }
 }
+
+/// Reports every dispatch on a channel, then answers `Ok`, or never
+/// answers (`hang`, as a process killed mid-attempt).
+pub struct Announce {
+    pub tx: tokio::sync::mpsc::UnboundedSender<MessageId>,
+    pub hang: bool,
+}
+
+impl Dispatch for Announce {
+    async fn dispatch(&self, m: Message) -> Result<(), DispatchError> {
+        let _ = self.tx.send(m.id);
+        if self.hang {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
