@@ -66,6 +66,10 @@ struct Args {
     /// redelivery timeouts up to 500 ms, 40 attempts, fast reconnects.
     #[arg(long)]
     fast_timers: bool,
+    /// Run the broker with its journal on disk (`Stored` = fdatasynced), in
+    /// a fresh temporary directory, instead of in memory.
+    #[arg(long)]
+    durable: bool,
     /// RNG seed for faults and jitter (`MQ_CHAOS_SEED` or random if not given).
     #[arg(long)]
     seed: Option<u64>,
@@ -98,6 +102,9 @@ impl Args {
         if self.fast_timers {
             cmd.push_str(" --fast-timers");
         }
+        if self.durable {
+            cmd.push_str(" --durable");
+        }
         cmd
     }
 }
@@ -128,6 +135,9 @@ async fn main() -> ExitCode {
         s.concurrency = c;
     }
     s.handler_error_rate = args.handler_errors;
+    if args.durable {
+        s.storage = mq_e2e::disk_storage("loopback");
+    }
     s.progress = true;
     s.replay = Some(args.replay(seed));
     s.faults = Faults {

@@ -39,8 +39,8 @@
 #![warn(missing_docs)]
 
 pub use mq_broker::{
-    BrokerConfig, BrokerError, BrokerStats, ConfigError, DeadLetter, DirectionFaults, Faults,
-    GroupInfo, Inspection, RestartMode, RoleFilter, Storage, StoredInfo, SubscriptionInfo,
+    BrokerConfig, BrokerError, BrokerStats, ConfigError, DeadLetter, DirectionFaults, DiskStorage,
+    Faults, GroupInfo, Inspection, RestartMode, RoleFilter, Storage, StoredInfo, SubscriptionInfo,
     WaitTimeout,
 };
 

@@ -43,4 +43,4 @@ pub struct ReadmeSnippets;
 
 pub use report::Report;
 pub use run::{run, settings_changed, HarnessError};
-pub use scenario::{seed_from_env, Disruption, Scenario};
+pub use scenario::{disk_storage, seed_from_env, test_storage, Disruption, Scenario};

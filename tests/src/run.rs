@@ -78,6 +78,7 @@ fn broker_config(s: &Scenario) -> BrokerConfig {
         redelivery: s.redelivery,
         max_deliveries: s.max_deliveries,
         record_landings: s.messages <= 2_000_000,
+        storage: s.storage.clone(),
         ..BrokerConfig::default()
     }
 }
@@ -144,6 +145,12 @@ pub fn settings_changed(s: &Scenario) -> Vec<String> {
         bc.max_deliveries,
         bd.max_deliveries,
     );
+    if let mq_mock_broker::Storage::Disk(d) = &bc.storage {
+        out.push(format!(
+            "broker.storage  disk journal in {} (default memory)",
+            d.data_dir.display()
+        ));
+    }
     diff(
         &mut out,
         "broker.record_landings",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mq_mock_broker::Faults;
+use mq_mock_broker::{DiskStorage, Faults, Storage};
 use mq_protocol::Backoff;
 
 /// Something that happens to the loop when message number `at` is about to
@@ -72,6 +72,50 @@ pub struct Scenario {
     /// How to replay this run, for the summary. Default: the chaos suite's
     /// `MQ_CHAOS_SEED=<seed>`.
     pub replay: Option<String>,
+    /// The broker's storage. Default: [`test_storage`], memory unless
+    /// `MQ_TEST_STORAGE=disk` (CI runs the chaos suite both ways).
+    pub storage: Storage,
+}
+
+/// The storage a test broker uses: `Storage::Memory`, or with
+/// `MQ_TEST_STORAGE=disk` the journal in a fresh directory under the system's
+/// temporary directory (named after `name`, this process and a counter).
+///
+/// # Examples
+///
+/// ```
+/// let s = mq_e2e::test_storage("doc");
+/// # let _ = s;
+/// ```
+pub fn test_storage(name: &str) -> Storage {
+    match std::env::var("MQ_TEST_STORAGE").as_deref() {
+        Ok("disk") => disk_storage(name),
+        _ => Storage::Memory,
+    }
+}
+
+/// The journal in a fresh temporary directory named after `name`.
+///
+/// # Examples
+///
+/// ```
+/// let s = mq_e2e::disk_storage("doc");
+/// assert!(matches!(s, mq_mock_broker::Storage::Disk(_)));
+/// ```
+pub fn disk_storage(name: &str) -> Storage {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let dir = std::env::temp_dir().join(format!(
+        "mq-e2e-{safe}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    Storage::Disk(DiskStorage::new(dir))
 }
 
 impl Scenario {
@@ -119,6 +163,7 @@ impl Scenario {
             max_deliveries: 1_000,
             settle_timeout: Duration::from_secs(120),
             progress: false,
+            storage: test_storage(name),
             replay: None,
         }
     }
