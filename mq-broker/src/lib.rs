@@ -1,13 +1,64 @@
-//! An in-memory broker that speaks the MQ protocol over real TCP, for tests,
-//! examples and local development. Start it inside a test on `127.0.0.1:0`
-//! ([`Broker::start`]), without any socket for paused-time tests
-//! ([`Broker::start_in_memory`] and [`Broker::connect_duplex`]), or
-//! run the `mq-broker` binary.
+//! The MQ broker: one protocol core (the sans-IO state machine of both
+//! halves of PROTOCOL.md) served over TCP, with its storage behind a seam:
+//!
+//! * [`Storage::Memory`] (the default): stored messages live in RAM. Fast and
+//!   deterministic, with fault injection and inspection: what
+//!   `mq-mock-broker` re-exports for tests, examples and local development.
+//! * [`Storage::Disk`]: a journal in a data directory. `Stored` means the
+//!   message's record is on stable storage (fdatasync), and the broker
+//!   recovers everything after a crash or restart. This is what the
+//!   `mq-broker` binary runs: `mq-broker --data-dir /var/lib/mq`.
+//!
+//! Start it inside a test on `127.0.0.1:0` ([`Broker::start`]), without any
+//! socket for paused-time tests ([`Broker::start_in_memory`] and
+//! [`Broker::connect_duplex`]), or run a binary.
+//!
+//! # Durability (disk storage)
+//!
+//! * **Stored means on disk.** `Reply(Stored)` is sent only after the
+//!   message's record is covered by an fdatasync of the journal (and, for a
+//!   new segment file, an fsync of the directory). A `Duplicate` for an
+//!   original not yet durable waits for it too. A message is delivered to a
+//!   group only once durable.
+//! * **Group commit.** One writer thread takes every record appended since
+//!   its last write, writes them with one `write` and one fdatasync, and
+//!   releases the batch's replies and deliveries together; under load many
+//!   messages share one fdatasync. A failed write (a full disk) answers new
+//!   messages `STORE_FULL` (transient) and retries; a failed fdatasync stops
+//!   the broker ([`Broker::fatal_error`]): the kernel may have dropped the
+//!   pages, so nothing more may be reported durable.
+//! * **Acks, deliveries, dead letters and group creations are journaled**
+//!   without waiting for the disk: losing one in a crash costs a
+//!   redelivery, never a message.
+//! * **Recovery** replays the newest complete checkpoint and the records
+//!   after it through the same core code: stored messages, each group's
+//!   acked set and delivery counts, dead letters and the dedup ranges come
+//!   back (a retransmission of an ID stored before the restart is still
+//!   answered `Duplicate`). Deliveries outstanding or waiting for a nack
+//!   delay at the crash are ready again at once, their delivery counts kept.
+//!   Every record has a CRC-32; a torn last write is cut at the last good
+//!   record; damage to data that was synced refuses to start, naming the
+//!   file and offset, unless [`DiskStorage::repair`] is set.
+//! * **Space.** Checkpoints write the live state into a new segment and
+//!   delete the older ones, once the log since the last checkpoint outgrew
+//!   the live state or the journal holds more than twice the live state
+//!   plus a segment. [`DiskStorage::max_disk_bytes`] refuses new messages
+//!   (`STORE_FULL`) past a hard limit. Stored messages are also kept in RAM
+//!   (bounded by `max_stored_bytes`): the disk is for durability, reads
+//!   never touch it.
+//! * **One broker per directory**: a lock on `DIR/LOCK`
+//!   ([`BrokerError::Locked`]).
+//!
+//! The journal's format and the reasoning behind each rule are in the
+//! `journal` module's source (`src/journal/`).
 //!
 //! # What it guarantees
 //!
 //! * **Land before reply.** `Reply { Stored }` is sent only after the message
-//!   is in the store (visible to [`Broker::inspect`]).
+//!   is in the store (visible to [`Broker::inspect`]) and, with disk
+//!   storage, durable.
+//! * **A stored message is never overwritten.** A `Message` whose ID is
+//!   still stored is answered `Duplicate`, even if dedup forgot the ID.
 //! * **Retransmits are not stored twice.** A `Message` whose ID was already
 //!   landed is answered `Duplicate` (the original outcome) and not stored
 //!   again, even after it was acked and deleted: dedup memory outlives the
@@ -24,10 +75,10 @@
 //!
 //! # What it does not
 //!
-//! * **It is in memory.** A process exit loses everything.
-//!   [`Broker::restart`] with [`RestartMode::KeepStore`] simulates a
-//!   durable broker's restart; [`RestartMode::LoseStore`] one that lost its
-//!   disk.
+//! * **In memory, a process exit loses everything.** [`Broker::restart`]
+//!   with [`RestartMode::KeepStore`] simulates a durable broker's restart
+//!   (with disk storage it really recovers from the journal);
+//!   [`RestartMode::LoseStore`] one that lost its disk.
 //! * **Duplicates reach receivers.** A delivery is repeated when its ack is
 //!   lost or late, when its receiver disconnects before acking, and when
 //!   dedup forgot an ID (below). Receivers must dedupe by message ID.
@@ -98,7 +149,11 @@
 //! * `store`: landed messages, limits and the landing log.
 //! * `groups`: per-group queues, pending states and subscriptions.
 //! * `core`: the sans-IO state machine of both halves (`core/deliver.rs`
-//!   is the second half), stepped with an explicit `now`.
+//!   is the second half; `core/persist.rs` replays and checkpoints it),
+//!   stepped with an explicit `now`.
+//! * `journal`: the disk storage: record format, segments on a `Disk`
+//!   (the real one, or a simulated one for power-loss tests), the
+//!   group-commit writer thread. `durable`: wiring it into a broker.
 //! * `timers`: the one timer queue (millisecond buckets) of redeliveries.
 //! * internal maps use `mq_protocol::hash::FastMap` (a seeded folded multiply).
 //! * `faults`: fault decisions; `state`: core plus writers plus faults under
