@@ -1,6 +1,8 @@
 //! Shared test helpers: seeds, databases (SQLite files, Postgres schemas).
 #![allow(dead_code)]
 
+pub mod procs;
+
 use rand::Rng;
 use sqlx::PgPool;
 
