@@ -7,8 +7,8 @@
 //! * consumer, mode `memory`: the receiver's in-memory dedup store and a
 //!   handler that inserts the row on its own (what the inbox replaces);
 //! * producer: rows in `orders` and the outbox in one transaction each,
-//!   up to `MQ_INBOX_CHILD_COUNT` rows in the file, dispatched by the
-//!   outbox's dispatcher.
+//!   up to `MQ_INBOX_CHILD_COUNT` rows in the file (one every
+//!   [`PRODUCER_PACE_MS`]), dispatched by the outbox's dispatcher.
 //!
 //! Lines: `handled <seq>` (a consumer's handler returned), `committed <seq>`
 //! (a producer committed a row).
@@ -27,6 +27,8 @@ use tokio::sync::mpsc;
 
 pub const TOPIC: &str = "orders";
 pub const GROUP: &str = "billing";
+/// Milliseconds between two commits of the producer child.
+pub const PRODUCER_PACE_MS: u64 = 10;
 
 /// The business table: no unique constraint, so a message applied twice
 /// shows as two rows.
@@ -190,6 +192,9 @@ async fn producer(db: &str, broker: String, count: i64) {
         tx.commit().await.expect("commit");
         outbox.notify();
         println!("committed {}", id.seq);
+        // An order every few milliseconds (a paced workload, so that the
+        // parent's kills land mid-stream rather than after the last row).
+        tokio::time::sleep(Duration::from_millis(PRODUCER_PACE_MS)).await;
     }
     std::future::pending::<()>().await;
 }
