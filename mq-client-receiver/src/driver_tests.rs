@@ -503,3 +503,6 @@ async fn a_wire_copy_of_a_settled_delivery_costs_no_credit_and_no_ack() {
     // Nothing else was sent before the Close.
     assert!(matches!(next(&mut peer).await, Frame::Close(_)));
 }
+
+#[path = "driver_store_tests.rs"]
+mod store_tests;

@@ -34,7 +34,23 @@
 //!   [`DedupStore`], or share one store between receivers of one process,
 //!   via [`ReceiverBuilder::dedup_store`]);
 //! * another member of the same group processed it (each receiver
-//!   remembers only its own).
+//!   remembers only its own, unless they share a database store);
+//! * the process died after the handler's effects and before the ID was
+//!   recorded: the broker redelivers, and the handler runs again.
+//!
+//! The durable inbox (crate `mq-inbox`) closes the last three: its
+//! transactional handler commits the handler's database writes and the
+//! processed mark together, before the ack; a redelivery of a committed ID
+//! is acked without calling the handler, in any process of the group.
+//!
+//! # Stores that do I/O
+//!
+//! [`DedupStore`] calls return a [`StoreFuture`]. The in-memory store
+//! answers at once (no allocation, no await: as fast as a plain call); a
+//! database store returns a future that the driver polls beside the
+//! connection, so a slow database delays only the delivery it concerns.
+//! While its lookup or mark is pending the ID counts as in progress, and
+//! the `Ack` is written after the mark completed.
 //!
 //! Each forgotten entry is counted in [`ReceiverStats::dedup_evictions`].
 //! Handlers that must never repeat a side effect should still be idempotent.
@@ -70,7 +86,8 @@
 //! * [`config`]: [`ReceiverConfig`], [`DedupConfig`], [`AckMode`].
 //! * [`error`]: one error enum per operation.
 //! * [`dedup`]: the sans-IO [`DedupWindow`].
-//! * [`store`]: the [`DedupStore`] trait and [`MemoryDedupStore`].
+//! * [`store`]: the async [`DedupStore`] trait, [`StoreFuture`] and
+//!   [`MemoryDedupStore`].
 //! * `driver`: the task owning the connection, credit and in-progress table.
 //! * [`delivery`]: [`Delivery`] with `ack`/`nack`, [`DeliveryStream`].
 //! * [`handler`]: the [`RecvCallback`] trait.
@@ -122,4 +139,4 @@ pub use error::{AckError, ConfigError, ConnectError, HandlerError, RecvError};
 pub use handler::RecvCallback;
 pub use receiver::{Receiver, ReceiverBuilder};
 pub use stats::ReceiverStats;
-pub use store::{DedupStore, MemoryDedupStore, StoreError};
+pub use store::{DedupStore, MemoryDedupStore, StoreError, StoreFuture};

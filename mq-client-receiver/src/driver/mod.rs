@@ -15,6 +15,11 @@
 //!   duplicate of an in-progress ID does not start a second call: it adds
 //!   its credit to the entry and is settled with it.
 //! * The dedup store: IDs acked. A delivery of one of them is acked at once.
+//!   Its calls return a `StoreFuture`: a ready answer is used inline; a
+//!   pending one goes to `store_ops` and is polled in the `select!` like
+//!   the connection. While an ID's lookup or mark is pending it stays in
+//!   `in_progress` (with a token no delivery holds), so a redelivery is
+//!   tied to it and the `Ack` leaves only after the mark.
 //! * Credit: one per `Deliver` frame, returned when that delivery is
 //!   settled (or acked as a duplicate), batched in `Credit` frames of at
 //!   least `prefetch / 4` or after [`CREDIT_FLUSH_DELAY`].
@@ -24,8 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
-use mq_protocol::{Close, Credit, ErrorCode, Frame, MessageId, Ping, Pong};
+use mq_protocol::{Close, Credit, Deliver, ErrorCode, Frame, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
@@ -37,7 +43,7 @@ use crate::delivery::{Delivery, Event};
 use crate::error::{ConnectError, HandlerError, RecvError};
 use crate::handler::RecvCallback;
 use crate::stats::{bump, Counters};
-use crate::store::DedupStore;
+use crate::store::{DedupStore, StoreError};
 
 mod recent;
 mod settle;
@@ -89,6 +95,27 @@ struct Shutdown {
 }
 
 type TaskResult = (MessageId, u64, Result<(), HandlerError>);
+
+/// A dedup store call that did not answer at once, finished.
+pub(super) enum StoreDone {
+    /// `contains` for a delivery waiting in `in_progress` under `token`.
+    Lookup {
+        d: Box<Deliver>,
+        token: u64,
+        result: Result<bool, StoreError>,
+    },
+    /// `insert` of an acked ID waiting in `in_progress` under [`MARKING`].
+    Marked {
+        id: MessageId,
+        result: Result<(), StoreError>,
+    },
+    /// `expire`.
+    Expired(Result<(), StoreError>),
+}
+
+/// The token of an `in_progress` entry whose mark is being written: no
+/// delivery holds it (tokens handed out start at 1).
+pub(super) const MARKING: u64 = 0;
 type Connecting = BoxFuture<'static, Result<Conn, ConnectError>>;
 
 pub(crate) struct Driver {
@@ -109,6 +136,10 @@ struct State {
     d: Driver,
     in_progress: FastMap<MessageId, InFlight>,
     tasks: JoinSet<TaskResult>,
+    /// Dedup store calls still running (only for a store that does I/O).
+    store_ops: FuturesUnordered<BoxFuture<'static, StoreDone>>,
+    /// An `expire` is among `store_ops`: do not start another.
+    expiring: bool,
     next_token: u64,
     epoch: u64,
     live: Option<Live>,
@@ -129,6 +160,8 @@ impl Driver {
             d: self,
             in_progress: FastMap::default(),
             tasks: JoinSet::new(),
+            store_ops: FuturesUnordered::new(),
+            expiring: false,
             next_token: 0,
             epoch: 0,
             live: None,
@@ -178,6 +211,9 @@ impl State {
                         self.on_task(id, token, result);
                     }
                 }
+                Some(done) = self.store_ops.next(), if !self.store_ops.is_empty() => {
+                    self.on_store_done(done);
+                }
                 r = connecting(&mut self.connecting) => {
                     self.connecting = None;
                     match r {
@@ -218,6 +254,12 @@ impl State {
             if let Ok(ev) = self.d.events_rx.try_recv() {
                 self.on_event(ev);
                 progressed = true;
+            }
+            if !self.store_ops.is_empty() {
+                if let Some(Some(done)) = self.store_ops.next().now_or_never() {
+                    self.on_store_done(done);
+                    progressed = true;
+                }
             }
             if !self.close_after_write {
                 if let Some(r) = read(&mut self.live).now_or_never() {
@@ -281,9 +323,14 @@ impl State {
         if self.next_expire <= now {
             let every = EXPIRE_INTERVAL.min(self.d.config.dedup.idle_expiry / 4);
             self.next_expire = now + every.max(Duration::from_millis(1));
-            if let Err(e) = self.d.store.expire(now.into_std()) {
-                bump(&self.d.counters.store_errors);
-                tracing::warn!(error = %e, "dedup store expiry failed");
+            if !self.expiring {
+                match self.d.store.expire(now.into_std()).into_ready() {
+                    Ok(r) => self.on_store_done(StoreDone::Expired(r)),
+                    Err(fut) => {
+                        self.expiring = true;
+                        self.store_ops.push(Box::pin(fut.map(StoreDone::Expired)));
+                    }
+                }
             }
         }
     }
@@ -447,7 +494,7 @@ impl State {
             })
             .await;
         }
-        if let Err(e) = self.d.store.flush() {
+        if let Err(e) = self.d.store.flush().await {
             bump(&self.d.counters.store_errors);
             tracing::warn!(error = %e, "dedup store flush failed");
         }

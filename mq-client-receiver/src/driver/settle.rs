@@ -2,17 +2,21 @@
 //! `Deliver` (dedup check, dispatch) to its settlement (store, `Ack`/`Nack`,
 //! credit back). No I/O here: frames go to the outbox.
 
+use futures::FutureExt;
 use mq_protocol::{Ack, Deliver, Frame, MessageId, Nack};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{flush_credit, Dispatch, InFlight, Shutdown, State, CREDIT_FLUSH_DELAY};
+use super::{
+    flush_credit, Dispatch, InFlight, Shutdown, State, StoreDone, CREDIT_FLUSH_DELAY, MARKING,
+};
 use crate::config::AckMode;
 use crate::conn::SUB_ID;
 use crate::delivery::{delay_ms, Delivery, Event, Outcome};
 use crate::error::HandlerError;
 use crate::handler::call;
 use crate::stats::bump;
+use crate::store::StoreError;
 
 impl State {
     pub(super) fn on_deliver(&mut self, d: Deliver) {
@@ -51,19 +55,35 @@ impl State {
             }
             return;
         }
-        let seen = match self.d.store.contains(id) {
-            Ok(seen) => seen,
-            Err(e) => {
-                bump(&c.store_errors);
-                tracing::warn!(%id, error = %e, "dedup lookup failed; treating as unseen");
-                false
+        let seen = match self.d.store.contains(id).into_ready() {
+            Ok(r) => self.seen(id, r),
+            Err(fut) => {
+                // The store does I/O: hold the ID as in progress (so a
+                // redelivery is tied to it) and decide when it answers.
+                self.next_token += 1;
+                let token = self.next_token;
+                self.in_progress.insert(
+                    id,
+                    InFlight {
+                        token,
+                        epoch,
+                        credits: 1,
+                        max_attempt: d.delivery_attempt,
+                    },
+                );
+                c.set_unsettled(self.in_progress.len());
+                let d = Box::new(d);
+                self.store_ops
+                    .push(Box::pin(fut.map(move |result| StoreDone::Lookup {
+                        d,
+                        token,
+                        result,
+                    })));
+                return;
             }
         };
         if seen {
-            bump(&c.duplicates_suppressed);
-            bump(&c.acked);
-            tracing::debug!(%id, "duplicate of a processed message acked");
-            self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
+            self.ack_duplicate(id);
             self.grant(1);
             return;
         }
@@ -82,6 +102,82 @@ impl State {
                 max_attempt: d.delivery_attempt,
             },
         );
+        self.dispatch(d, token);
+    }
+
+    /// The answer of a lookup, errors read as "not seen".
+    fn seen(&self, id: MessageId, r: Result<bool, StoreError>) -> bool {
+        r.unwrap_or_else(|e| {
+            bump(&self.d.counters.store_errors);
+            tracing::warn!(%id, error = %e, "dedup lookup failed; treating as unseen");
+            false
+        })
+    }
+
+    fn ack_duplicate(&mut self, id: MessageId) {
+        let c = &self.d.counters;
+        bump(&c.duplicates_suppressed);
+        bump(&c.acked);
+        tracing::debug!(%id, "duplicate of a processed message acked");
+        if self.live.is_some() {
+            self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
+        }
+    }
+
+    /// A store call that was pending finished.
+    pub(super) fn on_store_done(&mut self, done: StoreDone) {
+        match done {
+            StoreDone::Lookup { d, token, result } => {
+                let id = d.id;
+                if self.in_progress.get(&id).map(|f| f.token) != Some(token) {
+                    return;
+                }
+                let seen = self.seen(id, result);
+                if seen || self.shutdown.is_some() {
+                    // Seen: acked from dedup. Shutting down: left unsettled,
+                    // the broker returns it when we close.
+                    let Some(f) = self.in_progress.remove(&id) else {
+                        return;
+                    };
+                    self.d.counters.set_unsettled(self.in_progress.len());
+                    if seen {
+                        self.ack_duplicate(id);
+                        if self.live.as_ref().is_some_and(|l| l.epoch == f.epoch) {
+                            self.grant(f.credits);
+                        }
+                    }
+                    return;
+                }
+                self.dispatch(*d, token);
+            }
+            StoreDone::Marked { id, result } => {
+                if self.in_progress.get(&id).map(|f| f.token) != Some(MARKING) {
+                    return;
+                }
+                if let Err(e) = result {
+                    bump(&self.d.counters.store_errors);
+                    tracing::warn!(%id, error = %e, "dedup insert failed; acking anyway");
+                }
+                if let Some(f) = self.in_progress.remove(&id) {
+                    self.d.counters.set_unsettled(self.in_progress.len());
+                    self.acked(id, f);
+                }
+            }
+            StoreDone::Expired(r) => {
+                self.expiring = false;
+                if let Err(e) = r {
+                    bump(&self.d.counters.store_errors);
+                    tracing::warn!(error = %e, "dedup store expiry failed");
+                }
+            }
+        }
+    }
+
+    /// Hands a delivery held in `in_progress` under `token` to the handler
+    /// or the stream.
+    fn dispatch(&mut self, d: Deliver, token: u64) {
+        let id = d.id;
+        let c = &self.d.counters;
         bump(&c.handled);
         c.set_unsettled(self.in_progress.len());
         let span = tracing::info_span!("delivery", %id, attempt = d.delivery_attempt);
@@ -172,43 +268,64 @@ impl State {
 
     /// Applies `outcome` if `token` is the current dispatch of `id`.
     pub(super) fn settle(&mut self, id: MessageId, token: u64, outcome: Outcome) -> bool {
-        if self.in_progress.get(&id).map(|f| f.token) != Some(token) {
+        let Some(f) = self.in_progress.get_mut(&id) else {
             return false;
+        };
+        if f.token != token || token == MARKING {
+            return false;
+        }
+        if outcome == Outcome::Ack {
+            let now = Instant::now().into_std();
+            match self.d.store.insert(now, id).into_ready() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    bump(&self.d.counters.store_errors);
+                    tracing::warn!(%id, error = %e, "dedup insert failed; acking anyway");
+                }
+                Err(fut) => {
+                    // Ack once the mark is written; until then the ID stays
+                    // in progress so a redelivery waits with it.
+                    f.token = MARKING;
+                    self.store_ops.push(Box::pin(
+                        fut.map(move |result| StoreDone::Marked { id, result }),
+                    ));
+                    return true;
+                }
+            }
         }
         let Some(f) = self.in_progress.remove(&id) else {
             return false;
         };
         self.d.counters.set_unsettled(self.in_progress.len());
-        let same_conn = self.live.as_ref().is_some_and(|l| l.epoch == f.epoch);
         match outcome {
-            Outcome::Ack => {
-                let now = Instant::now().into_std();
-                if let Err(e) = self.d.store.insert(now, id) {
-                    bump(&self.d.counters.store_errors);
-                    tracing::warn!(%id, error = %e, "dedup insert failed; acking anyway");
-                }
-                bump(&self.d.counters.acked);
-                if self.live.is_some() {
-                    // On another connection than the delivery, the broker
-                    // ignores it or it settles the redelivery: harmless.
-                    self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
-                }
-            }
+            Outcome::Ack => self.acked(id, f),
             Outcome::Nack { delay_ms } => {
                 bump(&self.d.counters.nacked);
+                let same_conn = self.live.as_ref().is_some_and(|l| l.epoch == f.epoch);
                 if same_conn {
                     self.outbox.push(Frame::Nack(Nack {
                         sub_id: SUB_ID,
                         id,
                         delay_ms,
                     }));
+                    self.grant(f.credits);
                 }
             }
         }
-        if same_conn {
+        true
+    }
+
+    /// Writes the `Ack` of a recorded ID and gives its credit back.
+    fn acked(&mut self, id: MessageId, f: InFlight) {
+        bump(&self.d.counters.acked);
+        if self.live.is_some() {
+            // On another connection than the delivery, the broker ignores
+            // it or it settles the redelivery: harmless.
+            self.outbox.push(Frame::Ack(Ack { sub_id: SUB_ID, id }));
+        }
+        if self.live.as_ref().is_some_and(|l| l.epoch == f.epoch) {
             self.grant(f.credits);
         }
-        true
     }
 
     pub(super) fn grant(&mut self, n: u32) {
