@@ -53,6 +53,7 @@ pub async fn run(load: Load, pb: &Progress) -> std::io::Result<Row> {
         window,
         count,
         rate,
+        ..
     } = load;
     let addr = echo_server().await?;
     let sock = TcpStream::connect(addr).await?;

@@ -30,7 +30,8 @@ struct Seen {
 }
 
 pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
-    let broker = MockBroker::start(broker_config(&load)).await?;
+    let config = broker_config(&load);
+    let broker = MockBroker::start(config.clone()).await?;
     let addr = broker.addr().to_string();
     let seen = Arc::new(Seen {
         hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
@@ -103,10 +104,12 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
     let _ = sender.close(Duration::from_secs(5)).await;
     let _ = receiver.shutdown(Duration::from_secs(5)).await;
     broker.shutdown().await;
-    let name = if load.rate.is_some() {
-        "e2e-paced"
-    } else {
-        "e2e"
+    crate::publish::cleanup(&config);
+    let name = match (load.rate.is_some(), load.disk) {
+        (true, false) => "e2e-paced",
+        (false, false) => "e2e",
+        (true, true) => "e2e-paced-disk",
+        (false, true) => "e2e-disk",
     };
     let hist = seen
         .hist

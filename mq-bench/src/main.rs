@@ -9,11 +9,14 @@
 //! * `e2e.rs`: send → broker → handler → ack (msgs/s, send-to-handler latency);
 //! * `memory.rs`: bytes per in-flight message, dedup memory, peak RSS, each
 //!   in a child process (`--scenario`);
+//! * `durable.rs`: the disk broker's recovery time, bytes on disk per
+//!   message and RSS at its stored-bytes limit (child processes too);
 //! * `alloc.rs`: the counting allocator those use;
 //! * `report.rs`: medians, the table and the JSON lines.
 
 mod alloc;
 mod ceiling;
+mod durable;
 mod e2e;
 mod memory;
 mod publish;
@@ -58,9 +61,21 @@ struct Args {
     /// Repetitions; the table shows the median run of each figure.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Which groups to run.
-    #[arg(long, value_delimiter = ',', default_value = "publish,e2e,memory")]
+    /// Which groups to run (`durable`: recovery time, disk bytes per
+    /// message and RSS at the store limit of the disk broker).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "publish,e2e,memory,durable"
+    )]
     only: Vec<String>,
+    /// Broker storages to measure publish and e2e against: `memory` (the
+    /// mock) and `disk` (the journal, fdatasync before every Stored).
+    #[arg(long, value_delimiter = ',', default_value = "memory,disk")]
+    storage: Vec<String>,
+    /// Messages stored before the recovery measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    recovery_messages: u64,
     /// Internal: run one memory scenario in this process and print JSON.
     #[arg(long, hide = true)]
     scenario: Option<String>,
@@ -86,6 +101,8 @@ pub struct Load {
     pub window: usize,
     pub count: u64,
     pub rate: Option<f64>,
+    /// The broker journals to disk (`Stored` after fdatasync).
+    pub disk: bool,
 }
 
 /// The progress bar, updated every 1024 messages (or hidden).
@@ -163,6 +180,7 @@ async fn ceiling(pb: &Progress, run: &str, load: Load) -> BenchResult<Row> {
 async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> BenchResult<()> {
     let first = rows.len();
     let wants = |g: &str| args.only.iter().any(|o| o == g);
+    let disks: Vec<bool> = args.storage.iter().map(|s| s == "disk").collect();
     for &payload in &args.sizes {
         if wants("publish") {
             for &window in &args.windows {
@@ -171,12 +189,17 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                     window,
                     count: count_for(args, payload, window),
                     rate: None,
+                    disk: false,
                 };
                 let c = ceiling(pb, run, load).await?;
-                let label = format!("{run} publish");
-                let mut r = measure(pb, &label, load, publish::run(load, pb)).await?;
-                r.set_ceiling(&c);
-                rows.extend([c, r]);
+                rows.push(c.clone());
+                for &disk in &disks {
+                    let load = Load { disk, ..load };
+                    let label = format!("{run} publish{}", if disk { " disk" } else { "" });
+                    let mut r = measure(pb, &label, load, publish::run(load, pb)).await?;
+                    r.set_ceiling(&c);
+                    rows.push(r);
+                }
             }
         }
         if wants("e2e") {
@@ -185,6 +208,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                 window: args.e2e_window,
                 count: count_for(args, payload, args.e2e_window),
                 rate: None,
+                disk: false,
             };
             // The publish group may have measured this ceiling in this run.
             let same = rows[first..].iter().find(|r| {
@@ -198,20 +222,26 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                     c
                 }
             };
-            let label = format!("{run} e2e");
-            let mut r = measure(pb, &label, load, e2e::run(load, pb)).await?;
-            r.set_ceiling(&c);
-            rows.push(r);
             let paced = Load {
                 count: (args.rate * args.paced_seconds) as u64,
                 rate: Some(args.rate),
                 ..load
             };
-            let c = ceiling(pb, run, paced).await?;
-            let label = format!("{run} e2e @{}/s", args.rate);
-            let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
-            r.set_ceiling(&c);
-            rows.extend([c, r]);
+            let pc = ceiling(pb, run, paced).await?;
+            rows.push(pc.clone());
+            for &disk in &disks {
+                let load = Load { disk, ..load };
+                let tag = if disk { " disk" } else { "" };
+                let label = format!("{run} e2e{tag}");
+                let mut r = measure(pb, &label, load, e2e::run(load, pb)).await?;
+                r.set_ceiling(&c);
+                rows.push(r);
+                let paced = Load { disk, ..paced };
+                let label = format!("{run} e2e{tag} @{}/s", args.rate);
+                let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
+                r.set_ceiling(&pc);
+                rows.push(r);
+            }
         }
     }
     Ok(())
@@ -238,9 +268,12 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
                 window: args.e2e_window,
                 count: count_for(args, payload, args.e2e_window),
                 rate: None,
+                disk: false,
             };
             memory::e2e_peak(load, &pb).await?
         }
+        "recovery" => durable::recovery(num(1)?, &pb).await?,
+        "rss-at-limit" => durable::rss_at_limit(num(1)? as usize, &pb).await?,
         other => return Err(format!("unknown scenario {other}").into()),
     };
     println!("{out}");
@@ -248,19 +281,16 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
 }
 
 /// Runs each memory scenario in a fresh child process.
-async fn memory_children(pb: &Progress) -> BenchResult<Vec<serde_json::Value>> {
+async fn memory_children(
+    pb: &Progress,
+    scenarios: &[String],
+) -> BenchResult<Vec<serde_json::Value>> {
     let exe = std::env::current_exe()?;
     let mut out = Vec::new();
-    for s in [
-        "in-flight:128:100000",
-        "in-flight:4096:20000",
-        "dedup:1:1000000",
-        "dedup:1000:1000000",
-        "e2e-peak:128",
-    ] {
+    for s in scenarios {
         pb.start(format!("memory {s} (child process)"), 1);
         let o = tokio::process::Command::new(&exe)
-            .args(["--scenario", s])
+            .args(["--scenario", s.as_str()])
             .output()
             .await?;
         let stdout = String::from_utf8_lossy(&o.stdout);
@@ -289,11 +319,24 @@ async fn main() -> BenchResult<()> {
         let run = format!("run {i}/{}", args.runs);
         one_run(&args, &run, &pb, &mut rows).await?;
     }
-    let memory = if args.only.iter().any(|o| o == "memory") {
-        memory_children(&pb).await?
-    } else {
-        Vec::new()
-    };
+    let mut children: Vec<String> = Vec::new();
+    if args.only.iter().any(|o| o == "memory") {
+        children.extend(
+            [
+                "in-flight:128:100000",
+                "in-flight:4096:20000",
+                "dedup:1:1000000",
+                "dedup:1000:1000000",
+                "e2e-peak:128",
+            ]
+            .map(String::from),
+        );
+    }
+    if args.only.iter().any(|o| o == "durable") {
+        children.push(format!("recovery:{}", args.recovery_messages));
+        children.push("rss-at-limit:256".into());
+    }
+    let memory = memory_children(&pb, &children).await?;
     pb.finish();
     report::print(&rows, &memory, args.runs);
     println!(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use hdrhistogram::Histogram;
 use mq_client_sender::{OutgoingMessage, PendingSend, Sender, SenderConfig};
-use mq_mock_broker::{BrokerConfig, MockBroker};
+use mq_mock_broker::{BrokerConfig, DiskStorage, MockBroker, Storage};
 use tokio::sync::mpsc;
 
 use crate::report::Row;
@@ -20,7 +20,36 @@ pub fn broker_config(load: &Load) -> BrokerConfig {
         record_landings: false,
         max_stored_messages: load.count as usize + 1024,
         max_stored_bytes: (load.count as usize + 1024) * (load.payload + 256),
+        storage: if load.disk {
+            Storage::Disk(DiskStorage::new(bench_dir()))
+        } else {
+            Storage::Memory
+        },
         ..Default::default()
+    }
+}
+
+/// A fresh data directory for a disk broker: under `MQ_BENCH_DIR` (a real
+/// disk, for real fdatasyncs) or the system's temporary directory.
+pub fn bench_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::var_os("MQ_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let d = base.join(format!(
+        "mq-bench-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Removes a disk broker's data directory after its run.
+pub fn cleanup(config: &BrokerConfig) {
+    if let Storage::Disk(d) = &config.storage {
+        let _ = std::fs::remove_dir_all(&d.data_dir);
     }
 }
 
@@ -33,7 +62,8 @@ pub fn message(payload: usize, filler: &[u8]) -> OutgoingMessage {
 }
 
 pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
-    let broker = MockBroker::start(broker_config(&load)).await?;
+    let config = broker_config(&load);
+    let broker = MockBroker::start(config.clone()).await?;
     let sender = Sender::connect(SenderConfig {
         max_in_flight: load.window,
         ..SenderConfig::new(broker.addr().to_string())
@@ -74,15 +104,25 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
     let elapsed = start.elapsed().max(Duration::from_nanos(1));
     let _ = sender.close(Duration::from_secs(5)).await;
     broker.shutdown().await;
+    let syncs = broker.stats().journal_syncs;
+    cleanup(&config);
     if failed > 0 {
         return Err(format!("{failed} sends failed").into());
     }
-    Ok(Row::new(
-        "publish-confirm",
+    let mut row = Row::new(
+        if load.disk {
+            "publish-confirm-disk"
+        } else {
+            "publish-confirm"
+        },
         load.payload,
         load.window,
         confirmed,
         elapsed,
     )
-    .with_latency(&hist))
+    .with_latency(&hist);
+    if load.disk {
+        row.extra.push(("fdatasyncs".into(), syncs.into()));
+    }
+    Ok(row)
 }

@@ -87,6 +87,8 @@ pub(crate) struct State {
     /// The journal's flusher waits on `Shared::flush_cv` (wake it when
     /// records are appended).
     pub(crate) flusher_idle: bool,
+    /// The idle flusher wakes by itself soon (a lazy or retry timer).
+    pub(crate) flusher_timed: bool,
 }
 
 impl State {
@@ -102,6 +104,7 @@ impl State {
             next_conn: 0,
             shutting_down: false,
             flusher_idle: false,
+            flusher_timed: false,
         }
     }
 
@@ -468,7 +471,16 @@ impl Shared {
     /// Call after every change under the lock: wakes the timer task if a
     /// nearer deadline appeared and wakes `wait_for` callers.
     pub(crate) fn after_change(&self, st: &mut State) {
-        if st.flusher_idle && st.core.journal.as_ref().is_some_and(|j| !j.buf.is_empty()) {
+        // Wake the flusher for urgent records, or to start the lazy timer
+        // when it sleeps with nothing pending.
+        if st.flusher_idle
+            && st.core.journal.as_ref().is_some_and(|j| {
+                !j.buf.is_empty()
+                    && (!st.flusher_timed
+                        || j.buf.len() >= crate::journal::flusher::LAZY_BYTES
+                        || st.core.waits_for_journal())
+            })
+        {
             st.flusher_idle = false;
             self.flush_cv.notify_one();
         }

@@ -167,7 +167,14 @@ async fn crash_then_restart_keep_store_keeps_messages_and_dedup() {
     let mut r = Peer::connect(addr, Role::Receiver).await;
     r.subscribe(1, 10, "t", "g").await;
     let d = r.deliver().await;
-    assert_eq!((d.id, d.delivery_attempt), (id, 2));
+    assert_eq!(d.id, id);
+    if support::on_disk() {
+        // The delivery count is journaled lazily (it waits for the next
+        // message's batch or 20 ms); a crash right after may lose it.
+        assert!(matches!(d.delivery_attempt, 1 | 2), "{d:?}");
+    } else {
+        assert_eq!(d.delivery_attempt, 2);
+    }
 }
 
 #[tokio::test]

@@ -376,6 +376,11 @@ impl Core {
         }
     }
 
+    /// True if a reply or a hand-over to groups waits for the journal.
+    pub(crate) fn waits_for_journal(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
     /// True if journal position `lsn` is not durable yet.
     fn unsynced(&self, lsn: u64) -> bool {
         self.journal.as_ref().is_some_and(|j| lsn > j.durable)

@@ -9,6 +9,12 @@
 //! many messages share one fdatasync (RocketMQ's `GroupCommitService`, with
 //! the lock-free swap done under the broker's existing lock).
 //!
+//! Records nothing waits for (acks, delivery counts, dead letters, group
+//! creations) do not wake the thread: they ride with the next message's
+//! batch, or are written after [`LAZY`] (20 ms) or [`LAZY_BYTES`] on their
+//! own. A crash in that window loses them, which costs a redelivery, never
+//! a message.
+//!
 //! A failed write (a full disk) keeps the batch and retries every
 //! [`RETRY`]; meanwhile new messages are refused with `STORE_FULL`. A
 //! failed fdatasync stops the broker: the kernel may have dropped the
@@ -25,6 +31,11 @@ use crate::state::Shared;
 
 /// Wait between attempts after a failed write.
 pub(crate) const RETRY: Duration = Duration::from_millis(100);
+/// Longest a record nobody waits for (an ack, a delivery count, a group)
+/// stays in memory before it is written on its own.
+pub(crate) const LAZY: Duration = Duration::from_millis(20);
+/// Records nobody waits for are written at once past this many bytes.
+pub(crate) const LAZY_BYTES: usize = 1 << 20;
 
 /// What the flusher is asked to do (`Shared::journal_stop`).
 pub(crate) const RUN: u8 = 0;
@@ -41,6 +52,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut log: Log, segment_size: u64) -> Log {
     let mut warned = false;
     loop {
         let mut st = shared.lock();
+        let mut lazy_waited = false;
         loop {
             let stop = shared.journal_stop.load(Ordering::Acquire);
             if stop == STOP_NOW {
@@ -49,20 +61,39 @@ pub(crate) fn run(shared: Arc<Shared>, mut log: Log, segment_size: u64) -> Log {
                 }
                 return log;
             }
-            let pending = st.core.journal.as_ref().is_some_and(|j| !j.buf.is_empty());
-            if (pending && !retry) || stop == STOP_CHECKPOINT {
+            if stop == STOP_CHECKPOINT {
+                break;
+            }
+            let pending = st.core.journal.as_ref().map_or(0, |j| j.buf.len());
+            // Urgent: a reply or a delivery waits for these records, or
+            // the buffer is large. Acks, deliveries and the like alone wait
+            // up to LAZY for company (losing them costs a redelivery only).
+            let urgent = st.core.waits_for_journal() || pending >= LAZY_BYTES;
+            if pending > 0 && !retry && (urgent || lazy_waited) {
                 break;
             }
             st.flusher_idle = true;
-            st = if retry {
-                retry = false;
-                shared
-                    .flush_cv
-                    .wait_timeout(st, RETRY)
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|e| e.into_inner().0)
+            let timeout = if retry {
+                Some(RETRY)
+            } else if pending > 0 {
+                Some(LAZY)
             } else {
-                shared.flush_cv.wait(st).unwrap_or_else(|e| e.into_inner())
+                None
+            };
+            st.flusher_timed = timeout.is_some();
+            st = match timeout {
+                Some(t) => {
+                    let (g, r) = shared
+                        .flush_cv
+                        .wait_timeout(st, t)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if r.timed_out() {
+                        retry = false;
+                        lazy_waited = true;
+                    }
+                    g
+                }
+                None => shared.flush_cv.wait(st).unwrap_or_else(|e| e.into_inner()),
             };
             st.flusher_idle = false;
         }

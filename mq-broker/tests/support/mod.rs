@@ -40,6 +40,11 @@ pub fn test_storage() -> mq_broker::Storage {
     }
 }
 
+/// True when the suites run on the disk journal (`MQ_TEST_STORAGE=disk`).
+pub fn on_disk() -> bool {
+    std::env::var("MQ_TEST_STORAGE").as_deref() == Ok("disk")
+}
+
 pub async fn broker(config: BrokerConfig) -> Broker {
     let config = BrokerConfig {
         seed: config.seed.or(Some(1)),
