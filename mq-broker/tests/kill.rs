@@ -141,7 +141,7 @@ async fn sigkill_under_load_loses_nothing_and_handles_each_once() {
         max_in_flight: 1000,
         retry: quick(),
         max_attempts: u32::MAX,
-        send_timeout: None,
+        send_timeout: Some(std::time::Duration::from_secs(600)),
         reconnect: quick(),
         seed: Some(seed),
         ..SenderConfig::new(addr.clone())
