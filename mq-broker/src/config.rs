@@ -729,3 +729,38 @@ impl Faults {
             }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_token() {
+        let cfg = BrokerConfig {
+            auth_token: Some("s3cr3t-token".into()),
+            ..BrokerConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t-token"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn heartbeat_zero_is_valid_and_other_bounds_are_checked() {
+        let zero = BrokerConfig {
+            heartbeat: Duration::ZERO,
+            ..BrokerConfig::default()
+        };
+        assert_eq!(zero.validate(), Ok(()));
+        let small = BrokerConfig {
+            max_output_bytes: 1000,
+            ..BrokerConfig::default()
+        };
+        assert!(small.validate().is_err());
+        let no_nack = BrokerConfig {
+            max_nack_delay: Duration::ZERO,
+            ..BrokerConfig::default()
+        };
+        assert!(no_nack.validate().is_err());
+    }
+}

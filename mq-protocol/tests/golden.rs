@@ -272,3 +272,13 @@ fn print_vectors() {
         println!("{name}: {}", hex(&buf));
     }
 }
+
+#[test]
+fn hello_debug_does_not_print_the_token() {
+    let h = Hello {
+        token: Some("s3cr3t".into()),
+        ..Hello::new(Role::Sender, "app")
+    };
+    let shown = format!("{:?}", Frame::Hello(h));
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}

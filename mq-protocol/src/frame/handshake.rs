@@ -36,7 +36,7 @@ impl Role {
 /// let hello = Hello::new(Role::Sender, "billing");
 /// assert_eq!((hello.min_version, hello.max_version), (PROTOCOL_VERSION, PROTOCOL_VERSION));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     /// Lowest protocol version the client speaks.
     pub min_version: u16,
@@ -48,6 +48,19 @@ pub struct Hello {
     pub client_name: String,
     /// Shared-secret token, if the broker requires one.
     pub token: Option<String>,
+}
+
+/// Prints every field but the auth token, which shows as `"<redacted>"`.
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("min_version", &self.min_version)
+            .field("max_version", &self.max_version)
+            .field("role", &self.role)
+            .field("client_name", &self.client_name)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Hello {
