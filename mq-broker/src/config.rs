@@ -130,7 +130,10 @@ impl std::fmt::Debug for BrokerConfig {
             .field("max_message_size", &self.max_message_size)
             .field("heartbeat", &self.heartbeat)
             .field("handshake_timeout", &self.handshake_timeout)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("max_connections", &self.max_connections)
             .field("max_stored_messages", &self.max_stored_messages)
             .field("max_stored_bytes", &self.max_stored_bytes)

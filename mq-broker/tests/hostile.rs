@@ -82,7 +82,12 @@ async fn served(b: &Broker, seq: u64) {
 
 /// Bytes of a `Message` frame, built by hand so that it can break the
 /// limits the encoder enforces.
-fn raw_message(id: MessageId, topic: &str, headers: &[(String, Vec<u8>)], payload: &[u8]) -> Vec<u8> {
+fn raw_message(
+    id: MessageId,
+    topic: &str,
+    headers: &[(String, Vec<u8>)],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut body = vec![0x10];
     body.extend_from_slice(&id.producer.to_be_bytes());
     body.extend_from_slice(&id.seq.to_be_bytes());
@@ -344,7 +349,10 @@ async fn nack_delay_is_capped_and_outlives_a_reconnect() {
     .await;
     let mut s = Peer::connect(b.addr(), Role::Sender).await;
     let id = MessageId::new(4, 1);
-    assert_eq!(s.publish(id, 1, "n", b"x").await.status, ReplyStatus::Stored);
+    assert_eq!(
+        s.publish(id, 1, "n", b"x").await.status,
+        ReplyStatus::Stored
+    );
     let mut r = Peer::connect(b.addr(), Role::Receiver).await;
     r.subscribe(1, 10, "n", "g").await;
     let d = r.deliver().await;

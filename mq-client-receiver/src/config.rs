@@ -188,7 +188,10 @@ impl std::fmt::Debug for ReceiverConfig {
         f.debug_struct("ReceiverConfig")
             .field("addresses", &self.addresses)
             .field("client_name", &self.client_name)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("topic", &self.topic)
             .field("group", &self.group)
             .field("prefetch", &self.prefetch)

@@ -131,7 +131,10 @@ impl std::fmt::Debug for SenderConfig {
         f.debug_struct("SenderConfig")
             .field("addresses", &self.addresses)
             .field("client_name", &self.client_name)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("producer_id", &self.producer_id)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)

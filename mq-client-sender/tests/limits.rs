@@ -50,7 +50,14 @@ async fn message_above_the_announced_max_message_size_fails_at_once() {
         .await
         .expect_err("101 bytes do not");
     assert!(
-        matches!(err, SendError::TooLarge { size: 101, max: 100, .. }),
+        matches!(
+            err,
+            SendError::TooLarge {
+                size: 101,
+                max: 100,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_permanent_and_quiet(&err, &broker, &sender);
@@ -79,7 +86,10 @@ async fn message_whose_deliver_would_not_fit_fails_at_once() {
         .send(OutgoingMessage::new("t", vec![1u8; 4092 - 30 + 1]))
         .await
         .expect_err("a 4093-byte frame is not");
-    assert!(matches!(err, SendError::TooLarge { max: 4092, .. }), "{err:?}");
+    assert!(
+        matches!(err, SendError::TooLarge { max: 4092, .. }),
+        "{err:?}"
+    );
     assert_permanent_and_quiet(&err, &broker, &sender);
 }
 

@@ -80,10 +80,7 @@ impl Core {
             return Err((ErrorCode::INVALID_TOPIC, why));
         }
         if s.group.len() > MAX_NAME_LEN {
-            let why = format!(
-                "group is {} bytes; at most {MAX_NAME_LEN}",
-                s.group.len()
-            );
+            let why = format!("group is {} bytes; at most {MAX_NAME_LEN}", s.group.len());
             return Err((ErrorCode::INVALID_GROUP, why));
         }
         let held = self.conns.get(&conn).map_or(0, |c| c.subs.len());
@@ -249,13 +246,10 @@ impl Core {
         let group = &mut groups[g];
         while !group.ready.is_empty() {
             let n = group.members.len();
-            let chosen = (0..n)
-                .map(|i| (group.cursor + i) % n)
-                .find(|&i| {
-                    subs.get(&group.members[i]).is_some_and(|s| {
-                        s.credit > 0 && conns.get(&s.conn).is_some_and(|c| c.room > 0)
-                    })
-                });
+            let chosen = (0..n).map(|i| (group.cursor + i) % n).find(|&i| {
+                subs.get(&group.members[i])
+                    .is_some_and(|s| s.credit > 0 && conns.get(&s.conn).is_some_and(|c| c.room > 0))
+            });
             let Some(idx) = chosen else {
                 // Members with credit but a full output queue: resumed by
                 // `Core::set_output_room` once their writer drains.
