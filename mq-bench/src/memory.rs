@@ -34,6 +34,7 @@ async fn silent_broker() -> std::io::Result<std::net::SocketAddr> {
                     max_frame_size: 1 << 20,
                     heartbeat_ms: 0,
                     server_name: "silent".into(),
+                    max_message_size: None,
                 });
                 if framed.send(welcome).await.is_err() {
                     return;

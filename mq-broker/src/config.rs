@@ -26,7 +26,7 @@ use mq_protocol::{Backoff, BackoffError, DEFAULT_MAX_FRAME_SIZE, MAX_NAME_LEN};
 /// };
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BrokerConfig {
     /// Address to listen on. Default `127.0.0.1:0` (an ephemeral port; read it
     /// back with [`Broker::addr`](crate::Broker::addr)).
@@ -39,16 +39,22 @@ pub struct BrokerConfig {
     pub max_frame_size: u32,
     /// Largest payload plus header bytes of one message; a larger message is
     /// rejected with `MESSAGE_TOO_LARGE` (permanent). Default 1 MiB. A message
-    /// whose `Deliver` frame would not fit in `max_frame_size` is rejected too.
+    /// whose `Deliver` frame would not fit in `max_frame_size` (a `Message`
+    /// frame above `max_frame_size - 4`) is rejected too. Announced to
+    /// clients in `Welcome.max_message_size` (at most `u32::MAX`).
     pub max_message_size: usize,
     /// Heartbeat interval advertised in `Welcome`. The broker sends `Ping`
     /// after this long without sending anything and drops a peer silent for
-    /// three intervals. Default 5 s.
+    /// three intervals. Default 5 s. Zero disables heartbeats (PROTOCOL.md
+    /// §7): no `Ping`s, no silence timeout; a peer whose writes make no
+    /// progress is still dropped after 30 s.
     pub heartbeat: Duration,
-    /// Time a new connection has to send `Hello`. Default 10 s.
+    /// Time a new connection has to send `Hello`; past it the broker sends
+    /// `Close(HANDSHAKE_TIMEOUT)` and closes. Default 10 s.
     pub handshake_timeout: Duration,
     /// If set, `Hello` must carry exactly this token or is refused with
-    /// `UNAUTHORIZED`. Default `None`.
+    /// `UNAUTHORIZED` (compared in constant time). Default `None`. `Debug`
+    /// prints `Some("<redacted>")`, never the token.
     pub auth_token: Option<String>,
     /// Most connections open at once (past the handshake); one more is
     /// refused with `TOO_MANY_CONNECTIONS`. Default 1024.
@@ -92,6 +98,68 @@ pub struct BrokerConfig {
     /// Where stored messages live: in memory (default; lost with the
     /// process) or in a journal on disk (`Stored` means fdatasynced).
     pub storage: Storage,
+    /// Bytes queued for one connection's writer (each frame's wire size plus
+    /// its in-memory overhead) before the broker stops reading from that
+    /// connection and stops delivering to it, until the queue drains below
+    /// half (PROTOCOL.md §7.1). Default 4 MiB; at least `max_frame_size + 64`.
+    pub max_output_bytes: usize,
+    /// Longest redelivery delay a `Nack` can ask for; a larger `delay_ms`
+    /// waits this long. Default 15 minutes. The delay belongs to the group:
+    /// it keeps running when the receiver that nacked reconnects.
+    pub max_nack_delay: Duration,
+    /// Most subscriptions on one connection; one more gets
+    /// `SubscribeError(LIMIT_REACHED)`. Default 1024.
+    pub max_subscriptions_per_connection: usize,
+    /// Most consumer groups of one topic (groups live until a `LoseStore`
+    /// restart); a `Subscribe` creating one more gets
+    /// `SubscribeError(LIMIT_REACHED)`. Default 64.
+    pub max_groups_per_topic: usize,
+    /// Most topics that have consumer groups; a `Subscribe` creating the
+    /// first group of one more topic gets `SubscribeError(LIMIT_REACHED)`.
+    /// Default 100 000.
+    pub max_topics: usize,
+}
+
+/// Prints every field but the auth token, which shows as `"<redacted>"`.
+impl std::fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("listen", &self.listen)
+            .field("server_name", &self.server_name)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("max_message_size", &self.max_message_size)
+            .field("heartbeat", &self.heartbeat)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_connections", &self.max_connections)
+            .field("max_stored_messages", &self.max_stored_messages)
+            .field("max_stored_bytes", &self.max_stored_bytes)
+            .field("redelivery", &self.redelivery)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("dedup_max_producers", &self.dedup_max_producers)
+            .field(
+                "dedup_max_ranges_per_producer",
+                &self.dedup_max_ranges_per_producer,
+            )
+            .field("max_dead_letters", &self.max_dead_letters)
+            .field("max_acked_ids_per_group", &self.max_acked_ids_per_group)
+            .field("record_landings", &self.record_landings)
+            .field("seed", &self.seed)
+            .field("faults", &self.faults)
+            .field("storage", &self.storage)
+            .field("max_output_bytes", &self.max_output_bytes)
+            .field("max_nack_delay", &self.max_nack_delay)
+            .field(
+                "max_subscriptions_per_connection",
+                &self.max_subscriptions_per_connection,
+            )
+            .field("max_groups_per_topic", &self.max_groups_per_topic)
+            .field("max_topics", &self.max_topics)
+            .finish()
+    }
 }
 
 /// Where a broker keeps stored messages.
@@ -232,6 +300,11 @@ impl Default for BrokerConfig {
             seed: None,
             faults: Faults::default(),
             storage: Storage::Memory,
+            max_output_bytes: 4 << 20,
+            max_nack_delay: Duration::from_secs(15 * 60),
+            max_subscriptions_per_connection: 1024,
+            max_groups_per_topic: 64,
+            max_topics: 100_000,
         }
     }
 }
@@ -314,11 +387,25 @@ impl BrokerConfig {
             self.dedup_max_ranges_per_producer as u64,
             1,
         )?;
-        for (field, d) in [
-            ("heartbeat", self.heartbeat),
-            ("handshake_timeout", self.handshake_timeout),
+        min(
+            "max_output_bytes",
+            self.max_output_bytes as u64,
+            u64::from(self.max_frame_size) + 64,
+        )?;
+        min(
+            "max_subscriptions_per_connection",
+            self.max_subscriptions_per_connection as u64,
+            1,
+        )?;
+        min("max_groups_per_topic", self.max_groups_per_topic as u64, 1)?;
+        min("max_topics", self.max_topics as u64, 1)?;
+        for (field, d, zero_ok) in [
+            ("heartbeat", self.heartbeat, true),
+            ("handshake_timeout", self.handshake_timeout, false),
+            ("max_nack_delay", self.max_nack_delay, false),
         ] {
-            if d < Duration::from_millis(1) || d.as_millis() > u128::from(u32::MAX) {
+            let too_small = d < Duration::from_millis(1) && !(zero_ok && d.is_zero());
+            if too_small || d.as_millis() > u128::from(u32::MAX) {
                 return Err(ConfigError::BadDuration { field });
             }
         }
@@ -643,5 +730,40 @@ impl Faults {
                 },
                 ..Faults::default()
             }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_token() {
+        let cfg = BrokerConfig {
+            auth_token: Some("s3cr3t-token".into()),
+            ..BrokerConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t-token"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn heartbeat_zero_is_valid_and_other_bounds_are_checked() {
+        let zero = BrokerConfig {
+            heartbeat: Duration::ZERO,
+            ..BrokerConfig::default()
+        };
+        assert_eq!(zero.validate(), Ok(()));
+        let small = BrokerConfig {
+            max_output_bytes: 1000,
+            ..BrokerConfig::default()
+        };
+        assert!(small.validate().is_err());
+        let no_nack = BrokerConfig {
+            max_nack_delay: Duration::ZERO,
+            ..BrokerConfig::default()
+        };
+        assert!(no_nack.validate().is_err());
     }
 }

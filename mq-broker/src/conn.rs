@@ -5,8 +5,15 @@
 //! [`MAX_BATCH`]) and hands the batch to the state under one lock. The writer
 //! drains its queue, `feed`s many frames and flushes once, and sends `Ping`
 //! after a heartbeat interval without writing. A peer silent for three
-//! intervals is closed with `HEARTBEAT_TIMEOUT`; a decoding error closes the
-//! connection with the error's code. Only that connection is affected.
+//! intervals is closed with `HEARTBEAT_TIMEOUT` (a heartbeat of zero turns
+//! both off); a decoding error closes the connection with the error's code.
+//! Only that connection is affected.
+//!
+//! Output is bounded (PROTOCOL.md §7.1): every frame queued for the writer
+//! is counted in an [`OutQueue`]; while it holds `max_output_bytes` the
+//! reader reads nothing (the peer meets TCP backpressure) and the core
+//! delivers nothing to it. A writer that makes no progress for three
+//! heartbeats (30 s without heartbeats) drops the connection.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +29,8 @@ use tokio::time::{timeout, Instant};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{reason, Flow, OpenError, Out, Shared};
+use crate::core::out_cost;
+use crate::state::{reason, Flow, OpenError, Out, OutQueue, Shared};
 
 /// Most frames handled under one lock, or written per flush.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -32,6 +40,9 @@ const IO_BUFFER: usize = 64 * 1024;
 
 /// Longest wait for the peer to close after the broker sent `Close`.
 const LINGER: Duration = Duration::from_secs(2);
+
+/// How long a writer may make no progress when heartbeats are disabled.
+const STALL_WITHOUT_HEARTBEAT: Duration = Duration::from_secs(30);
 
 type Reader<R> = FramedRead<R, Codec>;
 type Writer<W> = FramedWrite<W, Codec>;
@@ -62,15 +73,28 @@ pub(crate) async fn serve<R, W>(
     let mut writer = FramedWrite::new(wr, codec);
     writer.set_backpressure_boundary(IO_BUFFER);
 
-    let first = tokio::select! {
-        _ = crash.cancelled() => return,
-        _ = shared.shutdown.cancelled() => return,
-        r = timeout(shared.config.handshake_timeout, reader.next()) => r,
+    let deadline = Instant::now() + shared.config.handshake_timeout;
+    let first = loop {
+        let r = tokio::select! {
+            _ = crash.cancelled() => return,
+            _ = shared.shutdown.cancelled() => return,
+            r = tokio::time::timeout_at(deadline, reader.next()) => r,
+        };
+        // Extension frames are skipped before Hello too (§9), within the
+        // same deadline.
+        if !matches!(r, Ok(Some(Ok(Frame::Extension { .. })))) {
+            break r;
+        }
     };
     let hello = match first {
         Err(_) => {
             tracing::debug!(?peer, "no Hello within the handshake timeout");
             shared.count(|s| s.timeouts += 1);
+            let why = format!(
+                "no Hello within {} ms",
+                shared.config.handshake_timeout.as_millis()
+            );
+            send_close(&mut writer, ErrorCode::HANDSHAKE_TIMEOUT, why).await;
             return;
         }
         Ok(None) => return,
@@ -93,11 +117,12 @@ pub(crate) async fn serve<R, W>(
     }
 
     let (tx, rx) = mpsc::unbounded_channel();
+    let queue = Arc::new(OutQueue::new(shared.config.max_output_bytes));
     let stop = CancellationToken::new();
     let kill = crash.child_token();
     let opened = shared
         .lock()
-        .try_open(hello.role, tx, stop.clone(), kill.clone());
+        .try_open(hello.role, tx, queue.clone(), stop.clone(), kill.clone());
     let conn = match opened {
         Ok(conn) => conn,
         Err(OpenError::TooManyConnections) => {
@@ -124,6 +149,7 @@ pub(crate) async fn serve<R, W>(
             .as_millis()
             .min(u128::from(u32::MAX)) as u32,
         server_name: shared.config.server_name.clone(),
+        max_message_size: Some(shared.config.max_message_size.min(u32::MAX as usize) as u32),
     };
     let sent = tokio::select! {
         _ = kill.cancelled() => false,
@@ -135,16 +161,24 @@ pub(crate) async fn serve<R, W>(
         shared.after_change(&mut st);
         return;
     }
-    let silent = shared.config.heartbeat * 3;
+    // A heartbeat of zero disables pings and the silence timeout (§7).
+    let heartbeat = Some(shared.config.heartbeat).filter(|h| !h.is_zero());
+    let silent = heartbeat.map(|h| h * 3);
+    let stuck = silent.unwrap_or(STALL_WITHOUT_HEARTBEAT);
     tokio::spawn(write_loop(
+        WriterTask {
+            shared: shared.clone(),
+            conn,
+            queue: queue.clone(),
+            kill: kill.clone(),
+            stop: stop.clone(),
+            heartbeat,
+            stuck,
+        },
         writer,
         rx,
-        kill.clone(),
-        stop.clone(),
-        shared.config.heartbeat,
-        silent,
     ));
-    read_loop(&shared, conn, &mut reader, &kill, &stop, silent).await;
+    read_loop(&shared, conn, &mut reader, &queue, &kill, &stop, silent).await;
     let mut st = shared.lock();
     st.close_conn(conn, None, Instant::now());
     shared.after_change(&mut st);
@@ -213,21 +247,44 @@ enum End {
     Silent,
 }
 
+/// Reads the next frame, within the silence timeout if there is one.
+async fn next_frame<R: AsyncRead + Unpin>(
+    reader: &mut Reader<R>,
+    silent: Option<Duration>,
+) -> Result<Option<Result<Frame, ProtocolError>>, tokio::time::error::Elapsed> {
+    match silent {
+        Some(d) => timeout(d, reader.next()).await,
+        None => Ok(reader.next().await),
+    }
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     conn: u64,
     reader: &mut Reader<R>,
+    queue: &OutQueue,
     kill: &CancellationToken,
     stop: &CancellationToken,
-    silent: Duration,
+    silent: Option<Duration>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
+        // Backpressure: read nothing while the peer's output queue is full.
+        // The writer wakes us when it drained below half; a peer that does
+        // not read at all is dropped by the writer's stall timeout.
+        while queue.is_full() {
+            tokio::select! {
+                biased;
+                _ = kill.cancelled() => return,
+                _ = stop.cancelled() => return,
+                _ = queue.drained.notified() => {}
+            }
+        }
         let first = tokio::select! {
             biased;
             _ = kill.cancelled() => return,
             _ = stop.cancelled() => return,
-            r = timeout(silent, reader.next()) => r,
+            r = next_frame(reader, silent) => r,
         };
         let mut end = match first {
             Err(_) => Some(End::Silent),
@@ -264,7 +321,7 @@ fn handle_batch(
     conn: u64,
     batch: &mut Vec<Frame>,
     end: Option<End>,
-    silent: Duration,
+    silent: Option<Duration>,
 ) -> Flow {
     let now = Instant::now();
     let mut st = shared.lock();
@@ -294,7 +351,10 @@ fn handle_batch(
                     st.core.stats_mut().timeouts += 1;
                     let close = Close {
                         code: ErrorCode::HEARTBEAT_TIMEOUT,
-                        reason: format!("nothing received for {} ms", silent.as_millis()),
+                        reason: format!(
+                            "nothing received for {} ms",
+                            silent.unwrap_or_default().as_millis()
+                        ),
                     };
                     st.close_conn(conn, Some(close), now);
                     Flow::Closing
@@ -327,49 +387,84 @@ async fn linger<R: AsyncRead + Unpin>(reader: &mut Reader<R>, kill: &Cancellatio
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: Writer<W>,
-    mut rx: mpsc::UnboundedReceiver<Out>,
+/// What the writer task of one connection needs besides its socket.
+struct WriterTask {
+    shared: Arc<Shared>,
+    conn: u64,
+    queue: Arc<OutQueue>,
     kill: CancellationToken,
     stop: CancellationToken,
-    heartbeat: Duration,
+    /// `None`: heartbeats disabled, no idle `Ping`.
+    heartbeat: Option<Duration>,
+    /// Longest a batch may take to write before the peer counts as not
+    /// reading.
     stuck: Duration,
+}
+
+/// Waits for the next frame to write, or `Err` after an idle heartbeat.
+async fn next_out(
+    rx: &mut mpsc::UnboundedReceiver<Out>,
+    heartbeat: Option<Duration>,
+) -> Result<Option<Out>, tokio::time::error::Elapsed> {
+    match heartbeat {
+        Some(h) => timeout(h, rx.recv()).await,
+        None => Ok(rx.recv().await),
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    t: WriterTask,
+    mut writer: Writer<W>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
 ) {
     let mut nonce = 0u64;
     loop {
         let first = tokio::select! {
             biased;
-            _ = kill.cancelled() => return,
-            r = timeout(heartbeat, rx.recv()) => r,
+            _ = t.kill.cancelled() => return,
+            r = next_out(&mut rx, t.heartbeat) => r,
         };
+        let mut cost = 0;
         let wrote = tokio::select! {
             biased;
-            _ = kill.cancelled() => return,
-            r = timeout(stuck, write_batch(&mut writer, &mut rx, first, &mut nonce)) => r,
+            _ = t.kill.cancelled() => return,
+            r = timeout(t.stuck, write_batch(&mut writer, &mut rx, first, &mut nonce, &mut cost)) => r,
         };
         match wrote {
-            Ok(Ok(true)) => {}
+            Ok(Ok(true)) => {
+                if t.queue.written(cost) {
+                    let mut st = t.shared.lock();
+                    st.output_drained(t.conn, Instant::now());
+                    t.shared.after_change(&mut st);
+                }
+            }
             Ok(Ok(false)) => return,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "write failed");
-                stop.cancel();
+                t.stop.cancel();
                 return;
             }
             Err(_) => {
-                tracing::debug!("peer does not read; dropping the connection");
-                stop.cancel();
+                tracing::debug!(
+                    queued = t.queue.queued(),
+                    "peer does not read; dropping the connection"
+                );
+                t.shared.count(|s| s.write_stalls += 1);
+                t.stop.cancel();
                 return;
             }
         }
     }
 }
 
-/// Writes one batch; `Ok(false)` once the connection is done.
+/// Writes one batch; `Ok(false)` once the connection is done. Adds the
+/// queue cost of every frame taken from `rx` to `cost`.
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     rx: &mut mpsc::UnboundedReceiver<Out>,
     first: Result<Option<Out>, tokio::time::error::Elapsed>,
     nonce: &mut u64,
+    cost: &mut usize,
 ) -> Result<bool, ProtocolError> {
     match first {
         Err(_) => {
@@ -380,7 +475,10 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             SinkExt::<Frame>::flush(writer).await?;
             return Ok(false);
         }
-        Ok(Some(Out::Frame(f))) => writer.feed(f).await?,
+        Ok(Some(Out::Frame(f))) => {
+            *cost += out_cost(&f);
+            writer.feed(f).await?
+        }
         Ok(Some(Out::Close(c))) => {
             writer.send(Frame::Close(c)).await?;
             writer.get_mut().shutdown().await?;
@@ -389,7 +487,10 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     }
     for _ in 0..MAX_BATCH {
         match rx.try_recv() {
-            Ok(Out::Frame(f)) => writer.feed(f).await?,
+            Ok(Out::Frame(f)) => {
+                *cost += out_cost(&f);
+                writer.feed(f).await?
+            }
             Ok(Out::Close(c)) => {
                 writer.send(Frame::Close(c)).await?;
                 writer.get_mut().shutdown().await?;

@@ -70,8 +70,9 @@
 //!   only once every group acked (or dead-lettered) it.
 //! * **Never dropped silently.** Past a limit a new message is rejected with
 //!   a code (`STORE_FULL`, transient; `MESSAGE_TOO_LARGE`, `INVALID_TOPIC`,
-//!   permanent). Bad input closes only the offending connection, with a
-//!   `Close` frame carrying the reason.
+//!   `INVALID_HEADERS`, permanent; the connection stays open). Unparseable
+//!   input closes only the offending connection, with a `Close` frame
+//!   carrying the reason.
 //!
 //! # What it does not
 //!
@@ -125,11 +126,17 @@
 //!   duplicate, never a loss). It never claims an ID it did not land.
 //! * `max_dead_letters`, `max_acked_ids_per_group`: how much history
 //!   [`Broker::inspect`] keeps; the counters stay exact.
-//! * Not bounded: frames queued for a peer that sends but does not read (a
-//!   connection whose writes make no progress for three heartbeat intervals
-//!   is dropped), and the number of groups and of subscriptions per
-//!   connection (each new group holds an entry per stored message of its
-//!   topic).
+//! * `max_output_bytes`: frames queued for one connection. When full the
+//!   broker stops reading from it and delivers nothing to it until it
+//!   drained below half (PROTOCOL.md §7.1); a connection whose writes make
+//!   no progress for three heartbeat intervals (30 s with heartbeats off) is
+//!   dropped.
+//! * `max_subscriptions_per_connection`, `max_groups_per_topic`,
+//!   `max_topics`: past them a `Subscribe` gets `SubscribeError(LIMIT_REACHED)`.
+//! * `max_nack_delay`: a longer `Nack.delay_ms` waits this long.
+//! * Message-level limits (topic, headers, size) answer `Rejected` with a
+//!   permanent code and keep the connection; only bytes that cannot be
+//!   parsed close it.
 //! * Timers: redelivery and nack deadlines fire at most 1 ms late, never
 //!   early; one timer task serves them all.
 //!

@@ -8,7 +8,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use mq_protocol::{Close, ErrorCode, Frame, Role, MAX_REASON_LEN};
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::Core;
+use crate::core::{out_cost, Core};
 use crate::faults::{self, Delayed, Direction, Fate};
 use crate::groups::ConnId;
 use crate::{BrokerConfig, Faults};
@@ -48,15 +49,82 @@ pub(crate) enum OpenError {
     ShuttingDown,
 }
 
+/// One connection's output queue bound (PROTOCOL.md §7.1): the bytes queued
+/// for its writer, shared by the state (adds), the writer (subtracts once
+/// written) and the reader (waits while full).
+#[derive(Debug)]
+pub(crate) struct OutQueue {
+    bytes: AtomicUsize,
+    limit: usize,
+    /// Deliveries to this connection were held back for want of room: the
+    /// writer reports to the state once the queue drained below half.
+    starved: AtomicBool,
+    /// Wakes the reader waiting for the queue to drain below half.
+    pub(crate) drained: Notify,
+}
+
+impl OutQueue {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            bytes: AtomicUsize::new(0),
+            limit,
+            starved: AtomicBool::new(false),
+            drained: Notify::new(),
+        }
+    }
+
+    /// True if the reader must wait before reading more.
+    pub(crate) fn is_full(&self) -> bool {
+        self.bytes.load(SeqCst) >= self.limit
+    }
+
+    fn below_half(&self) -> bool {
+        self.bytes.load(SeqCst) < self.limit / 2
+    }
+
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.bytes.load(SeqCst))
+    }
+
+    /// The writer wrote frames costing `n`. True if the state must be told
+    /// (deliveries were held back and the queue is now below half).
+    pub(crate) fn written(&self, n: usize) -> bool {
+        let left = self.bytes.fetch_sub(n, SeqCst).saturating_sub(n);
+        if left < self.limit / 2 {
+            self.drained.notify_one();
+            return self.starved.swap(false, SeqCst);
+        }
+        false
+    }
+
+    /// Bytes queued now.
+    pub(crate) fn queued(&self) -> usize {
+        self.bytes.load(SeqCst)
+    }
+}
+
 #[derive(Debug)]
 struct Writer {
     tx: mpsc::UnboundedSender<Out>,
+    queue: Arc<OutQueue>,
     role: Role,
     /// Stops the reader (graceful close: the writer still flushes).
     stop: CancellationToken,
     /// Stops reader and writer at once, nothing more is written.
     kill: CancellationToken,
     frames_in: u64,
+}
+
+impl Writer {
+    /// Queues a frame for the writer task, counting it against the bound.
+    fn send(&self, frame: Frame) {
+        let cost = out_cost(&frame);
+        // Counted before the writer can see (and subtract) it.
+        self.queue.bytes.fetch_add(cost, SeqCst);
+        if self.tx.send(Out::Frame(frame)).is_err() {
+            self.queue.bytes.fetch_sub(cost, SeqCst);
+        }
+    }
 }
 
 /// Truncates a reason to the protocol's limit on a char boundary.
@@ -79,6 +147,8 @@ pub(crate) struct State {
     writers: FastMap<ConnId, Writer>,
     delayed: BinaryHeap<Reverse<Delayed>>,
     delayed_seq: u64,
+    /// Reused list of connections `dispatch` queued frames for.
+    touched: Vec<ConnId>,
     /// The deadline the timer task sleeps until (None: no deadline).
     pub(crate) armed: Option<Instant>,
     max_connections: usize,
@@ -99,6 +169,7 @@ impl State {
             writers: FastMap::default(),
             delayed: BinaryHeap::new(),
             delayed_seq: 0,
+            touched: Vec::new(),
             armed: None,
             max_connections: config.max_connections,
             next_conn: 0,
@@ -113,6 +184,7 @@ impl State {
         &mut self,
         role: Role,
         tx: mpsc::UnboundedSender<Out>,
+        queue: Arc<OutQueue>,
         stop: CancellationToken,
         kill: CancellationToken,
     ) -> Result<ConnId, OpenError> {
@@ -128,6 +200,7 @@ impl State {
             conn,
             Writer {
                 tx,
+                queue,
                 role,
                 stop,
                 kill,
@@ -282,6 +355,7 @@ impl State {
 
     fn dispatch_once(&mut self, now: Instant) {
         let mut out = std::mem::take(&mut self.core.out);
+        let mut touched = std::mem::take(&mut self.touched);
         let faults_on = !self.faults.is_none();
         for (conn, frame) in out.drain(..) {
             let Some(w) = self.writers.get(&conn) else {
@@ -307,7 +381,7 @@ impl State {
                     }
                     Fate::Duplicate => {
                         self.core.stats_mut().frames_duplicated_by_faults += 1;
-                        let _ = w.tx.send(Out::Frame(frame.clone()));
+                        w.send(frame.clone());
                     }
                     Fate::Delay(d) => {
                         self.core.stats_mut().frames_delayed_by_faults += 1;
@@ -323,10 +397,46 @@ impl State {
                     }
                 }
             }
-            let _ = w.tx.send(Out::Frame(frame));
+            w.send(frame);
+            if touched.last() != Some(&conn) {
+                touched.push(conn);
+            }
         }
         if self.core.out.is_empty() {
             self.core.out = out; // keep the allocation
+        }
+        self.sync_rooms(touched, now);
+    }
+
+    /// Tells the core how much room the output queues that just received
+    /// frames have left; marks the full ones so that their writers report
+    /// when they drained.
+    fn sync_rooms(&mut self, mut touched: Vec<ConnId>, now: Instant) {
+        touched.sort_unstable();
+        touched.dedup();
+        for &conn in &touched {
+            let Some(q) = self.writers.get(&conn).map(|w| w.queue.clone()) else {
+                continue;
+            };
+            self.core.set_output_room(conn, q.room(), now);
+            if self.core.output_full(conn) && !q.starved.swap(true, SeqCst) {
+                self.core.stats_mut().output_full += 1;
+                // The writer may have drained in between and missed the flag.
+                if q.below_half() && q.starved.swap(false, SeqCst) {
+                    self.core.set_output_room(conn, q.room(), now);
+                }
+            }
+        }
+        touched.clear();
+        self.touched = touched; // keep the allocation
+    }
+
+    /// A writer drained its queue below half after deliveries to it were
+    /// held back: deliver again.
+    pub(crate) fn output_drained(&mut self, conn: ConnId, now: Instant) {
+        if let Some(q) = self.writers.get(&conn).map(|w| w.queue.clone()) {
+            self.core.set_output_room(conn, q.room(), now);
+            self.dispatch(now);
         }
     }
 
@@ -363,7 +473,7 @@ impl State {
                 }
                 Direction::FromBroker => {
                     if let Some(w) = self.writers.get(&d.conn) {
-                        let _ = w.tx.send(Out::Frame(d.frame));
+                        w.send(d.frame);
                     }
                 }
             }

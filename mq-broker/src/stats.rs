@@ -83,6 +83,16 @@ pub struct BrokerStats {
     /// Disk storage, gauge: mean duration of one journal write plus its
     /// fdatasync, in microseconds.
     pub journal_write_micros_avg: u64,
+    /// `Subscribe` frames answered with `SubscribeError`.
+    pub subscriptions_refused: u64,
+    /// `Nack`s whose `delay_ms` was above `max_nack_delay` (cut to it).
+    pub nack_delays_capped: u64,
+    /// Times a connection's output queue reached `max_output_bytes`, so the
+    /// broker stopped reading from it (and delivering to it) until it drained.
+    pub output_full: u64,
+    /// Connections dropped because their writes made no progress (a peer
+    /// that does not read).
+    pub write_stalls: u64,
 }
 
 impl std::fmt::Display for BrokerStats {

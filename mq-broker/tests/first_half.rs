@@ -303,7 +303,11 @@ async fn handshake_must_come_in_time() {
     })
     .await;
     let mut p = Peer::raw(b.addr()).await;
-    assert!(p.recv().await.is_none(), "dropped without a Hello");
+    match p.recv().await {
+        Some(Frame::Close(c)) => assert_eq!(c.code, ErrorCode::HANDSHAKE_TIMEOUT),
+        other => panic!("expected Close(HANDSHAKE_TIMEOUT), got {other:?}"),
+    }
+    assert!(p.recv().await.is_none(), "closed after the Close");
     assert_eq!(b.stats().timeouts, 1);
 }
 

@@ -148,7 +148,7 @@ impl DedupConfig {
 /// };
 /// assert!(config.validate().is_ok());
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReceiverConfig {
     /// Broker addresses (`host:port`), tried in order, round robin on reconnect.
     pub addresses: Vec<String>,
@@ -180,6 +180,30 @@ pub struct ReceiverConfig {
     pub max_frame_size: u32,
     /// Seed for reconnect jitter; `None` draws one from the OS.
     pub seed: Option<u64>,
+}
+
+/// Prints every field but the auth token, which shows as `"<redacted>"`.
+impl std::fmt::Debug for ReceiverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverConfig")
+            .field("addresses", &self.addresses)
+            .field("client_name", &self.client_name)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("prefetch", &self.prefetch)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("ack_mode", &self.ack_mode)
+            .field("dedup", &self.dedup)
+            .field("reconnect", &self.reconnect)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("seed", &self.seed)
+            .finish()
+    }
 }
 
 impl Default for ReceiverConfig {
@@ -276,6 +300,17 @@ fn check_name(field: &'static str, v: &str, max: usize) -> Result<(), ConfigErro
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_never_prints_the_token() {
+        let cfg = ReceiverConfig {
+            auth_token: Some("s3cr3t-token".into()),
+            ..ReceiverConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t-token"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
     use super::*;
 
     fn ok() -> ReceiverConfig {

@@ -106,6 +106,13 @@ async fn handshake(
     loop {
         match framed.next().await {
             Some(Ok(Frame::SubscribeOk(ok))) if ok.sub_id == SUB_ID => break,
+            // A permanent refusal (bad topic or group, a broker limit).
+            Some(Ok(Frame::SubscribeError(e))) if e.sub_id == SUB_ID => {
+                return Err(ConnectError::Refused {
+                    code: e.code,
+                    reason: e.reason,
+                })
+            }
             Some(Ok(Frame::Deliver(d))) => early.push(d),
             Some(Ok(Frame::Ping(p))) => framed.send(Frame::Pong(Pong { nonce: p.nonce })).await?,
             Some(Ok(Frame::Pong(_) | Frame::Extension { .. })) => {}

@@ -64,6 +64,7 @@ async fn accept(conns: &mut mpsc::UnboundedReceiver<Peer>, heartbeat_ms: u32) ->
         max_frame_size: 1 << 20,
         heartbeat_ms,
         server_name: "fake".into(),
+        max_message_size: None,
     }))
     .await
     .unwrap();

@@ -48,6 +48,7 @@ async fn fake_broker() -> std::net::SocketAddr {
                             max_frame_size: 1 << 20,
                             heartbeat_ms: 0,
                             server_name: "fake".into(),
+                            max_message_size: None,
                         }),
                         Frame::Message(m) => Frame::Reply(Reply {
                             id: m.id,

@@ -59,7 +59,7 @@ pub enum Backpressure {
 /// };
 /// assert!(cfg.validate().is_ok());
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct SenderConfig {
     /// Broker addresses (`host:port`), tried in order on connect and on every
     /// reconnect round. Default: empty (must be set).
@@ -123,6 +123,32 @@ pub struct SenderConfig {
     /// producer id never comes from this seed (two senders with the same
     /// seed must not share a producer id).
     pub seed: Option<u64>,
+}
+
+/// Prints every field but the auth token, which shows as `"<redacted>"`.
+impl std::fmt::Debug for SenderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderConfig")
+            .field("addresses", &self.addresses)
+            .field("client_name", &self.client_name)
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("producer_id", &self.producer_id)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_in_flight_bytes", &self.max_in_flight_bytes)
+            .field("backpressure", &self.backpressure)
+            .field("retry", &self.retry)
+            .field("max_attempts", &self.max_attempts)
+            .field("send_timeout", &self.send_timeout)
+            .field("reconnect", &self.reconnect)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("heartbeat", &self.heartbeat)
+            .field("seed", &self.seed)
+            .finish()
+    }
 }
 
 impl SenderConfig {
@@ -261,6 +287,17 @@ impl Default for SenderConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_never_prints_the_token() {
+        let cfg = SenderConfig {
+            auth_token: Some("s3cr3t-token".into()),
+            ..SenderConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cr3t-token"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
     use super::*;
 
     #[test]

@@ -287,7 +287,8 @@ impl Driver {
             .max_frame_size
             .min(est.welcome.max_frame_size)
             .max(64);
-        self.shared.set_peer_max_frame(peer_max);
+        self.shared
+            .set_peer_limits(peer_max, est.welcome.max_message_size);
         if reconnect {
             tracing::info!(address = %est.address, server = %est.welcome.server_name,
                 resending = self.core.len(), "reconnected; re-sending every unconfirmed message");

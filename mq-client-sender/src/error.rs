@@ -184,9 +184,14 @@ pub enum SendError {
     /// in-flight byte window. Split the payload or raise the limits.
     #[error("message frame of {size} bytes exceeds the limit of {max} bytes")]
     TooLarge {
-        /// Frame size of the message (type byte plus body).
+        /// Frame size of the message (type byte plus body), or its payload
+        /// plus header bytes when the broker's announced
+        /// `max_message_size` is what it breaks.
         size: usize,
-        /// The smaller of our `max_frame_size`, the broker's, and the byte window.
+        /// The limit broken: the smaller of our `max_frame_size`, the
+        /// broker's (minus 4 when the broker announces `max_message_size`,
+        /// PROTOCOL.md §3.2) and the byte window; or the broker's
+        /// `max_message_size`.
         max: usize,
         /// The message, given back.
         message: OutgoingMessage,

@@ -45,11 +45,24 @@ pub(crate) struct Shared {
     finished: AtomicBool,
     /// `min(our max_frame_size, the broker's)` of the latest connection.
     peer_max_frame: AtomicU32,
+    /// The broker's `Welcome.max_message_size` (payload plus header bytes);
+    /// `u32::MAX` when it did not announce one.
+    peer_max_message: AtomicU32,
 }
 
 impl Shared {
-    pub(crate) fn set_peer_max_frame(&self, max: u32) {
-        self.peer_max_frame.store(max, Relaxed);
+    /// The latest broker's limits: its frame size (already the smaller of
+    /// ours and its) and its announced message size, if any. A broker that
+    /// announces `max_message_size` follows PROTOCOL.md §3.2: it stores a
+    /// `Message` frame of at most `max_frame_size - 4` bytes.
+    pub(crate) fn set_peer_limits(&self, max_frame: u32, max_message: Option<u32>) {
+        let max_frame = match max_message {
+            Some(_) => max_frame.saturating_sub(4),
+            None => max_frame,
+        };
+        self.peer_max_frame.store(max_frame, Relaxed);
+        self.peer_max_message
+            .store(max_message.unwrap_or(u32::MAX), Relaxed);
     }
 
     /// The driver is shutting down in order (not crashed).
@@ -176,6 +189,7 @@ impl Sender {
             closed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             peer_max_frame: AtomicU32::new(cfg.max_frame_size),
+            peer_max_message: AtomicU32::new(u32::MAX),
             cfg: cfg.clone(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -363,6 +377,16 @@ impl Sender {
             return Err(SendError::TooLarge {
                 size,
                 max,
+                message: give_back(wire),
+            });
+        }
+        // The broker's announced limit on payload plus header bytes.
+        let body = wire.payload.len() + wire.headers.payload_bytes();
+        let max_body = shared.peer_max_message.load(Relaxed) as usize;
+        if body > max_body {
+            return Err(SendError::TooLarge {
+                size: body,
+                max: max_body,
                 message: give_back(wire),
             });
         }

@@ -66,6 +66,8 @@ codes! {
     SHUTTING_DOWN = 8;
     /// An ack, nack or credit named a subscription this connection does not have.
     UNKNOWN_SUBSCRIPTION = 9;
+    /// No `Hello` arrived within the broker's handshake timeout.
+    HANDSHAKE_TIMEOUT = 10;
     /// Transient: the broker's store is at its message-count or byte limit.
     STORE_FULL = 100;
     /// Transient: the broker cannot take the message right now.
@@ -76,6 +78,11 @@ codes! {
     INVALID_TOPIC = 201;
     /// Permanent: the headers break the broker's limits.
     INVALID_HEADERS = 202;
+    /// Permanent (`SubscribeError`): the group name is longer than allowed.
+    INVALID_GROUP = 203;
+    /// Permanent (`SubscribeError`): the subscription would break a broker
+    /// limit (subscriptions per connection, groups per topic, topics).
+    LIMIT_REACHED = 204;
 }
 
 impl ErrorCode {

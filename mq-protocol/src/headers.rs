@@ -161,8 +161,20 @@ impl Headers {
     }
 
     pub(crate) fn decode(r: &mut Reader) -> Result<Self, ProtocolError> {
+        Self::decode_with(r, true)
+    }
+
+    /// Decodes headers without the count and byte limits (a `Message`:
+    /// breaking them is a message-level limit the broker answers with
+    /// `Rejected(INVALID_HEADERS)`, not a malformed frame). Memory stays
+    /// bounded by the frame: every header takes at least 4 bytes of it.
+    pub(crate) fn decode_unlimited(r: &mut Reader) -> Result<Self, ProtocolError> {
+        Self::decode_with(r, false)
+    }
+
+    fn decode_with(r: &mut Reader, strict: bool) -> Result<Self, ProtocolError> {
         let count = r.u16("header count")? as usize;
-        if count > MAX_HEADERS {
+        if strict && count > MAX_HEADERS {
             return Err(ProtocolError::TooManyHeaders {
                 count,
                 max: MAX_HEADERS,
@@ -182,7 +194,7 @@ impl Headers {
             let k = r.string("header key")?;
             let v = r.bytes16("header value")?;
             bytes += k.len() + v.len();
-            if bytes > MAX_HEADER_BYTES {
+            if strict && bytes > MAX_HEADER_BYTES {
                 return Err(ProtocolError::HeadersTooLarge {
                     bytes,
                     max: MAX_HEADER_BYTES,

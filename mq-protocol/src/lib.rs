@@ -65,7 +65,7 @@ pub use codes::ErrorCode;
 pub use error::ProtocolError;
 pub use frame::{
     Ack, Close, Credit, Deliver, Frame, Hello, Message, Nack, Ping, Pong, Refuse, Reply,
-    ReplyStatus, Role, Subscribe, SubscribeOk, Welcome,
+    ReplyStatus, Role, Subscribe, SubscribeError, SubscribeOk, Welcome,
 };
 pub use headers::Headers;
 pub use id::{MessageId, ParseIdError};

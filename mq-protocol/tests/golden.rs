@@ -30,6 +30,17 @@ fn golden_frames() -> Vec<(&'static str, Frame)> {
                 max_frame_size: 1 << 20,
                 heartbeat_ms: 5000,
                 server_name: "mock".into(),
+                max_message_size: None,
+            }),
+        ),
+        (
+            "welcome-max-message-size",
+            Frame::Welcome(Welcome {
+                version: 1,
+                max_frame_size: 1 << 20,
+                heartbeat_ms: 5000,
+                server_name: "mock".into(),
+                max_message_size: Some(1 << 20),
             }),
         ),
         (
@@ -83,6 +94,32 @@ fn golden_frames() -> Vec<(&'static str, Frame)> {
                 credit: 10,
                 topic: "orders".into(),
                 group: "billing".into(),
+            }),
+        ),
+        (
+            "reply-rejected-headers",
+            Frame::Reply(Reply {
+                id,
+                attempt: 1,
+                status: ReplyStatus::Rejected {
+                    code: ErrorCode::INVALID_HEADERS,
+                    reason: "65 headers".into(),
+                },
+            }),
+        ),
+        (
+            "subscribe-error",
+            Frame::SubscribeError(SubscribeError {
+                sub_id: 1,
+                code: ErrorCode::INVALID_TOPIC,
+                reason: "empty topic".into(),
+            }),
+        ),
+        (
+            "close-handshake-timeout",
+            Frame::Close(Close {
+                code: ErrorCode::HANDSHAKE_TIMEOUT,
+                reason: "no Hello".into(),
             }),
         ),
         (
@@ -234,4 +271,14 @@ fn print_vectors() {
         Codec::default().encode(&frame, &mut buf).unwrap();
         println!("{name}: {}", hex(&buf));
     }
+}
+
+#[test]
+fn hello_debug_does_not_print_the_token() {
+    let h = Hello {
+        token: Some("s3cr3t".into()),
+        ..Hello::new(Role::Sender, "app")
+    };
+    let shown = format!("{:?}", Frame::Hello(h));
+    assert!(!shown.contains("s3cr3t"), "{shown}");
 }

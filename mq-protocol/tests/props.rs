@@ -52,6 +52,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                 max_frame_size: m,
                 heartbeat_ms: h,
                 server_name: n,
+                max_message_size: None,
             })
         }),
         (code(), name(100)).prop_map(|(code, reason)| Frame::Refuse(Refuse { code, reason })),
@@ -241,9 +242,24 @@ fn invalid_fields_are_typed_errors() {
         Codec::default().decode(&mut b),
         Err(ProtocolError::InvalidUtf8 { .. })
     ));
-    // Message claiming 60000 headers in a tiny body: refused before allocating.
+    // Message claiming 60000 headers in a tiny body: refused before
+    // allocating (each header needs 4 bytes of the frame).
     let mut body = vec![0x10];
     body.extend_from_slice(&[0; 16]);
+    body.extend_from_slice(&[0, 0, 0, 1, 0, 1, b't', 0xea, 0x60]);
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    b.extend_from_slice(&body);
+    assert!(matches!(
+        Codec::default().decode(&mut b),
+        Err(ProtocolError::Truncated {
+            field: "headers",
+            ..
+        })
+    ));
+    // The same count in a Deliver is over the limit: the broker never sends it.
+    let mut body = vec![0x22];
+    body.extend_from_slice(&[0; 20]);
     body.extend_from_slice(&[0, 0, 0, 1, 0, 1, b't', 0xea, 0x60]);
     let mut b = BytesMut::new();
     b.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -280,4 +296,46 @@ fn payload_is_not_copied_out_of_the_read_buffer() {
         p >= start && p + m.payload.len() <= end,
         "payload points into the read buffer"
     );
+}
+
+/// Message-level limits (topic length, header count and bytes) are not
+/// decoding errors: a well-formed `Message` that breaks them decodes, so the
+/// broker can answer it `Rejected` and keep the connection (PROTOCOL.md
+/// §2.3). Encoding still refuses them.
+#[test]
+fn over_limit_messages_decode_but_do_not_encode() {
+    let mut headers = Headers::new();
+    for i in 0..(MAX_HEADERS + 1) {
+        headers.insert(format!("k{i}"), "v");
+    }
+    let m = Message {
+        id: MessageId::new(1, 1),
+        attempt: 1,
+        topic: "t".repeat(MAX_TOPIC_LEN + 1),
+        headers,
+        payload: Bytes::from_static(b"x"),
+    };
+    let f = Frame::Message(m.clone());
+    assert!(f.validate().is_err(), "encoding refuses the limits");
+    // Encode by hand: the codec would refuse.
+    let mut body = BytesMut::new();
+    body.extend_from_slice(&[0x10]);
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(&1u32.to_be_bytes());
+    body.extend_from_slice(&(m.topic.len() as u16).to_be_bytes());
+    body.extend_from_slice(m.topic.as_bytes());
+    body.extend_from_slice(&(m.headers.len() as u16).to_be_bytes());
+    for (k, v) in m.headers.iter() {
+        body.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        body.extend_from_slice(k.as_bytes());
+        body.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        body.extend_from_slice(v);
+    }
+    body.extend_from_slice(&1u32.to_be_bytes());
+    body.extend_from_slice(b"x");
+    let mut b = BytesMut::new();
+    b.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    b.extend_from_slice(&body);
+    assert_eq!(Codec::default().decode(&mut b).unwrap(), Some(f));
 }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_protocol::{Close, Deliver, ErrorCode, MessageId, Subscribe, SubscribeOk};
+use mq_protocol::{
+    Close, Deliver, ErrorCode, MessageId, Subscribe, SubscribeError, SubscribeOk, MAX_NAME_LEN,
+    MAX_REASON_LEN, MAX_TOPIC_LEN,
+};
 use tokio::time::Instant;
 
 use super::{close, Core};
@@ -30,11 +33,16 @@ impl Core {
                 format!("sub_id {} is already in use on this connection", s.sub_id),
             ));
         }
-        if s.topic.is_empty() {
-            return Err(close(
-                ErrorCode::INVALID_TOPIC,
-                "Subscribe with an empty topic".into(),
-            ));
+        if let Err((code, mut reason)) = self.check_subscribe(conn, &s) {
+            self.stats.subscriptions_refused += 1;
+            reason.truncate(MAX_REASON_LEN); // ASCII only: a char boundary
+            let refusal = SubscribeError {
+                sub_id: s.sub_id,
+                code,
+                reason,
+            };
+            self.out.push((conn, refusal.into()));
+            return Ok(());
         }
         let g = self.group_for(&s.topic, &s.group);
         let sk = self.next_sub;
@@ -57,6 +65,56 @@ impl Core {
         self.out
             .push((conn, SubscribeOk { sub_id: s.sub_id }.into()));
         self.pump(g, now);
+        Ok(())
+    }
+
+    /// Why a `Subscribe` is refused with `SubscribeError`, if it is: names
+    /// outside the protocol's limits, or a subscription, group or topic past
+    /// the broker's.
+    fn check_subscribe(&self, conn: ConnId, s: &Subscribe) -> Result<(), (ErrorCode, String)> {
+        if s.topic.is_empty() || s.topic.len() > MAX_TOPIC_LEN {
+            let why = format!(
+                "topic is {} bytes; it must be 1..={MAX_TOPIC_LEN}",
+                s.topic.len()
+            );
+            return Err((ErrorCode::INVALID_TOPIC, why));
+        }
+        if s.group.len() > MAX_NAME_LEN {
+            let why = format!("group is {} bytes; at most {MAX_NAME_LEN}", s.group.len());
+            return Err((ErrorCode::INVALID_GROUP, why));
+        }
+        let held = self.conns.get(&conn).map_or(0, |c| c.subs.len());
+        if held >= self.limits.max_subs_per_conn {
+            let why = format!(
+                "this connection holds its limit of {} subscriptions",
+                self.limits.max_subs_per_conn
+            );
+            return Err((ErrorCode::LIMIT_REACHED, why));
+        }
+        let groups = self.topic_groups.get(s.topic.as_str()).map(|g| g.len());
+        let exists = groups.is_some()
+            && self
+                .group_index
+                .contains_key(&(Arc::from(s.topic.as_str()), s.group.clone()));
+        if !exists {
+            match groups {
+                Some(n) if n >= self.limits.max_groups_per_topic => {
+                    let why = format!(
+                        "topic has its limit of {} consumer groups",
+                        self.limits.max_groups_per_topic
+                    );
+                    return Err((ErrorCode::LIMIT_REACHED, why));
+                }
+                None if self.topic_groups.len() >= self.limits.max_topics => {
+                    let why = format!(
+                        "the broker has its limit of {} topics with consumer groups",
+                        self.limits.max_topics
+                    );
+                    return Err((ErrorCode::LIMIT_REACHED, why));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -144,7 +202,11 @@ impl Core {
         let delay = if delay_ms == 0 {
             self.limits.redelivery.delay(p.deliveries, &mut self.rng)
         } else {
-            Duration::from_millis(u64::from(delay_ms))
+            let asked = Duration::from_millis(u64::from(delay_ms));
+            if asked > self.limits.max_nack_delay {
+                self.stats.nack_delays_capped += 1;
+            }
+            asked.min(self.limits.max_nack_delay)
         };
         p.state = PendingState::Waiting;
         p.gen = p.gen.wrapping_add(1);
@@ -171,6 +233,7 @@ impl Core {
         let Core {
             groups,
             subs,
+            conns,
             store,
             limits,
             rng,
@@ -183,10 +246,13 @@ impl Core {
         let group = &mut groups[g];
         while !group.ready.is_empty() {
             let n = group.members.len();
-            let chosen = (0..n)
-                .map(|i| (group.cursor + i) % n)
-                .find(|&i| subs.get(&group.members[i]).is_some_and(|s| s.credit > 0));
+            let chosen = (0..n).map(|i| (group.cursor + i) % n).find(|&i| {
+                subs.get(&group.members[i])
+                    .is_some_and(|s| s.credit > 0 && conns.get(&s.conn).is_some_and(|c| c.room > 0))
+            });
             let Some(idx) = chosen else {
+                // Members with credit but a full output queue: resumed by
+                // `Core::set_output_room` once their writer drains.
                 return;
             };
             let sk = group.members[idx];
@@ -243,7 +309,11 @@ impl Core {
                 headers: msg.headers.clone(),
                 payload: msg.payload.clone(),
             };
-            out.push((sub.conn, deliver.into()));
+            let frame: mq_protocol::Frame = deliver.into();
+            if let Some(c) = conns.get_mut(&sub.conn) {
+                c.room -= super::out_cost(&frame) as i64;
+            }
+            out.push((sub.conn, frame));
         }
     }
 

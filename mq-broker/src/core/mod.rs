@@ -41,12 +41,27 @@ struct Limits {
     dedup_max_ranges: usize,
     max_dead_letters: usize,
     max_acked_ids: usize,
+    max_nack_delay: std::time::Duration,
+    max_subs_per_conn: usize,
+    max_groups_per_topic: usize,
+    max_topics: usize,
+    max_output_bytes: usize,
 }
 
 #[derive(Debug)]
 struct ConnState {
     role: Role,
     subs: FastMap<u32, SubKey>,
+    /// Bytes the connection's output queue can still take, as last told by
+    /// [`Core::set_output_room`] minus the `Deliver`s pushed since. No
+    /// `Deliver` goes to a connection without room (PROTOCOL.md §7.1).
+    room: i64,
+}
+
+/// What a queued output frame costs against `max_output_bytes`: its wire
+/// size plus the memory of its queue entry.
+pub(crate) fn out_cost(frame: &Frame) -> usize {
+    frame.wire_len() + std::mem::size_of::<(ConnId, Frame)>()
 }
 
 /// The broker's whole state.
@@ -113,6 +128,11 @@ impl Core {
             dedup_max_ranges: config.dedup_max_ranges_per_producer,
             max_dead_letters: config.max_dead_letters,
             max_acked_ids: config.max_acked_ids_per_group,
+            max_nack_delay: config.max_nack_delay,
+            max_subs_per_conn: config.max_subscriptions_per_connection,
+            max_groups_per_topic: config.max_groups_per_topic,
+            max_topics: config.max_topics,
+            max_output_bytes: config.max_output_bytes,
         };
         Self {
             store: Store::new(
@@ -222,8 +242,36 @@ impl Core {
             ConnState {
                 role,
                 subs: FastMap::default(),
+                room: self.limits.max_output_bytes as i64,
             },
         );
+    }
+
+    /// The driver's report of how many bytes `conn`'s output queue can take
+    /// now. Deliveries held back for want of room resume when it grows.
+    pub(crate) fn set_output_room(&mut self, conn: ConnId, room: usize, now: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let was_full = c.room <= 0;
+        c.room = room.min(i64::MAX as usize) as i64;
+        if was_full && c.room > 0 {
+            let mut groups: Vec<usize> = c
+                .subs
+                .values()
+                .filter_map(|sk| self.subs.get(sk).map(|s| s.group))
+                .collect();
+            groups.sort_unstable();
+            groups.dedup();
+            for g in groups {
+                self.pump(g, now);
+            }
+        }
+    }
+
+    /// True if `conn` has no output room left (deliveries to it wait).
+    pub(crate) fn output_full(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.room <= 0)
     }
 
     /// Handles one frame from `conn`. `Err` means: send this `Close` and close
@@ -299,8 +347,14 @@ impl Core {
         if m.topic.is_empty() || m.topic.len() > MAX_TOPIC_LEN {
             return Err((
                 ErrorCode::INVALID_TOPIC,
-                format!("topic must be 1..={MAX_TOPIC_LEN} bytes"),
+                format!(
+                    "topic is {} bytes; it must be 1..={MAX_TOPIC_LEN}",
+                    m.topic.len()
+                ),
             ));
+        }
+        if let Err(e) = m.headers.validate() {
+            return Err((ErrorCode::INVALID_HEADERS, e.to_string()));
         }
         let size = Store::size_of(m);
         if size > self.limits.max_message_size {

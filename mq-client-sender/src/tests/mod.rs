@@ -124,6 +124,7 @@ pub(crate) fn welcome(heartbeat_ms: u32, max_frame_size: u32) -> Welcome {
         max_frame_size,
         heartbeat_ms,
         server_name: "fake".into(),
+        max_message_size: None,
     }
 }
 

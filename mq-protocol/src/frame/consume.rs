@@ -57,8 +57,10 @@ impl Body for Subscribe {
         Ok(Self {
             sub_id: r.u32("sub id")?,
             credit: r.u32("credit")?,
-            topic: r.bounded_string("topic", MAX_TOPIC_LEN)?,
-            group: r.bounded_string("group", MAX_NAME_LEN)?,
+            // Lengths are checked by the broker, which refuses the
+            // subscription with `SubscribeError` (PROTOCOL.md §6.1).
+            topic: r.string("topic")?,
+            group: r.string("group")?,
         })
     }
 }
@@ -96,6 +98,55 @@ impl Body for SubscribeOk {
     fn get(r: &mut Reader) -> Result<Self, ProtocolError> {
         Ok(Self {
             sub_id: r.u32("sub id")?,
+        })
+    }
+}
+
+/// Broker refuses a subscription; the connection stays open and the
+/// `sub_id` stays free. The code says why: `INVALID_TOPIC`, `INVALID_GROUP`
+/// or `LIMIT_REACHED` (all permanent: the same `Subscribe` again gets the
+/// same answer).
+///
+/// # Examples
+///
+/// ```
+/// use mq_protocol::{ErrorCode, SubscribeError};
+/// let e = SubscribeError { sub_id: 1, code: ErrorCode::INVALID_TOPIC, reason: "empty topic".into() };
+/// assert!(!e.code.is_retryable());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeError {
+    /// The subscription refused.
+    pub sub_id: u32,
+    /// Why, as a code (see [`crate::ErrorCode`]).
+    pub code: crate::ErrorCode,
+    /// Why, for a person, at most [`crate::MAX_REASON_LEN`] bytes.
+    pub reason: String,
+}
+
+impl Body for SubscribeError {
+    const TYPE: u8 = frame_type::SUBSCRIBE_ERROR;
+    const NAME: &'static str = "SubscribeError";
+
+    fn body_len(&self) -> usize {
+        4 + 2 + str_len(&self.reason)
+    }
+
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("reason", self.reason.len(), crate::MAX_REASON_LEN)
+    }
+
+    fn put(&self, dst: &mut BytesMut) {
+        dst.put_u32(self.sub_id);
+        dst.put_u16(self.code.0);
+        put_str(dst, &self.reason);
+    }
+
+    fn get(r: &mut Reader) -> Result<Self, ProtocolError> {
+        Ok(Self {
+            sub_id: r.u32("sub id")?,
+            code: crate::ErrorCode(r.u16("code")?),
+            reason: r.bounded_string("reason", crate::MAX_REASON_LEN)?,
         })
     }
 }

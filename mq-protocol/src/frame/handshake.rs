@@ -36,7 +36,7 @@ impl Role {
 /// let hello = Hello::new(Role::Sender, "billing");
 /// assert_eq!((hello.min_version, hello.max_version), (PROTOCOL_VERSION, PROTOCOL_VERSION));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Hello {
     /// Lowest protocol version the client speaks.
     pub min_version: u16,
@@ -48,6 +48,19 @@ pub struct Hello {
     pub client_name: String,
     /// Shared-secret token, if the broker requires one.
     pub token: Option<String>,
+}
+
+/// Prints every field but the auth token, which shows as `"<redacted>"`.
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("min_version", &self.min_version)
+            .field("max_version", &self.max_version)
+            .field("role", &self.role)
+            .field("client_name", &self.client_name)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Hello {
@@ -137,7 +150,8 @@ fn invalid(field: &'static str, v: u8) -> ProtocolError {
 /// # Examples
 ///
 /// ```
-/// let w = mq_protocol::Welcome { version: 1, max_frame_size: 1 << 20, heartbeat_ms: 5000, server_name: "mock".into() };
+/// let w = mq_protocol::Welcome { version: 1, max_frame_size: 1 << 20, heartbeat_ms: 5000,
+///                                server_name: "mock".into(), max_message_size: Some(1 << 20) };
 /// assert_eq!(w.version, 1);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +165,11 @@ pub struct Welcome {
     pub heartbeat_ms: u32,
     /// A name for logs.
     pub server_name: String,
+    /// The largest message (payload plus header key and value bytes) the
+    /// broker stores; a larger one is answered `Rejected(MESSAGE_TOO_LARGE)`.
+    /// A trailing field (PROTOCOL.md §3.2, §9): `None` when the broker did
+    /// not send it, and then not encoded.
+    pub max_message_size: Option<u32>,
 }
 
 impl Body for Welcome {
@@ -158,7 +177,7 @@ impl Body for Welcome {
     const NAME: &'static str = "Welcome";
 
     fn body_len(&self) -> usize {
-        2 + 4 + 4 + str_len(&self.server_name)
+        2 + 4 + 4 + str_len(&self.server_name) + self.max_message_size.map_or(0, |_| 4)
     }
 
     fn validate(&self) -> Result<(), ProtocolError> {
@@ -170,6 +189,9 @@ impl Body for Welcome {
         dst.put_u32(self.max_frame_size);
         dst.put_u32(self.heartbeat_ms);
         put_str(dst, &self.server_name);
+        if let Some(m) = self.max_message_size {
+            dst.put_u32(m);
+        }
     }
 
     fn get(r: &mut Reader) -> Result<Self, ProtocolError> {
@@ -178,6 +200,11 @@ impl Body for Welcome {
             max_frame_size: r.u32("max frame size")?,
             heartbeat_ms: r.u32("heartbeat")?,
             server_name: r.bounded_string("server name", MAX_NAME_LEN)?,
+            max_message_size: if r.remaining() >= 4 {
+                Some(r.u32("max message size")?)
+            } else {
+                None
+            },
         })
     }
 }

@@ -6,7 +6,7 @@
 //! * [`handshake`]: `Hello`, `Welcome`, `Refuse`.
 //! * [`publish`]: the first half, `Message` and `Reply`.
 //! * [`consume`]: the second half, `Subscribe`, `SubscribeOk`, `Deliver`,
-//!   `Ack`, `Nack`, `Credit`.
+//!   `Ack`, `Nack`, `Credit`, `SubscribeError`.
 //! * [`control`]: `Ping`, `Pong`, `Close`.
 //!
 //! On the wire a frame is `length: u32 BE | type: u8 | body`, where `length`
@@ -24,7 +24,7 @@ pub mod control;
 pub mod handshake;
 pub mod publish;
 
-pub use consume::{Ack, Credit, Deliver, Nack, Subscribe, SubscribeOk};
+pub use consume::{Ack, Credit, Deliver, Nack, Subscribe, SubscribeError, SubscribeOk};
 pub use control::{Close, Ping, Pong};
 pub use handshake::{Hello, Refuse, Role, Welcome};
 pub use publish::{Message, Reply, ReplyStatus};
@@ -43,6 +43,7 @@ pub mod frame_type {
     pub const ACK: u8 = 0x23;
     pub const NACK: u8 = 0x24;
     pub const CREDIT: u8 = 0x25;
+    pub const SUBSCRIBE_ERROR: u8 = 0x26;
     pub const PING: u8 = 0x30;
     pub const PONG: u8 = 0x31;
     pub const CLOSE: u8 = 0x3f;
@@ -243,6 +244,7 @@ frames!(
     Reply,
     Subscribe,
     SubscribeOk,
+    SubscribeError,
     Deliver,
     Ack,
     Nack,

@@ -11,6 +11,11 @@ use crate::{ErrorCode, Headers, MessageId, ProtocolError, MAX_REASON_LEN, MAX_TO
 /// A message handed to the broker. Retransmissions repeat the same `id` with
 /// a higher `attempt`.
 ///
+/// Encoding enforces the protocol's message-level limits (topic length,
+/// header count and bytes); decoding does not, so that a broker can answer
+/// a well-formed `Message` that breaks them with a permanent
+/// `Reply(Rejected)` and keep the connection (PROTOCOL.md §2.3).
+///
 /// # Examples
 ///
 /// ```
@@ -63,8 +68,11 @@ impl Body for Message {
         Ok(Self {
             id: MessageId::new(r.u64("producer")?, r.u64("seq")?),
             attempt: r.u32("attempt")?,
-            topic: r.bounded_string("topic", MAX_TOPIC_LEN)?,
-            headers: Headers::decode(r)?,
+            // Topic length and header limits are message-level limits
+            // (PROTOCOL.md §2.3): a well-formed frame that breaks them still
+            // decodes, and the broker answers it `Rejected`.
+            topic: r.string("topic")?,
+            headers: Headers::decode_unlimited(r)?,
             payload: r.bytes32("payload")?,
         })
     }
