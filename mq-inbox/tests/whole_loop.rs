@@ -1,5 +1,6 @@
 //! The whole loop: an outbox producer process -> the mock broker with
-//! faults and restarts (`RestartMode::KeepStore`) -> an inbox consumer
+//! faults and restarts (`RestartMode::KeepStore`, recovering from its disk
+//! journal) -> an inbox consumer
 //! process, with SIGKILLs of the producer and the consumer and broker
 //! crashes at seeded moments. Every row the producer committed is applied
 //! by the consumer exactly once. The same scenario with the inbox replaced
@@ -12,7 +13,10 @@ use std::time::Duration;
 
 use common::procs::{self, check_exactly_once, spawn};
 use mq_inbox::{Inbox, InboxConfig};
-use mq_mock_broker::{BrokerConfig, DirectionFaults, Faults, MockBroker, RestartMode, RoleFilter};
+use mq_mock_broker::{
+    BrokerConfig, DirectionFaults, DiskStorage, Faults, MockBroker, RestartMode, RoleFilter,
+    Storage,
+};
 use mq_protocol::{Backoff, MessageId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -25,9 +29,12 @@ fn child() {
     procs::run_child_if_asked();
 }
 
-async fn broker(seed: u64) -> MockBroker {
+/// The durable broker (its journal in `dir`): its restarts below recover
+/// from disk, as a restarted `mq-broker` would.
+async fn broker(seed: u64, dir: &std::path::Path) -> MockBroker {
     let config = BrokerConfig {
         seed: Some(seed),
+        storage: Storage::Disk(DiskStorage::new(dir.join("broker"))),
         max_deliveries: 10_000,
         redelivery: Backoff {
             initial: Duration::from_secs(2),
@@ -73,7 +80,7 @@ async fn run_loop(seed: u64, mode: &str) -> Result<(), String> {
         .execute(inbox.sqlite_pool().expect("sqlite"))
         .await
         .expect("applied");
-    let broker = broker(seed).await;
+    let broker = broker(seed, &dir).await;
     let addr = broker.addr().to_string();
     let producer = |n: u32| {
         spawn(
