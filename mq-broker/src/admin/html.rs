@@ -47,7 +47,12 @@ button:hover{filter:brightness(.95)}
 input[type=password],input[type=text]{font:inherit;padding:.4rem .6rem;border:1px solid var(--line);border-radius:7px;min-width:16rem;max-width:100%}
 .pill{display:inline-block;padding:0 .45rem;border-radius:99px;background:#eef1f6;color:var(--mut);font-size:.8rem}
 .pill.bad{background:#fbeaea;color:var(--bad)}
-@media (max-width:600px){main{padding:.6rem}.card .v{font-size:1.2rem}th,td{padding:.4rem .5rem}header .who{margin-left:0}}
+td.id code{white-space:nowrap}td.acts{white-space:nowrap}
+@media (max-width:600px){main{padding:.6rem}.card .v{font-size:1.2rem}th,td{padding:.4rem .5rem}header .who{margin-left:0}
+table.stack thead{display:none}table.stack tr{display:block;border-bottom:1px solid var(--line);padding:.4rem 0}
+table.stack tr:last-child{border-bottom:0}table.stack td{display:block;border:0;padding:.2rem .7rem;text-align:left}
+table.stack td[data-label]::before{content:attr(data-label);display:block;font-size:.75rem;color:var(--mut);text-transform:uppercase;letter-spacing:.04em}
+.preview{max-width:100%}}
 "#;
 
 /// Refreshes `<main data-refresh=N>` every N seconds in place.

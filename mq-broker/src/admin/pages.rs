@@ -397,7 +397,7 @@ pub(crate) async fn dead_letters(
         let dis = if can_act { "" } else { " disabled" };
         let _ = write!(
             h,
-            r#"<form method="post" action="/dead-letters/requeue" id="dl"><input type="hidden" name="csrf" value="{}"><div class="bar"><button type="submit" class="primary" formaction="/dead-letters/requeue"{dis}>Requeue selected</button><button type="submit" class="danger" formaction="/dead-letters/purge"{dis}>Purge selected</button><span class="mut" id="count">{} dead letter{}</span></div><div class="scroll"><table><thead><tr><th><input type="checkbox" aria-label="select all" onclick="for(const c of document.querySelectorAll('input[name=key]'))c.checked=this.checked"></th><th>Message</th><th>Topic / group</th><th class="n">Deliveries</th><th>Headers</th><th>Payload</th><th></th></tr></thead><tbody>"#,
+            r#"<form method="post" action="/dead-letters/requeue" id="dl"><input type="hidden" name="csrf" value="{}"><div class="bar"><button type="submit" class="primary" formaction="/dead-letters/requeue"{dis}>Requeue selected</button><button type="submit" class="danger" formaction="/dead-letters/purge"{dis}>Purge selected</button><span class="mut" id="count">{} dead letter{}</span></div><div class="scroll"><table class="stack"><thead><tr><th><input type="checkbox" aria-label="select all" onclick="for(const c of document.querySelectorAll('input[name=key]'))c.checked=this.checked"></th><th>Message</th><th>Topic / group</th><th class="n">Deliveries</th><th>Headers</th><th>Payload</th><th></th></tr></thead><tbody>"#,
             esc(&csrf),
             shown.len(),
             if shown.len() == 1 { "" } else { "s" }
@@ -431,7 +431,7 @@ pub(crate) async fn dead_letters(
             };
             let _ = write!(
                 h,
-                r#"<tr data-key="{k}"><td><input type="checkbox" name="key" value="{k}" aria-label="select {id}"></td><td><code>{id}</code></td><td><a href="/topics/{tp}">{t}</a><br><span class="mut">{g}</span></td><td class="n">{n}</td><td>{hdrs}</td><td>{payload}</td><td>{requeue}<button type="submit" name="one" value="{k}" formaction="/dead-letters/purge" class="danger"{dis}>Purge</button></td></tr>"#,
+                r#"<tr data-key="{k}"><td><input type="checkbox" name="key" value="{k}" aria-label="select {id}"></td><td class="id" data-label="Message"><code>{id}</code></td><td data-label="Topic / group"><a href="/topics/{tp}">{t}</a> <span class="mut">{g}</span></td><td class="n" data-label="Deliveries">{n}</td><td data-label="Headers">{hdrs}</td><td data-label="Payload">{payload}</td><td class="acts">{requeue}<button type="submit" name="one" value="{k}" formaction="/dead-letters/purge" class="danger"{dis}>Purge</button></td></tr>"#,
                 k = esc(&d.key),
                 id = esc(&d.id),
                 tp = pct(&d.topic),
