@@ -44,24 +44,29 @@ fn error_page(status: StatusCode, msg: &str) -> Response {
 
 /// The caller and broker for a page, or the response that replaces it: a
 /// redirect to sign in, an error page, or "stopped".
-fn enter(app: &App, headers: &HeaderMap, here: &str) -> Result<(Caller, Broker), Response> {
+fn enter(app: &App, headers: &HeaderMap, here: &str) -> Result<(Caller, Broker), Box<Response>> {
     let caller = match app.may_read(headers) {
         Ok(c) => c,
         Err((StatusCode::UNAUTHORIZED, _)) if app.caller(headers).is_ok() => {
-            return Err(Redirect::to(&format!("/login?next={}", pct(here))).into_response())
+            return Err(Box::new(
+                Redirect::to(&format!("/login?next={}", pct(here))).into_response(),
+            ))
         }
-        Err((status, msg)) => return Err(error_page(status, &msg)),
+        Err((status, msg)) => return Err(Box::new(error_page(status, &msg))),
     };
-    let broker = app
-        .broker()
-        .ok_or_else(|| error_page(StatusCode::SERVICE_UNAVAILABLE, "the broker has stopped"))?;
+    let broker = app.broker().ok_or_else(|| {
+        Box::new(error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the broker has stopped",
+        ))
+    })?;
     Ok((caller, broker))
 }
 
 pub(crate) async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let (caller, b) = match enter(&app, &headers, "/") {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = app.overview_body(&b);
     let (o, r) = (&body.overview, &body.rates);
@@ -243,7 +248,7 @@ pub(crate) async fn topic(
     let here = format!("/topics/{}", pct(&name));
     let (caller, b) = match enter(&app, &headers, &here) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(t) = b.topic(&name) else {
         return error_page(
@@ -345,7 +350,7 @@ pub(crate) async fn dead_letters(
 ) -> Response {
     let (caller, b) = match enter(&app, &headers, "/dead-letters") {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let topic = q.get("topic").filter(|s| !s.is_empty());
     let group = q.get("group").filter(|s| !s.is_empty());
@@ -457,7 +462,7 @@ pub(crate) async fn dead_letters(
 pub(crate) async fn producers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let (caller, b) = match enter(&app, &headers, "/producers") {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let list = b.producers();
     let mut h = String::from("<h1>Producers</h1><p class=\"mut\">What the dedup table remembers per producer: landed sequences as ranges. Many ranges mean gaps (lost or reordered sends); past the per-producer bound the lowest ranges are forgotten.</p>");
