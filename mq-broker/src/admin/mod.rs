@@ -58,9 +58,9 @@ use crate::Broker;
 ///
 /// ```
 /// use mq_broker::admin::AdminConfig;
-/// let c = AdminConfig::default().token("s3cret").open_reads(true);
+/// let c = AdminConfig::default().token("s3cret-token").open_reads(true);
 /// assert!(c.validate().is_ok());
-/// assert!(!format!("{c:?}").contains("s3cret"));
+/// assert!(!format!("{c:?}").contains("s3cret-token"));
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -118,7 +118,7 @@ impl AdminConfig {
     /// # Examples
     ///
     /// ```
-    /// let c = mq_broker::admin::AdminConfig::default().token("s3cret");
+    /// let c = mq_broker::admin::AdminConfig::default().token("s3cret-token");
     /// assert!(c.admin_token.is_some());
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {

@@ -55,9 +55,9 @@ use crate::Outbox;
 ///
 /// ```
 /// use mq_outbox::web::WebConfig;
-/// let c = WebConfig::default().token("s3cret").open_reads(true);
+/// let c = WebConfig::default().token("s3cret-token").open_reads(true);
 /// assert!(c.validate().is_ok());
-/// assert!(!format!("{c:?}").contains("s3cret"));
+/// assert!(!format!("{c:?}").contains("s3cret-token"));
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -115,7 +115,7 @@ impl WebConfig {
     /// # Examples
     ///
     /// ```
-    /// let c = mq_outbox::web::WebConfig::default().token("s3cret");
+    /// let c = mq_outbox::web::WebConfig::default().token("s3cret-token");
     /// assert!(c.admin_token.is_some());
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
