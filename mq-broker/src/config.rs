@@ -81,6 +81,11 @@ pub struct BrokerConfig {
     /// Dead letters kept for inspection (the count is exact regardless).
     /// Default 10 000.
     pub max_dead_letters: usize,
+    /// Payload plus header bytes of dead-lettered messages kept so an
+    /// operator can requeue them (the admin page, `Broker::requeue_dead`);
+    /// past it the oldest dead letters lose their bodies (they can still be
+    /// purged). Default 64 MiB.
+    pub max_dead_letter_bytes: usize,
     /// Acked IDs kept per group for inspection (the count is exact
     /// regardless). Default 100 000.
     pub max_acked_ids_per_group: usize,
@@ -295,6 +300,7 @@ impl Default for BrokerConfig {
             dedup_max_producers: 10_000,
             dedup_max_ranges_per_producer: 1024,
             max_dead_letters: 10_000,
+            max_dead_letter_bytes: 64 << 20,
             max_acked_ids_per_group: 100_000,
             record_landings: true,
             seed: None,

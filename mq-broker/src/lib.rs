@@ -199,6 +199,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 mod config;
 mod conn;
 mod core;
@@ -214,6 +216,7 @@ mod state;
 mod stats;
 mod store;
 mod timers;
+mod views;
 
 pub use config::{
     BrokerConfig, ConfigError, DirectionFaults, DiskStorage, Faults, RoleFilter, Storage,
@@ -222,3 +225,7 @@ pub use error::{BrokerError, WaitTimeout};
 pub use inspect::{DeadLetter, GroupInfo, Inspection, StoredInfo, SubscriptionInfo};
 pub use server::{Broker, RestartMode};
 pub use stats::BrokerStats;
+pub use views::{
+    DeadLetterError, DeadLetterView, GroupView, MemberView, Overview, ProducerView, TopicSummary,
+    TopicView, PREVIEW_BYTES,
+};

@@ -15,6 +15,10 @@
 //! taken, the counters logged, and the data directory released. The exit
 //! code is 0 after a requested shutdown, 1 if the broker could not start or
 //! stopped by itself (a failed fdatasync).
+//!
+//! `--admin-listen 127.0.0.1:7879` adds the admin pages, JSON API and
+//! Prometheus `/metrics` (see `mq_broker::admin`); a second stdout line
+//! `admin on http://ADDR` says where.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -23,6 +27,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use mq_broker::admin::{AdminConfig, AdminServer};
 use mq_broker::{Broker, BrokerConfig, DiskStorage, Storage};
 use serde::Deserialize;
 
@@ -101,6 +106,19 @@ struct Args {
     /// Seconds between stats log lines; 0 logs them only at shutdown [default: 60].
     #[arg(long)]
     stats_every_secs: Option<u64>,
+    /// Serve the admin pages, JSON API and /metrics on this address
+    /// (e.g. 127.0.0.1:7879); off unless given. A non-loopback address
+    /// needs --admin-token.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Token for admin actions (requeue, purge), and for reads unless
+    /// --admin-open-reads. At least 8 bytes; never logged.
+    #[arg(long, env = "MQ_BROKER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Let anyone who reaches the loopback admin address read its pages,
+    /// JSON and /metrics without the token (actions still need it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    admin_open_reads: Option<bool>,
 }
 
 impl Args {
@@ -130,7 +148,10 @@ impl Args {
             dedup_max_producers,
             dedup_max_ranges,
             server_name,
-            stats_every_secs
+            stats_every_secs,
+            admin_listen,
+            admin_token,
+            admin_open_reads
         );
         self
     }
@@ -198,6 +219,24 @@ impl Args {
         c.validate().map_err(|e| format!("{e} (see --help)"))?;
         Ok(c)
     }
+
+    /// The admin server's settings, if `admin_listen` is set.
+    fn admin_config(&self) -> Result<Option<AdminConfig>, String> {
+        let Some(listen) = self.admin_listen else {
+            if self.admin_token.is_some() || self.admin_open_reads.is_some() {
+                return Err("--admin-token and --admin-open-reads need --admin-listen".into());
+            }
+            return Ok(None);
+        };
+        let mut a = AdminConfig::default()
+            .listen(listen)
+            .open_reads(self.admin_open_reads.unwrap_or(false));
+        if let Some(t) = &self.admin_token {
+            a = a.token(t.clone());
+        }
+        a.validate().map_err(|e| format!("{e} (see --help)"))?;
+        Ok(Some(a))
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -259,7 +298,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match args.broker_config() {
+    let (config, admin_config) = match args
+        .broker_config()
+        .and_then(|c| Ok((c, args.admin_config()?)))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mq-broker: {e}");
@@ -274,7 +316,21 @@ async fn main() -> ExitCode {
         }
     };
     let mut signals = Signals::new();
+    let admin = match admin_config {
+        Some(a) => match AdminServer::start(&broker, a).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("mq-broker: {e}");
+                broker.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     println!("listening on {}", broker.addr());
+    if let Some(a) = &admin {
+        println!("admin on http://{}", a.addr());
+    }
     let every = Duration::from_secs(args.stats_every_secs.unwrap_or(60));
     let mut last = broker.stats();
     let why = loop {
@@ -298,6 +354,9 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!("shutting down on {why}");
+    if let Some(a) = &admin {
+        a.shutdown().await;
+    }
     broker.shutdown().await;
     tracing::info!("stats {}", broker.stats());
     match broker.fatal_error() {

@@ -60,11 +60,13 @@ pub enum RestartMode {
 /// ```
 #[derive(Clone)]
 pub struct Broker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    shared: Arc<Shared>,
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    /// When the broker started: the admin pages' uptime.
+    pub(crate) started: std::time::Instant,
     addr: SocketAddr,
     /// False for [`Broker::start_in_memory`]: no listener to restart.
     listening: bool,
@@ -182,6 +184,7 @@ impl Broker {
         Ok(Broker {
             inner: Arc::new(Inner {
                 shared,
+                started: std::time::Instant::now(),
                 addr,
                 listening,
                 seed,

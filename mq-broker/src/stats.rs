@@ -12,6 +12,7 @@
 /// assert_eq!(s.messages_stored, 0);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "admin", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct BrokerStats {
     /// Connections that completed the handshake with `Welcome`.

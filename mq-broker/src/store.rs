@@ -23,6 +23,9 @@ pub(crate) struct Stored {
     /// Journal position after its `Land` record (0 in memory): durable
     /// once the journal's durable watermark reaches it.
     pub(crate) lsn: u64,
+    /// When this process landed it (or recovered it from the journal):
+    /// the admin pages' "oldest message age".
+    pub(crate) landed_at: tokio::time::Instant,
 }
 
 /// Why a message cannot be landed.
@@ -89,8 +92,15 @@ impl Store {
     }
 
     /// Lands `msg` (the caller checked room and dedup) with `remaining`
-    /// groups to ack it, its journal record ending at `lsn`.
-    pub(crate) fn land(&mut self, msg: Message, topic: Arc<str>, remaining: u32, lsn: u64) {
+    /// groups to ack it, its journal record ending at `lsn`, at `now`.
+    pub(crate) fn land(
+        &mut self,
+        msg: Message,
+        topic: Arc<str>,
+        remaining: u32,
+        lsn: u64,
+        now: tokio::time::Instant,
+    ) {
         let size = Self::size_of(&msg);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -108,6 +118,7 @@ impl Store {
                 remaining,
                 size,
                 lsn,
+                landed_at: now,
             },
         );
     }

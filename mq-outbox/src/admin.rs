@@ -164,6 +164,71 @@ impl Outbox {
         Ok(done)
     }
 
+    /// Deletes failed rows (status 2) for good, from the outbox and the
+    /// failure table: the messages are given up on. Returns the sequences
+    /// deleted; sequences that are not failed rows are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::Database`]; then nothing was deleted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let outbox = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await?;
+    /// assert!(outbox.purge_failed(&[1]).await?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn purge_failed(&self, seqs: &[u64]) -> Result<Vec<u64>, AdminError> {
+        let done = write_tx!(self.db(), |tx, _lock| {
+            let mut done = Vec::new();
+            for &seq in seqs {
+                let Ok(s) = i64::try_from(seq) else { continue };
+                let r = sqlx::query("DELETE FROM mq_outbox WHERE seq = $1 AND status = 2")
+                    .bind(s)
+                    .execute(&mut *tx)
+                    .await?;
+                if r.rows_affected() == 1 {
+                    sqlx::query("DELETE FROM mq_outbox_failed WHERE seq = $1")
+                        .bind(s)
+                        .execute(&mut *tx)
+                        .await?;
+                    done.push(seq);
+                }
+            }
+            done
+        });
+        if !done.is_empty() {
+            tracing::info!(count = done.len(), "failed outbox rows purged");
+        }
+        Ok(done)
+    }
+
+    /// How long the oldest pending row (status 0) has waited since it was
+    /// enqueued; `None` when nothing is pending.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::Database`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let outbox = mq_outbox::Outbox::open("sqlite::memory:", Default::default()).await?;
+    /// assert_eq!(outbox.oldest_pending_age().await?, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    pub async fn oldest_pending_age(&self) -> Result<Option<Duration>, AdminError> {
+        let sql = "SELECT MIN(created_at) FROM mq_outbox WHERE status = 0";
+        let oldest: Option<i64> = read_conn!(self.db(), |conn| {
+            sqlx::query_scalar(sql).fetch_one(&mut *conn).await?
+        });
+        Ok(oldest
+            .map(|t| Duration::from_millis(u64::try_from(now_ms().saturating_sub(t)).unwrap_or(0))))
+    }
+
     /// Deletes confirmed rows (status 1) last updated more than
     /// `older_than` ago; returns how many. Pending and failed rows are
     /// never touched. Sequence numbers are not reused afterwards.

@@ -146,6 +146,8 @@ mod outbox;
 mod schema;
 mod sender;
 mod sweeper;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use admin::{FailedRow, OutboxStats};
 pub use config::{ConfigError, OnFailed, OutboxConfig, Retention};

@@ -348,11 +348,15 @@ impl Core {
     }
 
     /// Adds to the bounded dead-letter history.
+    /// Its body is kept for requeue (`core/admin.rs`).
     pub(super) fn push_dead(&mut self, d: DeadLetter) {
         if self.dead.len() >= self.limits.max_dead_letters {
-            self.dead.pop_front();
+            if let Some(old) = self.dead.pop_front() {
+                self.release_dead_body(old.id);
+            }
         }
         if self.limits.max_dead_letters > 0 {
+            self.retain_dead_body(d.id);
             self.dead.push_back(d);
         }
     }

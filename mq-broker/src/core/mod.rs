@@ -40,6 +40,7 @@ struct Limits {
     dedup_max_producers: usize,
     dedup_max_ranges: usize,
     max_dead_letters: usize,
+    max_dead_letter_bytes: usize,
     max_acked_ids: usize,
     max_nack_delay: std::time::Duration,
     max_subs_per_conn: usize,
@@ -65,6 +66,7 @@ pub(crate) fn out_cost(frame: &Frame) -> usize {
 }
 
 /// The broker's whole state.
+mod admin;
 mod deliver;
 mod persist;
 #[cfg(test)]
@@ -91,6 +93,8 @@ pub(crate) struct Core {
     /// Reused buffer of due timer entries.
     due: Vec<crate::timers::Entry>,
     dead: VecDeque<DeadLetter>,
+    /// Bodies of dead letters, kept for requeue (`core/admin.rs`).
+    dead_bodies: admin::DeadBodies,
     stats: BrokerStats,
     /// The journal's append side, with the disk storage; `None` in memory
     /// (and while replaying a journal).
@@ -127,6 +131,7 @@ impl Core {
             dedup_max_producers: config.dedup_max_producers,
             dedup_max_ranges: config.dedup_max_ranges_per_producer,
             max_dead_letters: config.max_dead_letters,
+            max_dead_letter_bytes: config.max_dead_letter_bytes,
             max_acked_ids: config.max_acked_ids_per_group,
             max_nack_delay: config.max_nack_delay,
             max_subs_per_conn: config.max_subscriptions_per_connection,
@@ -153,6 +158,7 @@ impl Core {
             timers: TimerQueue::default(),
             due: Vec::new(),
             dead: VecDeque::new(),
+            dead_bodies: admin::DeadBodies::default(),
             stats: BrokerStats::default(),
             journal: None,
             waiting: VecDeque::new(),
@@ -449,13 +455,13 @@ impl Core {
         let topic = self.intern(&m.topic);
         if let Some(j) = &mut self.journal {
             let lsn = j.append_land(&m);
-            self.store.land(m, topic, 0, lsn);
+            self.store.land(m, topic, 0, lsn, now);
             self.dedup.insert(id);
             self.stats.messages_stored += 1;
             self.waiting.push_back((lsn, Waiting::Publish(id)));
             return Some(lsn);
         }
-        self.store.land(m, topic, 0, 0);
+        self.store.land(m, topic, 0, 0, now);
         self.dedup.insert(id);
         self.stats.messages_stored += 1;
         self.publish(id, now);
@@ -581,5 +587,6 @@ impl Core {
         self.group_index.clear();
         self.timers.clear();
         self.dead.clear();
+        self.dead_bodies = admin::DeadBodies::default();
     }
 }

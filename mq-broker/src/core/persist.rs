@@ -97,6 +97,20 @@ impl Core {
                 deliveries,
             }),
             Record::Dedup { producer, ranges } => self.dedup.import(producer, &ranges),
+            Record::DeadBody {
+                id,
+                topic,
+                headers,
+                payload,
+            } => self.restore_dead_body(id, topic, headers, payload),
+            Record::Requeued { group, id } => {
+                // Refused live the same way, or the body was evicted: the
+                // entry stays dead, as it would have.
+                let _ = self.requeue_dead(group as usize, id, now);
+            }
+            Record::Purged { group, id } => {
+                let _ = self.purge_dead(group as usize, id);
+            }
             Record::Base | Record::BaseEnd | Record::Batch { .. } => {}
         }
     }
@@ -114,6 +128,7 @@ impl Core {
     pub(crate) fn finish_recovery(&mut self) {
         // Counters count what this process did, not the replay.
         self.stats = crate::BrokerStats::default();
+        self.drop_unreferenced_bodies();
         for g in &mut self.groups {
             let mut ids: Vec<_> = g.pending.keys().copied().collect();
             ids.sort_by_key(|id| self.store.get(id).map_or(u64::MAX, |m| m.seq));
@@ -174,6 +189,7 @@ impl Core {
                 }
             }
         }
+        self.snapshot_dead_bodies(dst);
         for d in &self.dead {
             Record::DeadInfo {
                 id: d.id,

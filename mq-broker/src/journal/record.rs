@@ -21,9 +21,10 @@ pub(crate) const HEADER: usize = 9;
 pub(crate) const MAX_RECORD: usize = 64 << 20;
 
 /// One journal record. Live operation writes `Land`, `Group`,
-/// `Delivered`, `Ack` and `Dead`; a checkpoint (the first records of a
-/// base segment) writes the whole state with `Base`, `Group`, `Dedup`,
-/// `Land`, `Delivered`, `Forget`, `DeadInfo` and `BaseEnd`.
+/// `Delivered`, `Ack` and `Dead` (and `Requeued`, `Purged` for operator
+/// actions); a checkpoint (the first records of a base segment) writes the
+/// whole state with `Base`, `Group`, `Dedup`, `Land`, `Delivered`,
+/// `Forget`, `DeadBody`, `DeadInfo` and `BaseEnd`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Record {
     /// A message stored.
@@ -75,6 +76,18 @@ pub(crate) enum Record {
     /// First record of every write: the write's number. Tells a torn
     /// last write from corruption of an earlier, synced one.
     Batch { epoch: u64 },
+    /// Checkpoint: the body of a dead letter kept for requeue whose
+    /// message is no longer stored (same layout as `Land`).
+    DeadBody {
+        id: MessageId,
+        topic: String,
+        headers: Headers,
+        payload: Bytes,
+    },
+    /// An operator gave group `group`'s dead letter `id` back to it.
+    Requeued { group: u32, id: MessageId },
+    /// An operator deleted group `group`'s dead letter `id`.
+    Purged { group: u32, id: MessageId },
 }
 
 const LAND: u8 = 1;
@@ -88,6 +101,9 @@ const DEDUP: u8 = 8;
 const BASE: u8 = 9;
 const BASE_END: u8 = 10;
 const BATCH: u8 = 11;
+const DEAD_BODY: u8 = 12;
+const REQUEUED: u8 = 13;
+const PURGED: u8 = 14;
 /// Encoded length of a `Batch` record.
 pub(crate) const BATCH_LEN: usize = HEADER + 8;
 
@@ -127,9 +143,32 @@ pub(crate) fn encode_land(
     headers: &Headers,
     payload: &[u8],
 ) -> usize {
+    encode_message(dst, LAND, id, topic, headers, payload)
+}
+
+/// Appends a `DeadBody` record built from borrowed parts; returns its
+/// length.
+pub(crate) fn encode_dead_body(
+    dst: &mut Vec<u8>,
+    id: MessageId,
+    topic: &str,
+    headers: &Headers,
+    payload: &[u8],
+) -> usize {
+    encode_message(dst, DEAD_BODY, id, topic, headers, payload)
+}
+
+fn encode_message(
+    dst: &mut Vec<u8>,
+    kind: u8,
+    id: MessageId,
+    topic: &str,
+    headers: &Headers,
+    payload: &[u8],
+) -> usize {
     let start = dst.len();
     dst.extend_from_slice(&[0; HEADER]);
-    dst[start + 8] = LAND;
+    dst[start + 8] = kind;
     put_id(dst, id);
     put_str16(dst, topic.as_bytes());
     dst.put_u16_le(headers.len() as u16);
@@ -229,6 +268,25 @@ impl Record {
                 dst[start + 8] = BATCH;
                 dst.put_u64_le(*epoch);
             }
+            Record::DeadBody {
+                id,
+                topic,
+                headers,
+                payload,
+            } => {
+                dst.truncate(start);
+                return encode_dead_body(dst, *id, topic, headers, payload);
+            }
+            Record::Requeued { group, id } => {
+                dst[start + 8] = REQUEUED;
+                dst.put_u32_le(*group);
+                put_id(dst, *id);
+            }
+            Record::Purged { group, id } => {
+                dst[start + 8] = PURGED;
+                dst.put_u32_le(*group);
+                put_id(dst, *id);
+            }
         }
         seal(dst, start)
     }
@@ -261,7 +319,7 @@ impl Record {
         }
         let mut r = Cursor { buf: &body[1..] };
         let rec = match body[0] {
-            LAND => {
+            LAND | DEAD_BODY => {
                 let id = r.id()?;
                 let topic = r.string()?;
                 let n = r.u16()?;
@@ -273,11 +331,20 @@ impl Record {
                 }
                 let plen = r.u32()? as usize;
                 let payload = Bytes::copy_from_slice(r.take(plen)?);
-                Record::Land {
-                    id,
-                    topic,
-                    headers,
-                    payload,
+                if body[0] == LAND {
+                    Record::Land {
+                        id,
+                        topic,
+                        headers,
+                        payload,
+                    }
+                } else {
+                    Record::DeadBody {
+                        id,
+                        topic,
+                        headers,
+                        payload,
+                    }
                 }
             }
             GROUP => Record::Group {
@@ -324,6 +391,14 @@ impl Record {
             BASE => Record::Base,
             BASE_END => Record::BaseEnd,
             BATCH => Record::Batch { epoch: r.u64()? },
+            REQUEUED => Record::Requeued {
+                group: r.u32()?,
+                id: r.id()?,
+            },
+            PURGED => Record::Purged {
+                group: r.u32()?,
+                id: r.id()?,
+            },
             _ => return Err(DecodeError::Malformed("unknown record kind")),
         };
         if !r.buf.is_empty() {
@@ -457,6 +532,20 @@ mod tests {
             Record::Base,
             Record::BaseEnd,
             Record::Batch { epoch: 77 },
+            Record::DeadBody {
+                id: MessageId::new(3, 4),
+                topic: "orders".into(),
+                headers: Headers::new(),
+                payload: Bytes::from_static(b"kept"),
+            },
+            Record::Requeued {
+                group: 1,
+                id: MessageId::new(3, 4),
+            },
+            Record::Purged {
+                group: 2,
+                id: MessageId::new(3, 5),
+            },
         ]
     }
 

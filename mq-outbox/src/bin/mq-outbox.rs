@@ -5,7 +5,12 @@
 //! mq-outbox --database-url postgres://app@db/orders list-failed
 //! mq-outbox --database-url ... requeue 17 42
 //! mq-outbox --database-url ... purge-confirmed --older-than 7d
+//! mq-outbox --database-url ... serve --listen 127.0.0.1:7880 --admin-token ...
 //! ```
+//!
+//! `serve` shows the failed rows in a browser, with requeue and purge
+//! (see `mq_outbox::web`); it prints `serving on http://ADDR` and runs
+//! until SIGINT or SIGTERM.
 //!
 //! The URL may also come from `MQ_OUTBOX_DATABASE_URL`. Exit status: 0 on
 //! success, 1 on an error, 2 when `requeue` found sequences that are not
@@ -49,6 +54,21 @@ enum Command {
         /// Age such as `7d`, `12h`, `30m`, `45s`, `500ms`.
         #[arg(long, value_parser = parse_duration)]
         older_than: Duration,
+    },
+    /// Serve the web page and JSON API: failed rows, requeue, purge,
+    /// pending counts and age.
+    #[cfg(feature = "web")]
+    Serve {
+        /// Address to listen on (a non-loopback one needs --admin-token).
+        #[arg(long, default_value = "127.0.0.1:7880")]
+        listen: std::net::SocketAddr,
+        /// Token for requeue and purge, and for reads unless --open-reads.
+        /// At least 8 bytes; never logged.
+        #[arg(long, env = "MQ_OUTBOX_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
+        /// Let anyone who reaches the loopback address read the page.
+        #[arg(long)]
+        open_reads: bool,
     },
 }
 
@@ -128,8 +148,39 @@ async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let n = outbox.purge_confirmed(older_than).await?;
             println!("purged {n} confirmed row(s) older than {older_than:?}");
         }
+        #[cfg(feature = "web")]
+        Command::Serve {
+            listen,
+            admin_token,
+            open_reads,
+        } => {
+            use mq_outbox::web::{WebConfig, WebServer};
+            let mut config = WebConfig::default().listen(listen).open_reads(open_reads);
+            if let Some(t) = admin_token {
+                config = config.token(t);
+            }
+            let web = WebServer::start(outbox, config).await?;
+            println!("serving on http://{}", web.addr());
+            shutdown_signal().await;
+            web.shutdown().await;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT, or SIGTERM on Unix.
+#[cfg(feature = "web")]
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[tokio::main(flavor = "current_thread")]

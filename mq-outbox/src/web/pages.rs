@@ -1,0 +1,472 @@
+//! The outbox's page, its JSON API and the requeue and purge actions.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{clear_cookie, set_cookie, Caller};
+use super::html::{self, age_ms, bytes, card, esc, opt_age, Viewer};
+use super::App;
+use crate::{AdminError, FailedRow};
+
+const PRODUCT: &str = "mq-outbox";
+const NAV: [(&str, &str); 1] = [("/", "Failed rows")];
+/// Most sequences one action request may name.
+const MAX_SEQS: usize = 10_000;
+/// Bytes of a payload shown in previews.
+const PREVIEW: usize = 256;
+
+fn json_error(status: StatusCode, msg: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct E {
+        error: String,
+    }
+    (status, Json(E { error: msg.into() })).into_response()
+}
+
+fn db_error(e: AdminError) -> (StatusCode, String) {
+    tracing::warn!(error = %e, "outbox web: database error");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the database did not answer: {e}"),
+    )
+}
+
+fn viewer(c: &Caller) -> Viewer<'_> {
+    match c {
+        Caller::Session(s) => Viewer::Session(&s.csrf),
+        Caller::Token => Viewer::Token,
+        Caller::Anonymous => Viewer::Anonymous,
+    }
+}
+
+fn error_page(status: StatusCode, msg: &str) -> Response {
+    let body = format!(
+        r#"<h1>{}</h1><div class="flash err">{}</div><p><a href="/">Back</a></p>"#,
+        status.as_u16(),
+        esc(msg)
+    );
+    let page = html::page(PRODUCT, &NAV, "", "Error", &Viewer::Anonymous, 0, &body);
+    (status, Html(page)).into_response()
+}
+
+/// The counts and the oldest pending age.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatsBody {
+    pending: u64,
+    confirmed: u64,
+    failed: u64,
+    oldest_pending_ms: Option<u64>,
+}
+
+/// One failed row for the API.
+#[derive(Debug, Serialize)]
+pub(crate) struct FailedBody {
+    seq: u64,
+    id: String,
+    topic: String,
+    attempts: u32,
+    last_error: Option<String>,
+    failed_at_ms: u64,
+    headers: Vec<(String, String)>,
+    payload_len: usize,
+    payload_preview: String,
+}
+
+fn failed_body(r: &FailedRow) -> FailedBody {
+    let cut = r.payload.len().min(PREVIEW);
+    FailedBody {
+        seq: r.seq,
+        id: r.id.to_string(),
+        topic: r.topic.clone(),
+        attempts: r.attempts,
+        last_error: r.last_error.clone(),
+        failed_at_ms: r
+            .failed_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_owned(), String::from_utf8_lossy(v).into_owned()))
+            .collect(),
+        payload_len: r.payload.len(),
+        payload_preview: String::from_utf8_lossy(&r.payload[..cut]).into_owned(),
+    }
+}
+
+impl App {
+    async fn stats_body(&self) -> Result<StatsBody, AdminError> {
+        let s = self.outbox.stats().await?;
+        let age = self.outbox.oldest_pending_age().await?;
+        Ok(StatsBody {
+            pending: s.pending,
+            confirmed: s.confirmed,
+            failed: s.failed,
+            oldest_pending_ms: age.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        })
+    }
+}
+
+pub(crate) async fn api_stats(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err((s, m)) = app.may_read(&headers) {
+        return json_error(s, m);
+    }
+    match app.stats_body().await {
+        Ok(b) => Json(b).into_response(),
+        Err(e) => {
+            let (s, m) = db_error(e);
+            json_error(s, m)
+        }
+    }
+}
+
+pub(crate) async fn api_failed(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err((s, m)) = app.may_read(&headers) {
+        return json_error(s, m);
+    }
+    match app.outbox.list_failed().await {
+        Ok(rows) => Json(rows.iter().map(failed_body).collect::<Vec<_>>()).into_response(),
+        Err(e) => {
+            let (s, m) = db_error(e);
+            json_error(s, m)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Requeue,
+    Purge,
+}
+
+#[derive(Debug, Serialize)]
+struct Outcome {
+    done: Vec<u64>,
+    not_failed: Vec<u64>,
+}
+
+async fn apply(app: &App, action: Action, seqs: &[u64]) -> Result<Outcome, (StatusCode, String)> {
+    if seqs.len() > MAX_SEQS {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("at most {MAX_SEQS} sequences per request"),
+        ));
+    }
+    let done = match action {
+        Action::Requeue => app.outbox.requeue(seqs).await,
+        Action::Purge => app.outbox.purge_failed(seqs).await,
+    }
+    .map_err(db_error)?;
+    let not_failed = seqs.iter().filter(|s| !done.contains(s)).copied().collect();
+    Ok(Outcome { done, not_failed })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Seqs {
+    seqs: Vec<u64>,
+}
+
+async fn api_act(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Json<Seqs>, JsonRejection>,
+    action: Action,
+) -> Response {
+    if let Err((s, m)) = app.may_act(headers, None) {
+        return json_error(s, m);
+    }
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return json_error(e.status(), e.body_text()),
+    };
+    match apply(app, action, &body.seqs).await {
+        Ok(out) if out.done.is_empty() && !out.not_failed.is_empty() => {
+            (StatusCode::NOT_FOUND, Json(out)).into_response()
+        }
+        Ok(out) => Json(out).into_response(),
+        Err((s, m)) => json_error(s, m),
+    }
+}
+
+pub(crate) async fn api_requeue(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Json<Seqs>, JsonRejection>,
+) -> Response {
+    api_act(&app, &headers, body, Action::Requeue).await
+}
+
+pub(crate) async fn api_purge(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Json<Seqs>, JsonRejection>,
+) -> Response {
+    api_act(&app, &headers, body, Action::Purge).await
+}
+
+pub(crate) async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "no such page or endpoint")
+}
+
+pub(crate) async fn index(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let caller = match app.may_read(&headers) {
+        Ok(c) => c,
+        Err((StatusCode::UNAUTHORIZED, _)) if app.caller(&headers).is_ok() => {
+            return Redirect::to("/login?next=%2F").into_response()
+        }
+        Err((s, m)) => return error_page(s, &m),
+    };
+    let (stats, rows) = match (app.stats_body().await, app.outbox.list_failed().await) {
+        (Ok(s), Ok(r)) => (s, r),
+        (Err(e), _) | (_, Err(e)) => {
+            let (s, m) = db_error(e);
+            return error_page(s, &m);
+        }
+    };
+    let mut h = String::from("<h1>Outbox</h1>");
+    if let (Some(did), Some(n)) = (q.get("did"), q.get("n")) {
+        let n: usize = n.parse().unwrap_or(0);
+        let verb = if did == "purged" {
+            "Purged"
+        } else {
+            "Requeued"
+        };
+        let plural = if n == 1 { "" } else { "s" };
+        let _ = write!(
+            h,
+            r#"<div class="flash" role="status">{verb} {n} row{plural}."#
+        );
+        if let Some(f) = q
+            .get("skipped")
+            .and_then(|f| f.parse::<usize>().ok())
+            .filter(|f| *f > 0)
+        {
+            let _ = write!(h, " {f} were no longer failed.");
+        }
+        h.push_str("</div>");
+    }
+    h.push_str(r#"<div class="cards">"#);
+    card(
+        &mut h,
+        "Pending",
+        &stats.pending.to_string(),
+        "pending",
+        false,
+    );
+    card(
+        &mut h,
+        "Oldest pending",
+        &opt_age(stats.oldest_pending_ms),
+        "oldest_pending",
+        false,
+    );
+    card(
+        &mut h,
+        "Confirmed",
+        &stats.confirmed.to_string(),
+        "confirmed",
+        false,
+    );
+    card(
+        &mut h,
+        "Failed",
+        &stats.failed.to_string(),
+        "failed",
+        stats.failed > 0,
+    );
+    h.push_str("</div><h2>Failed rows</h2>");
+    if rows.is_empty() {
+        h.push_str(r#"<div class="empty">No failed rows. A row fails after the maximum attempts (or a permanent rejection) and waits here for a person.</div>"#);
+    } else {
+        let csrf = match &caller {
+            Caller::Session(s) => s.csrf.clone(),
+            _ => String::new(),
+        };
+        let can_act = !matches!(caller, Caller::Anonymous);
+        if !can_act {
+            h.push_str(r#"<p class="mut">Sign in with the admin token to requeue or purge.</p>"#);
+        }
+        let dis = if can_act { "" } else { " disabled" };
+        let _ = write!(
+            h,
+            r#"<form method="post" action="/failed/requeue"><input type="hidden" name="csrf" value="{}"><div class="bar"><button type="submit" class="primary" formaction="/failed/requeue"{dis}>Requeue selected</button><button type="submit" class="danger" formaction="/failed/purge"{dis}>Purge selected</button><span class="mut" id="count">{} failed row{}</span></div><div class="scroll"><table class="stack"><thead><tr><th><input type="checkbox" aria-label="select all" onclick="for(const c of document.querySelectorAll('input[name=seq]'))c.checked=this.checked"></th><th class="n">Seq</th><th>Topic</th><th class="n">Attempts</th><th>Last error</th><th>Failed</th><th>Payload</th><th></th></tr></thead><tbody>"#,
+            esc(&csrf),
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" }
+        );
+        let now = SystemTime::now();
+        for r in &rows {
+            let b = failed_body(r);
+            let ago = now
+                .duration_since(r.failed_at)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let more = if b.payload_len > b.payload_preview.len() {
+                "…"
+            } else {
+                ""
+            };
+            let _ = write!(
+                h,
+                r#"<tr data-seq="{seq}"><td><input type="checkbox" name="seq" value="{seq}" aria-label="select row {seq}"></td><td class="n" data-label="Seq">{seq}<br><code class="mut">{id}</code></td><td data-label="Topic">{topic}</td><td class="n" data-label="Attempts">{att}</td><td data-label="Last error">{err}</td><td data-label="Failed">{ago} ago</td><td data-label="Payload"><div class="preview mono">{pv}{more}</div><span class="mut">{len}</span></td><td class="acts"><button type="submit" name="one" value="{seq}" formaction="/failed/requeue" class="primary"{dis}>Requeue</button> <button type="submit" name="one" value="{seq}" formaction="/failed/purge" class="danger"{dis}>Purge</button></td></tr>"#,
+                seq = b.seq,
+                id = esc(&b.id),
+                topic = esc(&b.topic),
+                att = b.attempts,
+                err = esc(b
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("lease expired (no error reported)")),
+                ago = age_ms(ago),
+                pv = esc(&b.payload_preview),
+                len = bytes(b.payload_len as u64),
+            );
+        }
+        h.push_str("</tbody></table></div></form>");
+    }
+    let page = html::page(PRODUCT, &NAV, "/", "Failed rows", &viewer(&caller), 5, &h);
+    Html(page).into_response()
+}
+
+async fn form_act(
+    app: &App,
+    headers: &HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    action: Action,
+) -> Response {
+    let Form(fields) = match form {
+        Ok(f) => f,
+        Err(e) => return error_page(e.status(), &e.body_text()),
+    };
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map_or("", |(_, v)| v.as_str());
+    if let Err((s, m)) = app.may_act(headers, Some(csrf)) {
+        return error_page(s, &m);
+    }
+    let picked: Vec<&str> = match fields.iter().find(|(k, _)| k == "one") {
+        Some((_, one)) => vec![one.as_str()],
+        None => fields
+            .iter()
+            .filter(|(k, _)| k == "seq")
+            .map(|(_, v)| v.as_str())
+            .collect(),
+    };
+    let mut seqs = Vec::with_capacity(picked.len());
+    for p in picked {
+        match p.parse::<u64>() {
+            Ok(s) => seqs.push(s),
+            Err(_) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "{:?} is not a row sequence number",
+                        p.chars().take(40).collect::<String>()
+                    ),
+                )
+            }
+        }
+    }
+    if seqs.is_empty() {
+        return error_page(StatusCode::BAD_REQUEST, "Select at least one row.");
+    }
+    match apply(app, action, &seqs).await {
+        Ok(out) => {
+            let did = if action == Action::Purge {
+                "purged"
+            } else {
+                "requeued"
+            };
+            Redirect::to(&format!(
+                "/?did={did}&n={}&skipped={}",
+                out.done.len(),
+                out.not_failed.len()
+            ))
+            .into_response()
+        }
+        Err((s, m)) => error_page(s, &m),
+    }
+}
+
+pub(crate) async fn requeue_form(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    form_act(&app, &headers, form, Action::Requeue).await
+}
+
+pub(crate) async fn purge_form(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    form_act(&app, &headers, form, Action::Purge).await
+}
+
+fn safe_next(next: Option<&String>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn login_page(status: StatusCode, next: &str, msg: Option<&str>) -> Response {
+    let mut h = String::from("<h1>Sign in</h1>");
+    if let Some(m) = msg {
+        let _ = write!(h, r#"<div class="flash err">{}</div>"#, esc(m));
+    }
+    let _ = write!(
+        h,
+        r#"<form method="post" action="/login"><input type="hidden" name="next" value="{}"><p><label for="token">Admin token</label></p><div class="bar"><input type="password" id="token" name="token" autocomplete="current-password" required><button type="submit" class="primary">Sign in</button></div></form><p class="mut">The token given to <code>mq-outbox serve --admin-token</code>.</p>"#,
+        esc(next)
+    );
+    let page = html::page(PRODUCT, &NAV, "/login", "Sign in", &Viewer::Token, 0, &h);
+    (status, Html(page.replace("<span>token</span>", ""))).into_response()
+}
+
+pub(crate) async fn login_form(Query(q): Query<HashMap<String, String>>) -> Response {
+    login_page(StatusCode::OK, &safe_next(q.get("next")), None)
+}
+
+pub(crate) async fn login(
+    State(app): State<Arc<App>>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let Form(f) = match form {
+        Ok(f) => f,
+        Err(e) => return error_page(e.status(), &e.body_text()),
+    };
+    let next = safe_next(f.get("next"));
+    match app.sign_in(f.get("token").map_or("", |s| s.as_str())) {
+        Ok(s) => ([(header::SET_COOKIE, set_cookie(&s))], Redirect::to(&next)).into_response(),
+        Err((status, msg)) => login_page(status, &next, Some(&msg)),
+    }
+}
+
+pub(crate) async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let csrf = form.ok().and_then(|Form(f)| f.get("csrf").cloned());
+    if let Err((s, m)) = app.may_act(&headers, Some(csrf.as_deref().unwrap_or(""))) {
+        return error_page(s, &m);
+    }
+    app.sign_out(&headers);
+    ([(header::SET_COOKIE, clear_cookie())], Redirect::to("/")).into_response()
+}
