@@ -201,6 +201,8 @@ mod error;
 mod faults;
 mod groups;
 mod inspect;
+#[cfg(feature = "jetstream")]
+mod jetstream;
 mod journal;
 mod server;
 mod state;
@@ -213,5 +215,7 @@ pub use config::{
 };
 pub use error::{BrokerError, WaitTimeout};
 pub use inspect::{DeadLetter, GroupInfo, Inspection, StoredInfo, SubscriptionInfo};
+#[cfg(feature = "jetstream")]
+pub use jetstream::{Gateway, GatewayError, GatewayStats, JetStreamConfig};
 pub use server::{Broker, RestartMode};
 pub use stats::BrokerStats;

@@ -1,0 +1,1 @@
+//! Failover under load: see below.
