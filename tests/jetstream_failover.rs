@@ -1,1 +1,0 @@
-//! Failover under load: see below.
