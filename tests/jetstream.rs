@@ -246,6 +246,27 @@ async fn message_before_any_group_is_kept_for_the_first_group() {
     f.wait_stored(&f.stream, 0).await;
 }
 
+/// Why the holding consumer exists: JetStream itself, on an interest stream
+/// with no consumer for the subject, acknowledges a publish and keeps
+/// nothing. (Checked here so a server change in that behaviour shows.)
+#[tokio::test]
+async fn jetstream_alone_drops_an_acknowledged_message_without_a_consumer() {
+    let f = fixture().await;
+    let mut st = f.js.get_stream(&f.stream).await.expect("stream");
+    let ack =
+        f.js.publish("mq.t.nobody", "x".into())
+            .await
+            .expect("sent")
+            .await
+            .expect("JetStream acknowledged the publish");
+    assert!(!ack.duplicate);
+    let info = st.info().await.expect("info");
+    assert_eq!(
+        info.state.messages, 0,
+        "kept without any consumer: {info:?}"
+    );
+}
+
 #[tokio::test]
 async fn acked_and_deleted_id_is_still_a_duplicate_within_the_window() {
     let f = fixture().await;
