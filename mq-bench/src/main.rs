@@ -15,6 +15,7 @@
 mod alloc;
 mod ceiling;
 mod e2e;
+mod jetstream;
 mod memory;
 mod publish;
 mod report;
@@ -58,7 +59,8 @@ struct Args {
     /// Repetitions; the table shows the median run of each figure.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Which groups to run.
+    /// Which groups to run (`jetstream`: the JetStream gateway at --rate
+    /// for R1 and R3, next to JetStream itself; needs nats-server).
     #[arg(long, value_delimiter = ',', default_value = "publish,e2e,memory")]
     only: Vec<String>,
     /// Internal: run one memory scenario in this process and print JSON.
@@ -164,6 +166,21 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
     let first = rows.len();
     let wants = |g: &str| args.only.iter().any(|o| o == g);
     for &payload in &args.sizes {
+        if wants("jetstream") {
+            for replicas in [1, 3] {
+                let load = Load {
+                    payload,
+                    window: args.e2e_window,
+                    count: (args.rate * args.paced_seconds) as u64,
+                    rate: Some(args.rate),
+                };
+                pb.start(
+                    format!("{run} jetstream R{replicas} {payload}B @{}/s", args.rate),
+                    load.count,
+                );
+                rows.extend(jetstream::run(load, replicas, pb).await?);
+            }
+        }
         if wants("publish") {
             for &window in &args.windows {
                 let load = Load {
