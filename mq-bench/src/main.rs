@@ -18,6 +18,7 @@ mod alloc;
 mod ceiling;
 mod durable;
 mod e2e;
+mod jetstream;
 mod memory;
 mod publish;
 mod report;
@@ -62,7 +63,9 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Which groups to run (`durable`: recovery time, disk bytes per
-    /// message and RSS at the store limit of the disk broker).
+    /// message and RSS at the store limit of the disk broker; `jetstream`:
+    /// the JetStream gateway at --rate for R1 and R3, next to JetStream
+    /// itself; needs nats-server, not run by default).
     #[arg(
         long,
         value_delimiter = ',',
@@ -182,6 +185,22 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
     let wants = |g: &str| args.only.iter().any(|o| o == g);
     let disks: Vec<bool> = args.storage.iter().map(|s| s == "disk").collect();
     for &payload in &args.sizes {
+        if wants("jetstream") {
+            for replicas in [1, 3] {
+                let load = Load {
+                    payload,
+                    window: args.e2e_window,
+                    count: (args.rate * args.paced_seconds) as u64,
+                    rate: Some(args.rate),
+                    disk: false,
+                };
+                pb.start(
+                    format!("{run} jetstream R{replicas} {payload}B @{}/s", args.rate),
+                    load.count,
+                );
+                rows.extend(jetstream::run(load, replicas, pb).await?);
+            }
+        }
         if wants("publish") {
             for &window in &args.windows {
                 let load = Load {

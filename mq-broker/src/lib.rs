@@ -8,6 +8,12 @@
 //!   message's record is on stable storage (fdatasync), and the broker
 //!   recovers everything after a crash or restart. This is what the
 //!   `mq-broker` binary runs: `mq-broker --data-dir /var/lib/mq`.
+//! * [`Gateway`] (feature `jetstream`, on by default): no storage of its
+//!   own; a stateless gateway on a NATS JetStream cluster, started with
+//!   [`Gateway::start`] or `mq-broker --backend jetstream --nats URL,...`.
+//!   Its mapping onto JetStream and every difference from the single node
+//!   are in the `jetstream` module's docs (`src/jetstream/mod.rs`) and
+//!   PROTOCOL.md §11.
 //!
 //! Start it inside a test on `127.0.0.1:0` ([`Broker::start`]), without any
 //! socket for paused-time tests ([`Broker::start_in_memory`] and
@@ -210,7 +216,10 @@ mod error;
 mod faults;
 mod groups;
 mod inspect;
+#[cfg(feature = "jetstream")]
+mod jetstream;
 mod journal;
+mod limits;
 mod server;
 mod state;
 mod stats;
@@ -223,6 +232,8 @@ pub use config::{
 };
 pub use error::{BrokerError, WaitTimeout};
 pub use inspect::{DeadLetter, GroupInfo, Inspection, StoredInfo, SubscriptionInfo};
+#[cfg(feature = "jetstream")]
+pub use jetstream::{Gateway, GatewayError, GatewayStats, JetStreamConfig};
 pub use server::{Broker, RestartMode};
 pub use stats::BrokerStats;
 pub use views::{

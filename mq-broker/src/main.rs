@@ -3,7 +3,12 @@
 //! ```text
 //! mq-broker --listen 0.0.0.0:7878 --data-dir /var/lib/mq
 //! mq-broker --config /etc/mq-broker.toml
+//! mq-broker --backend jetstream --nats nats://h1:4222,nats://h2:4222,nats://h3:4222
 //! ```
+//!
+//! `--backend jetstream` runs a stateless gateway on a NATS JetStream
+//! cluster (see the `jetstream` module of the library): no data directory,
+//! any number of gateways side by side.
 //!
 //! Every flag can also be given in the TOML file named by `--config`, under
 //! the flag's name with `_` for `-` (`data_dir = "/var/lib/mq"`); a flag on
@@ -28,7 +33,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mq_broker::admin::{AdminConfig, AdminServer};
-use mq_broker::{Broker, BrokerConfig, DiskStorage, Storage};
+use mq_broker::{Broker, BrokerConfig, DiskStorage, Gateway, JetStreamConfig, Storage};
 use serde::Deserialize;
 
 /// The MQ broker: stores every message on disk (fdatasync before `Stored`),
@@ -45,8 +50,38 @@ struct Args {
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// Directory of the journal (created if missing; one broker at a time).
-    #[arg(long, required_unless_present_any = ["in_memory", "config"])]
+    #[arg(long, required_unless_present_any = ["in_memory", "config", "backend", "nats"])]
     data_dir: Option<PathBuf>,
+    /// Where messages live: `disk` (the default with --data-dir), `memory`
+    /// (as --in-memory), or `jetstream` (a gateway on the NATS servers of
+    /// --nats).
+    #[arg(long, value_parser = ["disk", "memory", "jetstream"])]
+    backend: Option<String>,
+    /// NATS server URLs for --backend jetstream, comma separated
+    /// (`nats://h1:4222,nats://h2:4222`).
+    #[arg(long, value_delimiter = ',')]
+    nats: Option<Vec<String>>,
+    /// JetStream: replicas of the streams [default: 3].
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// JetStream: name of the message stream [default: MQ].
+    #[arg(long)]
+    stream: Option<String>,
+    /// JetStream: first subject token [default: mq].
+    #[arg(long)]
+    subject_prefix: Option<String>,
+    /// JetStream: dedup window in seconds; must exceed the senders'
+    /// send_timeout [default: 600].
+    #[arg(long)]
+    duplicate_window_secs: Option<u64>,
+    /// JetStream: the senders' longest send_timeout in seconds, checked
+    /// against the dedup window [default: 120].
+    #[arg(long)]
+    sender_send_timeout_secs: Option<u64>,
+    /// JetStream: redelivery of a delivery held by a crashed gateway or a
+    /// silent receiver, in ms [default: 30000].
+    #[arg(long)]
+    ack_wait_ms: Option<u64>,
     /// Keep messages in memory only (lost with the process): for trials.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     in_memory: Option<bool>,
@@ -130,6 +165,14 @@ impl Args {
         take!(
             listen,
             data_dir,
+            backend,
+            nats,
+            replicas,
+            stream,
+            subject_prefix,
+            duplicate_window_secs,
+            sender_send_timeout_secs,
+            ack_wait_ms,
             in_memory,
             repair,
             segment_size,
@@ -199,7 +242,19 @@ impl Args {
         if c.redelivery.max < c.redelivery.initial {
             c.redelivery.max = c.redelivery.initial;
         }
-        c.storage = match (&self.data_dir, self.in_memory.unwrap_or(false)) {
+        if self.is_jetstream() {
+            if self.data_dir.is_some() || self.in_memory == Some(true) {
+                return Err(
+                    "--backend jetstream keeps nothing locally: drop --data-dir / --in-memory"
+                        .into(),
+                );
+            }
+            c.validate().map_err(|e| format!("{e} (see --help)"))?;
+            return Ok(c);
+        }
+        let in_memory =
+            self.in_memory.unwrap_or(false) || self.backend.as_deref() == Some("memory");
+        c.storage = match (&self.data_dir, in_memory) {
             (Some(_), true) => return Err("give either --data-dir or --in-memory, not both".into()),
             (None, false) => {
                 return Err("--data-dir DIR is required (or --in-memory for a trial)".into())
@@ -236,6 +291,43 @@ impl Args {
         }
         a.validate().map_err(|e| format!("{e} (see --help)"))?;
         Ok(Some(a))
+    }
+}
+
+impl Args {
+    fn is_jetstream(&self) -> bool {
+        self.backend.as_deref() == Some("jetstream")
+            || (self.backend.is_none() && self.nats.is_some())
+    }
+
+    fn jetstream_config(&self) -> Result<JetStreamConfig, String> {
+        let servers = self.nats.clone().unwrap_or_default();
+        if servers.is_empty() {
+            return Err("--backend jetstream needs --nats URL[,URL...]".into());
+        }
+        let mut js = JetStreamConfig::new(servers);
+        if let Some(r) = self.replicas {
+            js = js.replicas(r);
+        }
+        if self.stream.is_some() || self.subject_prefix.is_some() {
+            let stream = self.stream.clone().unwrap_or_else(|| js.stream.clone());
+            let prefix = self
+                .subject_prefix
+                .clone()
+                .unwrap_or_else(|| js.subject_prefix.clone());
+            js = js.names(stream, prefix);
+        }
+        if let Some(s) = self.duplicate_window_secs {
+            js = js.duplicate_window(Duration::from_secs(s));
+        }
+        if let Some(s) = self.sender_send_timeout_secs {
+            js.sender_send_timeout = Duration::from_secs(s);
+        }
+        if let Some(ms) = self.ack_wait_ms {
+            js = js.ack_wait(Duration::from_millis(ms));
+        }
+        js.validate()?;
+        Ok(js)
     }
 }
 
@@ -308,6 +400,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.is_jetstream() {
+        return run_gateway(&args, config).await;
+    }
     let broker = match Broker::start(config).await {
         Ok(b) => b,
         Err(e) => {
@@ -366,4 +461,29 @@ async fn main() -> ExitCode {
         }
         None => ExitCode::SUCCESS,
     }
+}
+
+/// `--backend jetstream`: the gateway until SIGTERM or SIGINT.
+async fn run_gateway(args: &Args, config: BrokerConfig) -> ExitCode {
+    let js = match args.jetstream_config() {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("mq-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let gateway = match Gateway::start(config, js).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("mq-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = Signals::new();
+    println!("listening on {}", gateway.addr());
+    let why = signals.recv().await;
+    tracing::info!("shutting down on {why}");
+    gateway.shutdown().await;
+    tracing::info!("stats {:?}", gateway.stats());
+    ExitCode::SUCCESS
 }

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod nats;
 mod report;
 mod run;
 mod scenario;

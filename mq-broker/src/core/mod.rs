@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use mq_protocol::{
     Backoff, Close, ErrorCode, Frame, Message, MessageId, Pong, Reply, ReplyStatus, Role,
-    MAX_TOPIC_LEN,
 };
 use rand::rngs::StdRng;
 use tokio::time::Instant;
@@ -350,38 +349,8 @@ impl Core {
     }
 
     fn check(&self, m: &Message) -> Result<(), (ErrorCode, String)> {
-        if m.topic.is_empty() || m.topic.len() > MAX_TOPIC_LEN {
-            return Err((
-                ErrorCode::INVALID_TOPIC,
-                format!(
-                    "topic is {} bytes; it must be 1..={MAX_TOPIC_LEN}",
-                    m.topic.len()
-                ),
-            ));
-        }
-        if let Err(e) = m.headers.validate() {
-            return Err((ErrorCode::INVALID_HEADERS, e.to_string()));
-        }
-        let size = Store::size_of(m);
-        if size > self.limits.max_message_size {
-            return Err((
-                ErrorCode::MESSAGE_TOO_LARGE,
-                format!(
-                    "message of {size} bytes exceeds the limit of {}",
-                    self.limits.max_message_size
-                ),
-            ));
-        }
-        // A Deliver frame carries 4 more bytes (sub_id) than the Message.
-        if m.frame_size() + 4 > self.limits.max_frame_size {
-            return Err((
-                ErrorCode::MESSAGE_TOO_LARGE,
-                format!(
-                    "its Deliver frame would exceed the maximum frame size of {}",
-                    self.limits.max_frame_size
-                ),
-            ));
-        }
+        crate::limits::check_message(m, self.limits.max_message_size, self.limits.max_frame_size)?;
+        let size = crate::limits::size_of(m);
         self.store
             .check_room(size)
             .map_err(|r| (r.code, r.reason))?;

@@ -1,0 +1,364 @@
+//! One client connection to the gateway: handshake, a writer task fed by a
+//! channel (heartbeat pings when idle), and a reader loop that hands
+//! `Message`s to `publish` and subscription frames to `consume`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use mq_protocol::{
+    Close, Codec, ErrorCode, Frame, Hello, Pong, Refuse, Role, SubscribeOk, Welcome,
+    PROTOCOL_VERSION,
+};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::timeout;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::consume::{self, SubCmd};
+use super::{bump, publish, Shared};
+use crate::state::reason;
+
+/// Messages of one sender connection waiting for their PubAck at once;
+/// past it the gateway stops reading that connection (backpressure).
+const MAX_PUBLISHING: usize = 4096;
+
+/// Frames written per flush.
+const MAX_BATCH: usize = 256;
+
+/// What the reader hands the writer.
+pub(crate) type Out = mpsc::UnboundedSender<Frame>;
+
+pub(crate) fn close_frame(code: ErrorCode, why: impl Into<String>) -> Frame {
+    Frame::Close(Close {
+        code,
+        reason: reason(why.into()),
+    })
+}
+
+pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let (rd, wr) = tcp.into_split();
+    let codec = Codec::new(shared.config.max_frame_size);
+    let mut reader = FramedRead::new(rd, codec);
+    let mut writer = FramedWrite::new(wr, codec);
+
+    let first = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        r = timeout(shared.config.handshake_timeout, reader.next()) => r,
+    };
+    let hello = match first {
+        Err(_) | Ok(None) => return,
+        Ok(Some(Err(e))) => {
+            let _ = writer.send(close_frame(e.code(), e.to_string())).await;
+            return;
+        }
+        Ok(Some(Ok(Frame::Hello(h)))) => h,
+        Ok(Some(Ok(other))) => {
+            let why = format!("expected Hello, got {}", other.name());
+            let _ = writer
+                .send(close_frame(ErrorCode::UNEXPECTED_FRAME, why))
+                .await;
+            return;
+        }
+    };
+    if let Some((code, why)) = check_hello(&shared, &hello) {
+        let refuse = Frame::Refuse(Refuse {
+            code,
+            reason: reason(why),
+        });
+        let _ = timeout(Duration::from_secs(5), writer.send(refuse)).await;
+        return;
+    }
+    // Count the connection; the guard gives the slot back however we leave.
+    let open = shared.open.fetch_add(1, Ordering::AcqRel) + 1;
+    let _slot = Slot(shared.clone());
+    if open > shared.config.max_connections {
+        let why = format!(
+            "the gateway is at its limit of {} connections",
+            shared.config.max_connections
+        );
+        let refuse = Frame::Refuse(Refuse {
+            code: ErrorCode::TOO_MANY_CONNECTIONS,
+            reason: reason(why),
+        });
+        let _ = timeout(Duration::from_secs(5), writer.send(refuse)).await;
+        return;
+    }
+    bump(&shared.counters.connections);
+    let welcome = Welcome {
+        version: PROTOCOL_VERSION,
+        max_frame_size: shared.config.max_frame_size,
+        heartbeat_ms: shared
+            .config
+            .heartbeat
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32,
+        server_name: shared.config.server_name.clone(),
+        max_message_size: Some(shared.config.max_message_size.min(u32::MAX as usize) as u32),
+    };
+    if writer.send(Frame::Welcome(welcome)).await.is_err() {
+        return;
+    }
+    tracing::debug!(%peer, role = ?hello.role, client = %hello.client_name, "connected");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let kill = CancellationToken::new();
+    let heartbeat = shared.config.heartbeat;
+    let wtask = tokio::spawn(write_loop(writer, rx, kill.clone(), heartbeat));
+    let why = match hello.role {
+        Role::Sender => sender_loop(&shared, &mut reader, &tx, &kill).await,
+        Role::Receiver => receiver_loop(&shared, &mut reader, &tx, &kill).await,
+        _ => Some(close_frame(ErrorCode::UNEXPECTED_FRAME, "unknown role")),
+    };
+    if let Some(close) = why {
+        let _ = tx.send(close);
+    }
+    drop(tx);
+    // The writer ends once it wrote everything queued (the Close last), or
+    // when killed.
+    let _ = timeout(Duration::from_secs(2), wtask).await;
+    kill.cancel();
+    tracing::debug!(%peer, "disconnected");
+}
+
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn check_hello(shared: &Shared, h: &Hello) -> Option<(ErrorCode, String)> {
+    if h.min_version > h.max_version
+        || h.min_version > PROTOCOL_VERSION
+        || h.max_version < PROTOCOL_VERSION
+    {
+        let why = format!(
+            "client speaks versions {}..={}, this gateway only {PROTOCOL_VERSION}",
+            h.min_version, h.max_version
+        );
+        return Some((ErrorCode::UNSUPPORTED_VERSION, why));
+    }
+    if let Some(token) = &shared.config.auth_token {
+        let ok = h.token.as_deref().is_some_and(|t| {
+            t.len() == token.len()
+                && t.bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0
+        });
+        if !ok {
+            return Some((ErrorCode::UNAUTHORIZED, "wrong or missing token".into()));
+        }
+    }
+    None
+}
+
+type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
+
+/// Next frame, answering pings; `Err(close)` to end the connection with
+/// that frame, `Ok(None)` at EOF, shutdown or a `Close` from the peer.
+async fn next(
+    shared: &Shared,
+    reader: &mut Reader,
+    out: &Out,
+    kill: &CancellationToken,
+) -> Result<Option<Frame>, Frame> {
+    let silent = shared.config.heartbeat * 3;
+    loop {
+        let read = async {
+            if silent.is_zero() {
+                Ok(reader.next().await)
+            } else {
+                timeout(silent, reader.next()).await
+            }
+        };
+        let got = tokio::select! {
+            _ = kill.cancelled() => return Ok(None),
+            _ = shared.shutdown.cancelled() => {
+                return Err(close_frame(ErrorCode::SHUTTING_DOWN, "the gateway is shutting down"));
+            }
+            r = read => r,
+        };
+        match got {
+            Err(_) => {
+                return Err(close_frame(
+                    ErrorCode::HEARTBEAT_TIMEOUT,
+                    format!("nothing received for {silent:?}"),
+                ))
+            }
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(close_frame(e.code(), e.to_string())),
+            Ok(Some(Ok(Frame::Ping(p)))) => {
+                let _ = out.send(Frame::Pong(Pong { nonce: p.nonce }));
+            }
+            Ok(Some(Ok(Frame::Pong(_)))) => {}
+            Ok(Some(Ok(Frame::Close(_)))) => return Ok(None),
+            Ok(Some(Ok(f))) => return Ok(Some(f)),
+        }
+    }
+}
+
+fn unexpected(f: &Frame, role: &str) -> Frame {
+    close_frame(
+        ErrorCode::UNEXPECTED_FRAME,
+        format!("{} is not allowed on a {role} connection", f.name()),
+    )
+}
+
+async fn sender_loop(
+    shared: &Arc<Shared>,
+    reader: &mut Reader,
+    out: &Out,
+    kill: &CancellationToken,
+) -> Option<Frame> {
+    let window = Arc::new(Semaphore::new(MAX_PUBLISHING));
+    loop {
+        let f = match next(shared, reader, out, kill).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(close) => return Some(close),
+        };
+        let Frame::Message(m) = f else {
+            return Some(unexpected(&f, "sender"));
+        };
+        let permit = tokio::select! {
+            _ = kill.cancelled() => return None,
+            p = window.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return None,
+            },
+        };
+        publish::start(shared.clone(), m, out.clone(), permit);
+    }
+}
+
+async fn receiver_loop(
+    shared: &Arc<Shared>,
+    reader: &mut Reader,
+    out: &Out,
+    kill: &CancellationToken,
+) -> Option<Frame> {
+    let mut subs: HashMap<u32, mpsc::UnboundedSender<SubCmd>> = HashMap::new();
+    let stop = CancellationToken::new();
+    let _stop_guard = stop.clone().drop_guard();
+    loop {
+        let f = match next(shared, reader, out, kill).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return None,
+            Err(close) => return Some(close),
+        };
+        let (sub_id, cmd) = match f {
+            Frame::Subscribe(s) => {
+                if subs.contains_key(&s.sub_id) || s.topic.is_empty() {
+                    let why = if s.topic.is_empty() {
+                        "empty topic".to_owned()
+                    } else {
+                        format!("sub_id {} is already in use on this connection", s.sub_id)
+                    };
+                    return Some(close_frame(ErrorCode::UNEXPECTED_FRAME, why));
+                }
+                // The consumer must exist before SubscribeOk: a message
+                // published after SubscribeOk is then the group's.
+                let (tx, rx) = mpsc::unbounded_channel();
+                let made = tokio::select! {
+                    _ = kill.cancelled() => return None,
+                    r = consume::group_consumer(shared, &s.topic, &s.group) => r,
+                };
+                let consumer = match made {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(topic = %s.topic, group = %s.group, "cannot create the group's consumer: {e}");
+                        return Some(close_frame(
+                            ErrorCode::SHUTTING_DOWN,
+                            format!("the gateway cannot reach JetStream: {e}"),
+                        ));
+                    }
+                };
+                let sub_id = s.sub_id;
+                let _ = out.send(Frame::SubscribeOk(SubscribeOk { sub_id }));
+                tokio::spawn(consume::run(
+                    shared.clone(),
+                    consumer,
+                    s,
+                    rx,
+                    out.clone(),
+                    stop.child_token(),
+                ));
+                subs.insert(sub_id, tx);
+                continue;
+            }
+            Frame::Ack(a) => (a.sub_id, SubCmd::Ack(a.id)),
+            Frame::Nack(n) => (n.sub_id, SubCmd::Nack(n.id, n.delay_ms)),
+            Frame::Credit(c) => (c.sub_id, SubCmd::Credit(c.credit)),
+            other => return Some(unexpected(&other, "receiver")),
+        };
+        match subs.get(&sub_id) {
+            Some(tx) => {
+                let _ = tx.send(cmd);
+            }
+            None => {
+                return Some(close_frame(
+                    ErrorCode::UNKNOWN_SUBSCRIPTION,
+                    format!("no subscription {sub_id} on this connection"),
+                ))
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, Codec>,
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+    kill: CancellationToken,
+    heartbeat: Duration,
+) {
+    let mut nonce = 0u64;
+    loop {
+        let idle = async {
+            if heartbeat.is_zero() {
+                std::future::pending::<()>().await
+            } else {
+                tokio::time::sleep(heartbeat).await
+            }
+        };
+        let first = tokio::select! {
+            _ = kill.cancelled() => return,
+            f = rx.recv() => f,
+            _ = idle => {
+                nonce += 1;
+                Some(Frame::Ping(mq_protocol::Ping { nonce }))
+            }
+        };
+        let Some(first) = first else {
+            let _ = SinkExt::<Frame>::flush(&mut writer).await;
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        let closing = batch.iter().any(|f| matches!(f, Frame::Close(_)));
+        let wrote = async {
+            for f in batch {
+                writer.feed(f).await?;
+            }
+            SinkExt::<Frame>::flush(&mut writer).await
+        };
+        let ok = tokio::select! {
+            _ = kill.cancelled() => return,
+            r = wrote => r.is_ok(),
+        };
+        if !ok || closing {
+            return;
+        }
+    }
+}
