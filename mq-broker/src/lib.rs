@@ -214,6 +214,9 @@ mod dedup;
 mod durable;
 mod error;
 mod faults;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod groups;
 mod inspect;
 #[cfg(feature = "jetstream")]

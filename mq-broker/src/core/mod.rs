@@ -206,6 +206,59 @@ impl Core {
         self.store.iter().map(|(id, _)| *id).collect()
     }
 
+    /// Panics unless every cross-reference of the state agrees: stored
+    /// bytes, each message's count of groups holding it, ready queues and
+    /// pending states, each subscription's unacked count, the stored and
+    /// deleted counters. For the property tests and the fuzz target.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check_invariants(&self) {
+        use crate::groups::PendingState;
+        use std::collections::HashSet;
+        let stored: HashSet<MessageId> = self.store.iter().map(|(id, _)| *id).collect();
+        let bytes: usize = self.store.iter().map(|(_, m)| m.size).sum();
+        assert_eq!(bytes, self.store.bytes());
+        let durable = self.journal.as_ref().map_or(u64::MAX, |j| j.durable);
+        for (id, m) in self.store.iter() {
+            let holders = self
+                .groups
+                .iter()
+                .filter(|g| g.pending.contains_key(id))
+                .count();
+            if m.lsn <= durable {
+                assert_eq!(
+                    m.remaining as usize, holders,
+                    "{id}: remaining vs groups holding it"
+                );
+            } else {
+                assert_eq!(holders, 0, "{id} handed to a group before it was durable");
+            }
+        }
+        for g in &self.groups {
+            let ready: Vec<_> = g.ready.iter().collect();
+            let unique: HashSet<_> = ready.iter().collect();
+            assert_eq!(ready.len(), unique.len(), "an id twice in a ready queue");
+            for (id, p) in &g.pending {
+                assert!(stored.contains(id), "{id} pending in a group but deleted");
+                assert_eq!(
+                    g.ready.contains(id),
+                    p.state == PendingState::Ready,
+                    "{id} {p:?}"
+                );
+                assert!(p.deliveries <= self.limits.max_deliveries);
+            }
+        }
+        for (sk, sub) in &self.subs {
+            let outstanding = self.groups[sub.group]
+                .pending
+                .values()
+                .filter(|p| p.state == PendingState::Outstanding { sub: *sk })
+                .count();
+            assert_eq!(sub.unacked as usize, outstanding, "sub {sk} unacked count");
+        }
+        let s = self.stats();
+        assert_eq!(s.messages_stored, s.messages_deleted + stored.len() as u64);
+    }
+
     /// Consumer groups.
     pub(crate) fn group_count(&self) -> usize {
         self.groups.len()
