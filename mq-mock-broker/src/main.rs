@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use mq_broker::admin::{AdminConfig, AdminServer};
 use mq_mock_broker::{BrokerConfig, Faults, MockBroker, RoleFilter};
 
 /// The MQ broker in memory, with seeded fault injection: for tests and
@@ -82,6 +83,17 @@ struct Args {
     /// Do not keep the per-ID landing log (saves memory on long runs).
     #[arg(long)]
     no_landing_log: bool,
+    /// Serve the admin pages, JSON API and /metrics here (off unless given;
+    /// see mq-broker/ADMIN.md).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Token for the admin actions (and reads, unless --admin-open-reads).
+    #[arg(long, env = "MQ_BROKER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Let anyone who reaches the (loopback) admin address read without
+    /// the token.
+    #[arg(long)]
+    admin_open_reads: bool,
 }
 
 /// `--fault-roles` values.
@@ -93,6 +105,23 @@ enum Roles {
 }
 
 impl Args {
+    fn admin_config(&self) -> Result<Option<AdminConfig>, String> {
+        let Some(listen) = self.admin_listen else {
+            if self.admin_token.is_some() || self.admin_open_reads {
+                return Err("--admin-token and --admin-open-reads need --admin-listen".into());
+            }
+            return Ok(None);
+        };
+        let mut a = AdminConfig::default()
+            .listen(listen)
+            .open_reads(self.admin_open_reads);
+        if let Some(t) = &self.admin_token {
+            a = a.token(t.clone());
+        }
+        a.validate().map_err(|e| format!("{e} (see --help)"))?;
+        Ok(Some(a))
+    }
+
     fn config(&self) -> BrokerConfig {
         let mut faults = Faults::none()
             .drop(self.drop)
@@ -169,6 +198,13 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    let admin_config = match args.admin_config() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mq-mock-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let broker = match MockBroker::start(args.config()).await {
         Ok(b) => b,
         Err(e) => {
@@ -176,8 +212,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match admin_config {
+        Some(a) => match AdminServer::start(&broker, a).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("mq-mock-broker: {e}");
+                broker.shutdown().await;
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let mut signals = Signals::new();
     println!("listening on {}", broker.addr());
+    if let Some(a) = &admin {
+        println!("admin on http://{}", a.addr());
+    }
     let every = Duration::from_secs(args.stats_every_secs);
     let mut last = broker.stats();
     let why = loop {
@@ -200,6 +250,9 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!("shutting down on {why}");
+    if let Some(a) = &admin {
+        a.shutdown().await;
+    }
     broker.shutdown().await;
     tracing::info!("stats {}", broker.stats());
     ExitCode::SUCCESS

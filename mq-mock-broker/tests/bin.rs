@@ -75,3 +75,55 @@ async fn binary_serves_on_the_printed_address() {
     let r = s.publish(MessageId::new(1, 1), 1, "t", b"x").await;
     assert_eq!(r.status, ReplyStatus::Stored);
 }
+
+#[tokio::test]
+async fn admin_listen_serves_metrics_of_this_broker() {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--seed", "3"])
+        .args(["--admin-listen", "127.0.0.1:0", "--admin-open-reads"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the broker");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let _guard = KillOnDrop(child);
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut r = BufReader::new(stdout);
+        let (mut a, mut b) = (String::new(), String::new());
+        r.read_line(&mut a)?;
+        r.read_line(&mut b)?;
+        Ok::<_, std::io::Error>((a, b))
+    })
+    .await
+    .expect("join")
+    .expect("read two lines");
+    let broker: std::net::SocketAddr = lines
+        .0
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {:?}", lines.0));
+    let admin = lines
+        .1
+        .trim()
+        .strip_prefix("admin on http://")
+        .unwrap_or_else(|| panic!("unexpected {:?}", lines.1))
+        .to_owned();
+    let mut s = Peer::connect(broker, Role::Sender).await;
+    let r = s.publish(MessageId::new(1, 1), 1, "t", b"x").await;
+    assert_eq!(r.status, ReplyStatus::Stored);
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut http = tokio::net::TcpStream::connect(&admin).await.expect("admin");
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    http.read_to_string(&mut body).await.expect("response");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("mq_broker_stored_messages") && l.ends_with(" 1")),
+        "one stored message in /metrics:\n{body}"
+    );
+}
