@@ -54,7 +54,7 @@ static GLOBAL: Counting = Counting;
 fn measure(config: DedupConfig, fill: impl FnOnce(&mut DedupWindow)) -> (usize, usize, usize) {
     // The hasher's process-wide random source is set up (and allocated,
     // once, for good) by the first map of the process: not the window's.
-    drop(mq_protocol::hash::FastState::default());
+    let _ = mq_protocol::hash::FastState::default();
     let before = live();
     let mut w = DedupWindow::new(config);
     fill(&mut w);
