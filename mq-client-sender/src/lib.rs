@@ -28,6 +28,12 @@
 //!   the durable outbox (`mq-outbox`), which keeps the row and sends it
 //!   again later under the same ID, so a timeout there only means "sent
 //!   later".
+//! * **Nothing is buffered silently.** At most `max_in_flight` messages and
+//!   `max_in_flight_bytes` frame bytes are unresolved at once; beyond that a
+//!   hand-over waits (`Backpressure::Wait`) or fails giving the message back
+//!   (`Backpressure::Fail`). A message larger than the frame limit (ours or
+//!   the broker's) or breaking the protocol's topic/header limits is refused
+//!   before it takes a slot.
 //!
 //! # Logs
 //!
@@ -36,12 +42,6 @@
 //! once per (re)connect, `debug` per message that fails or is rejected.
 //! Nothing is printed unless the application installs a subscriber, e.g.
 //! `tracing_subscriber::fmt().with_env_filter("info").init()`.
-//! * **Nothing is buffered silently.** At most `max_in_flight` messages and
-//!   `max_in_flight_bytes` frame bytes are unresolved at once; beyond that a
-//!   hand-over waits (`Backpressure::Wait`) or fails giving the message back
-//!   (`Backpressure::Fail`). A message larger than the frame limit (ours or
-//!   the broker's) or breaking the protocol's topic/header limits is refused
-//!   before it takes a slot.
 //!
 //! # Bounds and defaults
 //!
