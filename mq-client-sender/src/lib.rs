@@ -63,10 +63,10 @@
 //! * `error.rs`: [`ConfigError`], [`ConnectError`], [`SendError`], [`FlushError`], [`CloseReport`].
 //! * `inflight.rs`: the sans-IO core (table, one deadline per message,
 //!   retransmit and failure rules), stepped with explicit instants.
-//! * `driver.rs`, `link.rs`, `connection.rs`: the one task that owns the
-//!   connection and the core; reading, coalesced writing; handshake and
-//!   reconnect.
-//! * `handle.rs`: [`Sender`] and [`PendingSend`].
+//! * `driver.rs`, `link.rs`, `conn.rs`: the one task that owns the
+//!   connection and the core; reading, coalesced writing; transport,
+//!   handshake and connect rounds.
+//! * `sender.rs`: [`Sender`] and [`PendingSend`].
 //! * `callback.rs`: [`SendCallback`] and the callback thread.
 //! * `flush.rs`, `stats.rs`: flush barriers, [`SenderStats`].
 //!
@@ -103,22 +103,22 @@
 
 mod callback;
 mod config;
-mod connection;
+mod conn;
 mod driver;
 mod error;
 mod flush;
-mod handle;
 mod inflight;
 mod link;
 mod message;
+mod sender;
 mod stats;
 
 pub use callback::SendCallback;
 pub use config::{Backpressure, SenderConfig};
 pub use error::{CloseReport, ConfigError, ConnectError, FlushError, SendError};
-pub use handle::{PendingSend, Sender};
 pub use message::{OutgoingMessage, Receipt};
 pub use mq_protocol::{Backoff, MessageId};
+pub use sender::{PendingSend, Sender};
 pub use stats::SenderStats;
 
 #[cfg(test)]
