@@ -168,7 +168,7 @@
 //!   (the real one, or a simulated one for power-loss tests), the
 //!   group-commit writer thread. `durable`: wiring it into a broker.
 //! * `timers`: the one timer queue (millisecond buckets) of redeliveries.
-//! * internal maps use `mq_protocol::hash::FastMap` (a seeded folded multiply).
+//! * internal maps use `mq_protocol::hash::FastMap` (aHash with random keys).
 //! * `faults`: fault decisions; `state`: core plus writers plus faults under
 //!   one lock.
 //! * `conn`: one connection's handshake, reader and writer.

@@ -22,9 +22,8 @@ pub(super) fn table_bytes(cap: usize, slot: usize) -> usize {
         .saturating_add(TABLE_FIXED_BYTES)
 }
 
-/// The hasher of the producer table: `mq_protocol::hash::FastState`, a
-/// folded multiply seeded per window, so a peer cannot pick producer ids that
-/// collide.
+/// The hasher of the producer table: `mq_protocol::hash::FastState` (aHash
+/// with random keys), so a peer cannot pick producer ids that collide.
 pub(super) type IdState = mq_protocol::hash::FastState;
 
 /// A hash table keyed by producer id that remembers the capacity it grew

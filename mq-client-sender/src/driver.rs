@@ -20,11 +20,11 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::callback::{CallbackOnce, Callbacks, Job};
-use crate::connection::{self, BoxFuture, Connector, Established};
+use crate::conn::{self, BoxFuture, Connector, Established};
 use crate::flush::FlushTracker;
-use crate::handle::Shared;
 use crate::inflight::{CoreConfig, Inflight, Outcome};
 use crate::link::{self, ReadSide, WriteSide, WRITE_HIGH_WATER};
+use crate::sender::Shared;
 use crate::{CloseReport, ConnectError, Receipt, SendError, SenderConfig};
 
 /// Commands taken from the channel per turn.
@@ -238,7 +238,7 @@ impl Driver {
         }
         if self.reconnect_at.is_some_and(|t| t <= now) && self.connecting.is_none() {
             self.reconnect_at = None;
-            self.connecting = Some(Box::pin(connection::connect_round(
+            self.connecting = Some(Box::pin(conn::connect_round(
                 self.connector.clone(),
                 self.cfg.clone(),
             )));
@@ -280,7 +280,7 @@ impl Driver {
     // ----- connection -----
 
     fn install(&mut self, now: Instant, est: Established, reconnect: bool) {
-        self.heartbeat = connection::heartbeat(&self.cfg, &est.welcome);
+        self.heartbeat = conn::heartbeat(&self.cfg, &est.welcome);
         // The codec never goes below 64 bytes; neither does the size check.
         let peer_max = self
             .cfg

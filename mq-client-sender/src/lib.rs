@@ -28,6 +28,12 @@
 //!   the durable outbox (`mq-outbox`), which keeps the row and sends it
 //!   again later under the same ID, so a timeout there only means "sent
 //!   later".
+//! * **Nothing is buffered silently.** At most `max_in_flight` messages and
+//!   `max_in_flight_bytes` frame bytes are unresolved at once; beyond that a
+//!   hand-over waits (`Backpressure::Wait`) or fails giving the message back
+//!   (`Backpressure::Fail`). A message larger than the frame limit (ours or
+//!   the broker's) or breaking the protocol's topic/header limits is refused
+//!   before it takes a slot.
 //!
 //! # Logs
 //!
@@ -36,12 +42,6 @@
 //! once per (re)connect, `debug` per message that fails or is rejected.
 //! Nothing is printed unless the application installs a subscriber, e.g.
 //! `tracing_subscriber::fmt().with_env_filter("info").init()`.
-//! * **Nothing is buffered silently.** At most `max_in_flight` messages and
-//!   `max_in_flight_bytes` frame bytes are unresolved at once; beyond that a
-//!   hand-over waits (`Backpressure::Wait`) or fails giving the message back
-//!   (`Backpressure::Fail`). A message larger than the frame limit (ours or
-//!   the broker's) or breaking the protocol's topic/header limits is refused
-//!   before it takes a slot.
 //!
 //! # Bounds and defaults
 //!
@@ -63,10 +63,10 @@
 //! * `error.rs`: [`ConfigError`], [`ConnectError`], [`SendError`], [`FlushError`], [`CloseReport`].
 //! * `inflight.rs`: the sans-IO core (table, one deadline per message,
 //!   retransmit and failure rules), stepped with explicit instants.
-//! * `driver.rs`, `link.rs`, `connection.rs`: the one task that owns the
-//!   connection and the core; reading, coalesced writing; handshake and
-//!   reconnect.
-//! * `handle.rs`: [`Sender`] and [`PendingSend`].
+//! * `driver.rs`, `link.rs`, `conn.rs`: the one task that owns the
+//!   connection and the core; reading, coalesced writing; transport,
+//!   handshake and connect rounds.
+//! * `sender.rs`: [`Sender`] and [`PendingSend`].
 //! * `callback.rs`: [`SendCallback`] and the callback thread.
 //! * `flush.rs`, `stats.rs`: flush barriers, [`SenderStats`].
 //!
@@ -103,22 +103,22 @@
 
 mod callback;
 mod config;
-mod connection;
+mod conn;
 mod driver;
 mod error;
 mod flush;
-mod handle;
 mod inflight;
 mod link;
 mod message;
+mod sender;
 mod stats;
 
 pub use callback::SendCallback;
 pub use config::{Backpressure, SenderConfig};
 pub use error::{CloseReport, ConfigError, ConnectError, FlushError, SendError};
-pub use handle::{PendingSend, Sender};
 pub use message::{OutgoingMessage, Receipt};
 pub use mq_protocol::{Backoff, MessageId};
+pub use sender::{PendingSend, Sender};
 pub use stats::SenderStats;
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::connection::{BoxIo, Established};
+use crate::conn::{BoxIo, Established};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;

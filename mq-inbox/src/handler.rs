@@ -2,28 +2,7 @@
 //! receives the delivery and an open transaction; the business writes and
 //! the inbox mark commit together, then the receiver acks.
 //!
-//! # What happens to one delivery
-//!
-//! 1. Begin a transaction on the inbox's database (`BEGIN IMMEDIATE` on
-//!    SQLite, so a busy database waits instead of failing on upgrade).
-//! 2. If the ID is already in the inbox: roll back, return `Ok` (the
-//!    receiver acks; the business handler is **not** called). This is the
-//!    redelivery of a message whose transaction committed before a crash
-//!    lost its ack.
-//! 3. Call the business handler with the delivery and the transaction. An
-//!    `Err` (or panic) drops the transaction, which rolls it back, and the
-//!    receiver nacks: the message comes back.
-//! 4. Mark the ID in the same transaction. The mark locks the producer's
-//!    row; if a concurrent transaction (another member of the group, after
-//!    a redelivery) committed the same ID meanwhile, the mark finds it:
-//!    roll back everything, return `Ok` (acked, applied once by the other).
-//! 5. Commit, return `Ok`; the receiver acks.
-//!
-//! A crash before the commit leaves nothing: the broker redelivers and the
-//! message is handled. A crash after the commit and before the ack: the
-//! broker redelivers, step 2 finds the ID and acks. A failed commit is
-//! nacked; if it did commit (the reply was lost), step 2 catches the
-//! redelivery.
+//! The steps of one delivery are in the docs of [`Inbox::handler`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -251,12 +230,34 @@ impl Inbox {
     /// Wraps `handler` into a [`RecvCallback`] for
     /// `mq_client_receiver::Receiver::start` (in `AckMode::Auto`, the
     /// default): each delivery runs in a transaction with its inbox mark.
-    /// See the [module docs](crate::handler) for the steps and the
-    /// [crate docs](crate) for what it guarantees.
+    /// See the [crate docs](crate) for what it guarantees.
     ///
     /// `handler` gets the delivery and the open transaction, does its
     /// writes on `&mut *tx`, and returns the transaction to be marked and
     /// committed (or an error, which rolls back and nacks).
+    ///
+    /// # What happens to one delivery
+    ///
+    /// 1. Begin a transaction on the inbox's database (`BEGIN IMMEDIATE` on
+    ///    SQLite, so a busy database waits instead of failing on upgrade).
+    /// 2. If the ID is already in the inbox: roll back, return `Ok` (the
+    ///    receiver acks; the business handler is **not** called). This is the
+    ///    redelivery of a message whose transaction committed before a crash
+    ///    lost its ack.
+    /// 3. Call the business handler with the delivery and the transaction. An
+    ///    `Err` (or panic) drops the transaction, which rolls it back, and the
+    ///    receiver nacks: the message comes back.
+    /// 4. Mark the ID in the same transaction. The mark locks the producer's
+    ///    row; if a concurrent transaction (another member of the group, after
+    ///    a redelivery) committed the same ID meanwhile, the mark finds it:
+    ///    roll back everything, return `Ok` (acked, applied once by the other).
+    /// 5. Commit, return `Ok`; the receiver acks.
+    ///
+    /// A crash before the commit leaves nothing: the broker redelivers and the
+    /// message is handled. A crash after the commit and before the ack: the
+    /// broker redelivers, step 2 finds the ID and acks. A failed commit is
+    /// nacked; if it did commit (the reply was lost), step 2 catches the
+    /// redelivery.
     ///
     /// # Errors
     ///

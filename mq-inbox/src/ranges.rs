@@ -7,8 +7,8 @@
 //!   order-preserving, `stored = seq XOR 2^63` ([`to_db_seq`]), so the
 //!   index on `(producer, start_seq)` sorts as `u64` and `seq + 1` is
 //!   `stored + 1`.
-//! * [`mark`]: one transaction step, the same algorithm as the receiver's
-//!   `DedupWindow::insert`: first the producer's row in
+//! * `mark_sqlite` / `mark_pg`: one transaction step, the same algorithm
+//!   as the receiver's `DedupWindow::insert`: first the producer's row in
 //!   `mq_inbox_producers` is upserted, which **locks it** until the
 //!   transaction ends (Postgres row lock; SQLite's `BEGIN IMMEDIATE` holds
 //!   the database's write lock), so two marks of one producer never
@@ -18,7 +18,7 @@
 //!   always merged in the same step (ranges are kept compact; there is
 //!   nothing to merge later). Past `max_ranges_per_producer` the lowest
 //!   range is deleted (never merged across a gap).
-//! * [`contains`]: one indexed query, no lock.
+//! * `contains_sqlite` / `contains_pg`: one indexed query, no lock.
 //!
 //! The SQL is the same text for both databases; a macro instantiates it
 //! for each connection type.

@@ -3,7 +3,7 @@
 //! storage in RAM, its fault injection and its inspection API.
 //!
 //! Everything here is a re-export: [`MockBroker`] *is* [`mq_broker::Broker`]
-//! started with [`Storage::Memory`](mq_broker::Storage::Memory) (the default
+//! started with [`Storage::Memory`] (the default
 //! of [`BrokerConfig`]). There is no second broker to drift from the real
 //! one; the production binary `mq-broker --data-dir DIR` runs the same code
 //! with its journal on disk.

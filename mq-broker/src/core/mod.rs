@@ -4,8 +4,9 @@
 //! Inputs are [`Core::open`], [`Core::handle_frame`], [`Core::close`] and
 //! [`Core::handle_timeout`]; outputs are the frames pushed to [`Core::out`]
 //! (addressed by connection) and [`Core::poll_timeout`], the next deadline.
-//! All redelivery deadlines live in one heap; entries made stale by an ack,
-//! nack or requeue are recognised by a generation number and skipped.
+//! All redelivery deadlines live in one timer queue (`timers.rs`); entries
+//! made stale by an ack, nack or requeue are recognised by a generation
+//! number and skipped.
 
 use std::collections::VecDeque;
 use std::sync::Arc;

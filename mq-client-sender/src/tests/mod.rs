@@ -12,7 +12,7 @@ use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
-use crate::connection::{BoxIo, Connector};
+use crate::conn::{BoxIo, Connector};
 use crate::{Sender, SenderConfig};
 
 mod driver;

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
 use crate::callback::{CallbackOnce, Callbacks};
-use crate::connection::{self, Connector};
+use crate::conn::{self, Connector};
 use crate::driver::{Command, Completion, Driver, Permits, Ticket};
 use crate::stats::Stats;
 use crate::{
@@ -161,7 +161,7 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: SenderConfig) -> Result<Sender, ConnectError> {
-        Self::connect_with(config, connection::tcp_connector()).await
+        Self::connect_with(config, conn::tcp_connector()).await
     }
 
     pub(crate) async fn connect_with(
@@ -170,7 +170,7 @@ impl Sender {
     ) -> Result<Sender, ConnectError> {
         config.validate()?;
         let cfg = Arc::new(config);
-        let est = connection::connect_round(connector.clone(), cfg.clone()).await?;
+        let est = conn::connect_round(connector.clone(), cfg.clone()).await?;
         let callbacks = Callbacks::start().map_err(ConnectError::Spawn)?;
         let seed = cfg.seed.unwrap_or_else(rand::random);
         let mut rng = SmallRng::seed_from_u64(seed);
