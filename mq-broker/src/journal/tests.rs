@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::disk::Disk;
+use super::disk::{Disk, DiskFile};
 use super::log::{Log, LogOptions, OpenError, WriteError};
 use super::record::Record;
 use super::sim::SimDisk;
@@ -209,6 +209,90 @@ fn bit_rot_in_a_sealed_checkpoint_is_refused_not_truncated() {
     drop(log);
     disk.corrupt(&name, 120);
     assert!(matches!(open(&disk, false), Err(OpenError::Corrupt { .. })));
+}
+
+#[test]
+fn repair_replays_a_damaged_checkpoint_that_has_no_older_base() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    let mut snap = Vec::new();
+    Record::Base.encode(&mut snap);
+    for s in 0..6 {
+        land(s, 40).encode(&mut snap);
+    }
+    Record::BaseEnd.encode(&mut snap);
+    log.checkpoint(&snap).unwrap();
+    log.seal().unwrap();
+    let name = segments(&disk).pop().unwrap();
+    drop(log);
+    // Inside the fourth land record (74 bytes each with 40 payload bytes,
+    // after the magic, the Batch and the Base): the first three read.
+    disk.corrupt(&name, 8 + 17 + 9 + 3 * 74 + 40);
+    assert!(matches!(open(&disk, false), Err(OpenError::Corrupt { .. })));
+    let mut recs = Vec::new();
+    let (_, report) =
+        Log::open(Box::new(disk.clone()), opts(true), |r| recs.push(r)).expect("repaired");
+    assert!(report.repaired_checkpoint);
+    assert_eq!(&lands(&recs)[..3], &[0, 1, 2]);
+}
+
+#[test]
+fn a_rolled_segment_whose_first_write_never_landed_is_reset() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    write(&mut log, 0..3, 50);
+    drop(log);
+    // The roll created the next file, then the crash came before its magic.
+    let mut f = disk.create("00000000000000000009.log").unwrap();
+    f.write_at(0, &[0u8; 5]).unwrap();
+    f.sync_data().unwrap();
+    disk.sync_dir().unwrap();
+    let (mut log, recs) = open(&disk, false).unwrap();
+    assert_eq!(lands(&recs), vec![0, 1, 2]);
+    write(&mut log, 3..4, 50);
+    drop(log);
+    let (_, recs) = open(&disk, false).unwrap();
+    assert_eq!(lands(&recs), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn a_bad_magic_before_the_last_segment_is_corruption() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    for i in 0..10 {
+        write(&mut log, i * 10..i * 10 + 10, 100);
+    }
+    assert!(log.segments() > 2);
+    drop(log);
+    let middle = segments(&disk)[1].clone();
+    disk.corrupt(&middle, 0);
+    match open(&disk, false) {
+        Err(OpenError::Corrupt { file, offset, .. }) => assert_eq!((file, offset), (middle, 0)),
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn recovery_reports_what_it_read() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    write(&mut log, 0..3, 50);
+    write(&mut log, 3..5, 50);
+    let (tail, bytes) = (log.tail_bytes(), log.disk_bytes());
+    drop(log);
+    let (log, report) = Log::open(Box::new(disk.clone()), opts(false), |_| {}).unwrap();
+    // Base's Batch, Base, BaseEnd; then per write a Batch and its lands.
+    assert_eq!(report.records, 3 + (1 + 3) + (1 + 2));
+    assert_eq!(report.segments, 1);
+    assert_eq!(report.bytes, bytes);
+    assert_eq!(
+        log.tail_bytes(),
+        tail,
+        "the lands written since the checkpoint"
+    );
+    // A land record of 50 payload bytes on topic "t": 9 + 16 + 3 + 2 + 4 + 50.
+    assert_eq!(log.tail_bytes(), 5 * 84);
+    assert!(report.truncated.is_none() && report.skipped.is_empty());
 }
 
 #[test]
