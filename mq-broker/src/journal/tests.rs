@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::disk::{Disk, DiskFile};
+use super::disk::Disk;
 use super::log::{Log, LogOptions, OpenError, WriteError};
 use super::record::Record;
 use super::sim::SimDisk;
