@@ -88,7 +88,10 @@
 //! * [`dedup`]: the sans-IO [`DedupWindow`].
 //! * [`store`]: the async [`DedupStore`] trait, [`StoreFuture`] and
 //!   [`MemoryDedupStore`].
-//! * `driver`: the task owning the connection, credit and in-progress table.
+//! * `recv_core`: the sans-IO state machine: credit, in-progress table,
+//!   settling, the dedup decision; stepped with explicit instants.
+//! * `driver`: the task owning the connection, the handler tasks and the
+//!   store calls, feeding the core.
 //! * [`delivery`]: [`Delivery`] with `ack`/`nack`, [`DeliveryStream`].
 //! * [`handler`]: the [`RecvCallback`] trait.
 //! * [`stats`]: the [`ReceiverStats`] counters.
@@ -125,6 +128,7 @@ mod driver;
 pub mod error;
 pub mod handler;
 mod receiver;
+mod recv_core;
 pub mod stats;
 pub mod store;
 

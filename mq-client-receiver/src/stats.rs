@@ -62,6 +62,38 @@ pub(crate) fn bump(c: &AtomicU64) {
 }
 
 impl Counters {
+    pub(crate) fn delivered(&self) {
+        bump(&self.delivered);
+    }
+
+    pub(crate) fn handled(&self) {
+        bump(&self.handled);
+    }
+
+    pub(crate) fn duplicate(&self) {
+        bump(&self.duplicates_suppressed);
+    }
+
+    pub(crate) fn acked(&self) {
+        bump(&self.acked);
+    }
+
+    pub(crate) fn nacked(&self) {
+        bump(&self.nacked);
+    }
+
+    pub(crate) fn handler_error(&self) {
+        bump(&self.handler_errors);
+    }
+
+    pub(crate) fn reconnected(&self) {
+        bump(&self.reconnects);
+    }
+
+    pub(crate) fn store_error(&self) {
+        bump(&self.store_errors);
+    }
+
     pub(crate) fn set_unsettled(&self, n: usize) {
         let n = n as u64;
         self.unsettled.store(n, Ordering::Relaxed);

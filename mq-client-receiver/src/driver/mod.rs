@@ -1,5 +1,6 @@
-//! The driver: one task that owns the connection, the in-progress table and
-//! the credit, dispatches deliveries, settles them, reconnects.
+//! The driver: one task that owns the connection, runs the handler tasks
+//! and the dedup store calls, and feeds the sans-IO [`RecvCore`] (credit,
+//! in-progress table, settling, dedup decision) with what they produce.
 //!
 //! # Layout
 //!
@@ -8,48 +9,35 @@
 //! cancelled halfway through a write. Reading a frame, receiving an event,
 //! reaping a handler task and polling the connect attempt are cancel safe.
 //!
-//! # Bookkeeping
-//!
-//! * `in_progress`: IDs handed to the handler or the stream and not yet
-//!   settled, each with the credit it holds on the current connection. A
-//!   duplicate of an in-progress ID does not start a second call: it adds
-//!   its credit to the entry and is settled with it.
-//! * The dedup store: IDs acked. A delivery of one of them is acked at once.
-//!   Its calls return a `StoreFuture`: a ready answer is used inline; a
-//!   pending one goes to `store_ops` and is polled in the `select!` like
-//!   the connection. While an ID's lookup or mark is pending it stays in
-//!   `in_progress` (with a token no delivery holds), so a redelivery is
-//!   tied to it and the `Ack` leaves only after the mark.
-//! * Credit: one per `Deliver` frame, returned when that delivery is
-//!   settled (or acked as a duplicate), batched in `Credit` frames of at
-//!   least `prefetch / 4` or after [`CREDIT_FLUSH_DELAY`].
+//! The driver keeps only what needs I/O or a clock: the connection and its
+//! heartbeat, reconnecting, the handler tasks, the store calls (a ready
+//! answer is given to the core inline; a pending one goes to `store_ops`
+//! and is polled in the `select!` like the connection) and the shutdown.
 
-use mq_protocol::hash::FastMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
-use mq_protocol::{Close, Credit, Deliver, ErrorCode, Frame, MessageId, Ping, Pong};
+use mq_protocol::{Close, ErrorCode, Frame, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{AckMode, ReceiverConfig};
-use crate::conn::{establish, Conn, Connector, SUB_ID};
-use crate::delivery::{Delivery, Event};
+use crate::conn::{establish, Conn, Connector};
+use crate::delivery::Event;
 use crate::error::{ConnectError, HandlerError, RecvError};
 use crate::handler::RecvCallback;
-use crate::stats::{bump, Counters};
+use crate::recv_core::RecvCore;
+use crate::stats::Counters;
 use crate::store::{DedupStore, StoreError};
 
-mod recent;
 mod settle;
 
-/// Owed credit is sent at the latest this long after it became owed.
-pub const CREDIT_FLUSH_DELAY: Duration = Duration::from_millis(10);
+pub use crate::recv_core::CREDIT_FLUSH_DELAY;
 
 /// The dedup store's [`DedupStore::expire`] runs at least this often (and at
 /// least four times per `idle_expiry`).
@@ -64,29 +52,14 @@ pub(crate) enum Dispatch {
         handler: Arc<dyn RecvCallback>,
         sem: Arc<Semaphore>,
     },
-    Stream(Option<mpsc::UnboundedSender<Delivery>>),
-}
-
-struct InFlight {
-    token: u64,
-    /// Connection (epoch) the held credit belongs to.
-    epoch: u64,
-    /// `Deliver` frames of this ID on that connection, not yet given back.
-    credits: u32,
-    /// Highest `delivery_attempt` seen on that connection. A frame repeating
-    /// it is a transport-level copy (the broker charged no credit for it).
-    max_attempt: u32,
+    Stream(Option<mpsc::UnboundedSender<crate::delivery::Delivery>>),
 }
 
 struct Live {
     conn: Conn,
-    epoch: u64,
     last_recv: Instant,
     last_sent: Instant,
-    owed: u32,
-    flush_at: Option<Instant>,
     nonce: u64,
-    recent: recent::Recent,
 }
 
 struct Shutdown {
@@ -98,13 +71,13 @@ type TaskResult = (MessageId, u64, Result<(), HandlerError>);
 
 /// A dedup store call that did not answer at once, finished.
 pub(super) enum StoreDone {
-    /// `contains` for a delivery waiting in `in_progress` under `token`.
+    /// `contains` for the core's lookup `token`.
     Lookup {
-        d: Box<Deliver>,
+        id: MessageId,
         token: u64,
         result: Result<bool, StoreError>,
     },
-    /// `insert` of an acked ID waiting in `in_progress` under [`MARKING`].
+    /// `insert` of an acked ID.
     Marked {
         id: MessageId,
         result: Result<(), StoreError>,
@@ -113,9 +86,6 @@ pub(super) enum StoreDone {
     Expired(Result<(), StoreError>),
 }
 
-/// The token of an `in_progress` entry whose mark is being written: no
-/// delivery holds it (tokens handed out start at 1).
-pub(super) const MARKING: u64 = 0;
 type Connecting = BoxFuture<'static, Result<Conn, ConnectError>>;
 
 pub(crate) struct Driver {
@@ -134,14 +104,12 @@ pub(crate) struct Driver {
 
 struct State {
     d: Driver,
-    in_progress: FastMap<MessageId, InFlight>,
+    core: RecvCore,
     tasks: JoinSet<TaskResult>,
     /// Dedup store calls still running (only for a store that does I/O).
     store_ops: FuturesUnordered<BoxFuture<'static, StoreDone>>,
     /// An `expire` is among `store_ops`: do not start another.
     expiring: bool,
-    next_token: u64,
-    epoch: u64,
     live: Option<Live>,
     connecting: Option<Connecting>,
     reconnect_at: Option<Instant>,
@@ -156,14 +124,20 @@ struct State {
 impl Driver {
     /// Runs until shutdown, starting from an established connection.
     pub(crate) async fn run(self, first: Conn) {
+        let core = RecvCore::new(
+            crate::recv_core::CoreConfig {
+                prefetch: self.config.prefetch,
+                mode: self.mode,
+                subs: 1,
+            },
+            self.counters.clone(),
+        );
         let mut s = State {
             d: self,
-            in_progress: FastMap::default(),
+            core,
             tasks: JoinSet::new(),
             store_ops: FuturesUnordered::new(),
             expiring: false,
-            next_token: 0,
-            epoch: 0,
             live: None,
             connecting: None,
             reconnect_at: None,
@@ -174,6 +148,7 @@ impl Driver {
             shutdown: None,
         };
         s.on_connected(first);
+        s.pump();
         s.write_outbox().await;
         s.run().await;
     }
@@ -197,7 +172,7 @@ impl State {
     async fn run(mut self) {
         loop {
             if let Some(sd) = &self.shutdown {
-                let idle = self.in_progress.is_empty() && self.tasks.is_empty();
+                let idle = self.core.in_progress() == 0 && self.tasks.is_empty();
                 if idle || Instant::now() >= sd.deadline {
                     break;
                 }
@@ -228,6 +203,7 @@ impl State {
                 _ = tokio::time::sleep_until(wake) => self.on_timers(),
             }
             self.drain_ready();
+            self.pump();
             self.write_outbox().await;
         }
         self.finish().await;
@@ -280,8 +256,8 @@ impl State {
                 wake = wake.min(t);
             }
         };
+        at(self.core.poll_timeout().map(Instant::from_std));
         if let Some(l) = &self.live {
-            at(l.flush_at);
             if let Some(hb) = l.conn.heartbeat {
                 at(Some(l.last_sent + hb));
                 at(Some(l.last_recv + hb * 3));
@@ -295,10 +271,14 @@ impl State {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        if self
+            .core
+            .poll_timeout()
+            .is_some_and(|t| t <= now.into_std())
+        {
+            self.core.handle_timeout(now.into_std());
+        }
         if let Some(l) = &mut self.live {
-            if l.flush_at.is_some_and(|t| t <= now) {
-                flush_credit(l, &mut self.outbox);
-            }
             if let Some(hb) = l.conn.heartbeat {
                 if now >= l.last_recv + hb * 3 {
                     tracing::warn!("no frame from the broker for 3 heartbeats; reconnecting");
@@ -362,23 +342,16 @@ impl State {
         if self.shutdown.is_some() {
             return;
         }
-        if self.epoch > 0 {
-            bump(&self.d.counters.reconnects);
-        }
-        self.epoch += 1;
         self.attempt = 0;
         let early = std::mem::take(&mut conn.early);
         let now = Instant::now();
-        tracing::info!(epoch = self.epoch, "subscribed");
+        let epoch = self.core.on_connected(now.into_std());
+        tracing::info!(epoch, "subscribed");
         self.live = Some(Live {
             conn,
-            epoch: self.epoch,
             last_recv: now,
             last_sent: now,
-            owed: 0,
-            flush_at: None,
             nonce: 0,
-            recent: recent::Recent::new(4 * self.d.config.prefetch.max(16) as usize),
         });
         for d in early {
             self.on_deliver(d);
@@ -388,6 +361,7 @@ impl State {
     fn disconnect(&mut self) {
         self.live = None;
         self.outbox.clear();
+        self.core.on_disconnected();
         self.close_after_write = false;
         self.schedule_reconnect();
     }
@@ -479,8 +453,9 @@ impl State {
                 self.on_event(ev);
             }
         }
+        self.pump();
         self.write_outbox().await;
-        let abandoned = self.in_progress.len();
+        let abandoned = self.core.in_progress();
         self.tasks.abort_all();
         if let Some(mut l) = self.live.take() {
             let close = Frame::Close(Close {
@@ -495,7 +470,7 @@ impl State {
             .await;
         }
         if let Err(e) = self.d.store.flush().await {
-            bump(&self.d.counters.store_errors);
+            self.d.counters.store_error();
             tracing::warn!(error = %e, "dedup store flush failed");
         }
         let result = if abandoned == 0 {
@@ -508,15 +483,4 @@ impl State {
             let _ = reply.send(result);
         }
     }
-}
-
-fn flush_credit(l: &mut Live, outbox: &mut Vec<Frame>) {
-    if l.owed > 0 {
-        outbox.push(Frame::Credit(Credit {
-            sub_id: SUB_ID,
-            credit: l.owed,
-        }));
-    }
-    l.owed = 0;
-    l.flush_at = None;
 }
