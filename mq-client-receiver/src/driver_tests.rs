@@ -507,3 +507,6 @@ async fn a_wire_copy_of_a_settled_delivery_costs_no_credit_and_no_ack() {
 
 #[path = "driver_store_tests.rs"]
 mod store_tests;
+
+#[path = "driver_io_tests.rs"]
+mod io_tests;

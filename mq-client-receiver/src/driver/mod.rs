@@ -5,9 +5,14 @@
 //! # Layout
 //!
 //! One `select!` loop; every branch only *computes* (frames to write go to
-//! `outbox`), and the writes happen after the `select!`, so no branch is
-//! cancelled halfway through a write. Reading a frame, receiving an event,
-//! reaping a handler task and polling the connect attempt are cancel safe.
+//! `outbox`). After each wake-up the outbox is encoded into the
+//! connection's write buffer, which is written *inside* the `select!` by
+//! the same branch that reads ([`io`]): a socket whose peer stops reading
+//! stalls only the writes, never the reads (nor events, handler results and
+//! timers). A write buffer that makes no progress for the write limit
+//! (three heartbeats, at least `connect_timeout`) drops the connection.
+//! Reading a frame, writing buffered bytes, receiving an event, reaping a
+//! handler task and polling the connect attempt are cancel safe.
 //!
 //! The driver keeps only what needs I/O or a clock: the connection and its
 //! heartbeat, reconnecting, the handler tasks, the store calls (a ready
@@ -15,6 +20,7 @@
 //! and is polled in the `select!` like the connection) and the shutdown.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -58,8 +64,23 @@ pub(crate) enum Dispatch {
 struct Live {
     conn: Conn,
     last_recv: Instant,
+    /// When frames were last queued for writing.
     last_sent: Instant,
     nonce: u64,
+    /// The write buffer holds bytes (or the transport a flush) to push.
+    flushing: bool,
+    /// Bytes queued and not yet all written must be by then.
+    write_deadline: Option<Instant>,
+    /// A `Close` is queued: read nothing more, drop once it is written.
+    closing: bool,
+}
+
+/// What the connection did.
+enum IoEvent {
+    Read(Option<Result<Frame, mq_protocol::ProtocolError>>),
+    /// The write buffer is empty and flushed.
+    Flushed,
+    WriteFailed(mq_protocol::ProtocolError),
 }
 
 struct Shutdown {
@@ -149,16 +170,36 @@ impl Driver {
         };
         s.on_connected(first);
         s.pump();
-        s.write_outbox().await;
+        s.queue_outbox();
         s.run().await;
     }
 }
 
-async fn read(live: &mut Option<Live>) -> Option<Result<Frame, mq_protocol::ProtocolError>> {
-    match live {
-        Some(l) => l.conn.framed.next().await,
-        None => std::future::pending().await,
-    }
+/// Writes what is buffered and reads the next frame, whichever is ready
+/// first; pending forever without a connection. Cancel safe: a write
+/// that did not complete leaves its bytes in the buffer.
+async fn io(live: &mut Option<Live>) -> IoEvent {
+    let Some(l) = live else {
+        return std::future::pending().await;
+    };
+    std::future::poll_fn(|cx| {
+        if l.flushing {
+            match SinkExt::<Frame>::poll_flush_unpin(&mut l.conn.framed, cx) {
+                Poll::Ready(Ok(())) => {
+                    l.flushing = false;
+                    l.write_deadline = None;
+                    return Poll::Ready(IoEvent::Flushed);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(IoEvent::WriteFailed(e)),
+                Poll::Pending => {}
+            }
+        }
+        if l.closing {
+            return Poll::Pending;
+        }
+        l.conn.framed.poll_next_unpin(cx).map(IoEvent::Read)
+    })
+    .await
 }
 
 async fn connecting(c: &mut Option<Connecting>) -> Result<Conn, ConnectError> {
@@ -179,7 +220,7 @@ impl State {
             }
             let wake = self.next_wake();
             tokio::select! {
-                r = read(&mut self.live) => self.on_read(r),
+                ev = io(&mut self.live) => self.on_io(ev),
                 Some(ev) = self.d.events_rx.recv() => self.on_event(ev),
                 Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     if let Ok((id, token, result)) = res {
@@ -204,7 +245,7 @@ impl State {
             }
             self.drain_ready();
             self.pump();
-            self.write_outbox().await;
+            self.queue_outbox();
         }
         self.finish().await;
     }
@@ -238,8 +279,8 @@ impl State {
                 }
             }
             if !self.close_after_write {
-                if let Some(r) = read(&mut self.live).now_or_never() {
-                    self.on_read(r);
+                if let Some(ev) = io(&mut self.live).now_or_never() {
+                    self.on_io(ev);
                     progressed = true;
                 }
             }
@@ -258,6 +299,7 @@ impl State {
         };
         at(self.core.poll_timeout().map(Instant::from_std));
         if let Some(l) = &self.live {
+            at(l.write_deadline);
             if let Some(hb) = l.conn.heartbeat {
                 at(Some(l.last_sent + hb));
                 at(Some(l.last_recv + hb * 3));
@@ -277,6 +319,15 @@ impl State {
             .is_some_and(|t| t <= now.into_std())
         {
             self.core.handle_timeout(now.into_std());
+        }
+        if self
+            .live
+            .as_ref()
+            .and_then(|l| l.write_deadline)
+            .is_some_and(|t| t <= now)
+        {
+            tracing::warn!("writes to the broker stalled; reconnecting");
+            self.disconnect();
         }
         if let Some(l) = &mut self.live {
             if let Some(hb) = l.conn.heartbeat {
@@ -352,6 +403,9 @@ impl State {
             last_recv: now,
             last_sent: now,
             nonce: 0,
+            flushing: false,
+            write_deadline: None,
+            closing: false,
         });
         for d in early {
             self.on_deliver(d);
@@ -364,6 +418,21 @@ impl State {
         self.core.on_disconnected();
         self.close_after_write = false;
         self.schedule_reconnect();
+    }
+
+    fn on_io(&mut self, ev: IoEvent) {
+        match ev {
+            IoEvent::Read(r) => self.on_read(r),
+            IoEvent::Flushed => {
+                if self.live.as_ref().is_some_and(|l| l.closing) {
+                    self.disconnect();
+                }
+            }
+            IoEvent::WriteFailed(e) => {
+                tracing::warn!(error = %e, "write to the broker failed; reconnecting");
+                self.disconnect();
+            }
+        }
     }
 
     fn on_read(&mut self, r: Option<Result<Frame, mq_protocol::ProtocolError>>) {
@@ -409,34 +478,61 @@ impl State {
 }
 
 impl State {
-    async fn write_outbox(&mut self) {
-        let Some(l) = &mut self.live else {
+    /// The write limit: how long queued bytes may wait to be written.
+    fn write_limit(&self, heartbeat: Option<Duration>) -> Duration {
+        let t = self.d.config.connect_timeout;
+        heartbeat.map_or(t, |hb| (hb * 3).max(t))
+    }
+
+    /// Encodes the outbox into the connection's write buffer; [`io`]
+    /// writes it.
+    fn queue_outbox(&mut self) {
+        let Some(l) = &self.live else {
             self.outbox.clear();
             return;
         };
         if self.outbox.is_empty() && !self.close_after_write {
             return;
         }
-        let limit = l
-            .conn
-            .heartbeat
-            .map_or(self.d.config.connect_timeout, |hb| {
-                (hb * 3).max(self.d.config.connect_timeout)
-            });
-        let frames = std::mem::take(&mut self.outbox);
-        let framed = &mut l.conn.framed;
-        let write = async {
-            for f in frames {
-                framed.feed(f).await?;
-            }
-            SinkExt::<Frame>::flush(framed).await
+        let limit = self.write_limit(l.conn.heartbeat);
+        let Some(l) = &mut self.live else {
+            return;
         };
-        let ok = matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())));
-        l.last_sent = Instant::now();
-        if !ok || std::mem::take(&mut self.close_after_write) {
-            if !ok {
-                tracing::warn!("write to the broker failed; reconnecting");
+        let now = Instant::now();
+        let mut failed = None;
+        for f in self.outbox.drain(..) {
+            if let Err(e) = f.encode(l.conn.framed.write_buffer_mut()) {
+                failed = Some(e);
+                break;
             }
+        }
+        l.last_sent = now;
+        l.flushing = true;
+        l.write_deadline.get_or_insert(now + limit);
+        if std::mem::take(&mut self.close_after_write) {
+            l.closing = true;
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "could not encode a frame; reconnecting");
+            self.disconnect();
+        }
+    }
+
+    /// Writes what is queued, bounded by the write limit (shutdown only).
+    async fn write_outbox(&mut self) {
+        self.queue_outbox();
+        let Some(l) = &mut self.live else {
+            return;
+        };
+        let deadline = l.write_deadline.unwrap_or_else(Instant::now);
+        let framed = &mut l.conn.framed;
+        let ok = matches!(
+            tokio::time::timeout_at(deadline, SinkExt::<Frame>::flush(framed)).await,
+            Ok(Ok(()))
+        );
+        l.flushing = false;
+        l.write_deadline = None;
+        if !ok || l.closing {
             self.disconnect();
         }
     }
