@@ -158,6 +158,12 @@ pub struct ReceiverConfig {
     pub auth_token: Option<String>,
     /// Topic to subscribe to.
     pub topic: String,
+    /// More topics to subscribe to on the same connection, in the same
+    /// `group`: one subscription each (`topic` is `sub_id` 1, these follow
+    /// as 2, 3, ... in order), each with its own `prefetch` credit;
+    /// [`crate::Delivery::topic`] says which one a message came from.
+    /// Default empty. See also [`crate::ReceiverBuilder::topic`].
+    pub topics: Vec<String>,
     /// Consumer group: members of one group share the topic's messages.
     pub group: String,
     /// Credit granted to the broker: the most deliveries unsettled at once
@@ -193,6 +199,7 @@ impl std::fmt::Debug for ReceiverConfig {
                 &self.auth_token.as_ref().map(|_| "<redacted>"),
             )
             .field("topic", &self.topic)
+            .field("topics", &self.topics)
             .field("group", &self.group)
             .field("prefetch", &self.prefetch)
             .field("max_concurrency", &self.max_concurrency)
@@ -213,6 +220,7 @@ impl Default for ReceiverConfig {
             client_name: "mq-client-receiver".into(),
             auth_token: None,
             topic: String::new(),
+            topics: Vec::new(),
             group: String::new(),
             prefetch: 64,
             max_concurrency: 16,
@@ -227,6 +235,23 @@ impl Default for ReceiverConfig {
 }
 
 impl ReceiverConfig {
+    /// Every topic subscribed to, in `sub_id` order: `topic`, then
+    /// `topics`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let c = mq_client_receiver::ReceiverConfig {
+    ///     topic: "orders".into(),
+    ///     topics: vec!["refunds".into()],
+    ///     ..Default::default()
+    /// };
+    /// assert_eq!(c.all_topics().collect::<Vec<_>>(), ["orders", "refunds"]);
+    /// ```
+    pub fn all_topics(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.topic.as_str()).chain(self.topics.iter().map(String::as_str))
+    }
+
     /// Checks every field and says which to change.
     ///
     /// # Errors
@@ -247,6 +272,12 @@ impl ReceiverConfig {
             return Err(ConfigError::NoAddresses);
         }
         check_name("topic", &self.topic, MAX_TOPIC_LEN)?;
+        for (i, t) in self.topics.iter().enumerate() {
+            check_name("topics", t, MAX_TOPIC_LEN)?;
+            if *t == self.topic || self.topics[..i].contains(t) {
+                return Err(ConfigError::DuplicateTopic(t.clone()));
+            }
+        }
         check_name("group", &self.group, MAX_NAME_LEN)?;
         if self.client_name.len() > MAX_NAME_LEN {
             return Err(ConfigError::TooLong {

@@ -36,9 +36,10 @@ pub(crate) fn tcp_connector() -> Connector {
     })
 }
 
-/// The subscription id this client uses on every connection (one
-/// subscription per connection).
-pub(crate) const SUB_ID: u32 = 1;
+/// The subscription id of `topics[i]` is `i + 1`, on every connection.
+pub(crate) fn sub_count(config: &ReceiverConfig) -> u32 {
+    u32::try_from(config.all_topics().count()).unwrap_or(u32::MAX)
+}
 
 /// A connection past the handshake, subscribed.
 pub(crate) struct Conn {
@@ -49,7 +50,8 @@ pub(crate) struct Conn {
     pub early: Vec<Deliver>,
 }
 
-/// Connects to `addr`, says hello and subscribes with credit `prefetch`.
+/// Connects to `addr`, says hello and subscribes to every topic with credit
+/// `prefetch` each.
 pub(crate) async fn establish(
     config: Arc<ReceiverConfig>,
     connector: Connector,
@@ -94,20 +96,31 @@ async fn handshake(
         Some(Err(e)) => return Err(e.into()),
         None => return Err(ConnectError::Closed),
     };
-    framed
-        .send(Frame::Subscribe(Subscribe {
-            sub_id: SUB_ID,
-            credit: config.prefetch,
-            topic: config.topic.clone(),
-            group: config.group.clone(),
-        }))
-        .await?;
+    let subs = sub_count(config);
+    for (sub_id, topic) in (1..).zip(config.all_topics()) {
+        framed
+            .feed(Frame::Subscribe(Subscribe {
+                sub_id,
+                credit: config.prefetch,
+                topic: topic.to_owned(),
+                group: config.group.clone(),
+            }))
+            .await?;
+    }
+    SinkExt::<Frame>::flush(&mut framed).await?;
     let mut early = Vec::new();
-    loop {
+    let mut active = vec![false; subs as usize];
+    while active.iter().any(|a| !a) {
         match framed.next().await {
-            Some(Ok(Frame::SubscribeOk(ok))) if ok.sub_id == SUB_ID => break,
+            Some(Ok(Frame::SubscribeOk(ok))) => match (ok.sub_id as usize)
+                .checked_sub(1)
+                .and_then(|i| active.get_mut(i))
+            {
+                Some(a) if !*a => *a = true,
+                _ => return Err(ConnectError::UnexpectedFrame("SubscribeOk")),
+            },
             // A permanent refusal (bad topic or group, a broker limit).
-            Some(Ok(Frame::SubscribeError(e))) if e.sub_id == SUB_ID => {
+            Some(Ok(Frame::SubscribeError(e))) if (1..=subs).contains(&e.sub_id) => {
                 return Err(ConnectError::Refused {
                     code: e.code,
                     reason: e.reason,

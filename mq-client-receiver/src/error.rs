@@ -1,6 +1,8 @@
 //! One error enum per operation: configuring, connecting, settling a
 //! delivery, running the receive loop, and the handler's own error.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mq_protocol::{BackoffError, ErrorCode, ProtocolError};
@@ -47,6 +49,10 @@ pub enum ConfigError {
     /// `max_frame_size` is below 64 bytes, too small for control frames.
     #[error("max_frame_size {0} is below the minimum of 64")]
     FrameSizeTooSmall(u32),
+    /// A topic is named twice (in `topic` and `topics`, or twice in
+    /// `topics`); subscribe to each once.
+    #[error("topic {0:?} is subscribed to twice")]
+    DuplicateTopic(String),
     /// The `reconnect` backoff is invalid; see the inner error for the field.
     #[error("reconnect backoff: {0}")]
     Reconnect(#[from] BackoffError),
@@ -178,20 +184,59 @@ pub enum RecvError {
 
 /// A handler's failure: the delivery is nacked, never acked, and comes back.
 ///
+/// Any error type converts into it, so `?` works in a handler; the
+/// conversion keeps the error's text as the message (logged with the nack)
+/// and the error itself as [`HandlerError::source`]. For that blanket
+/// conversion to exist, `HandlerError` is not itself a
+/// [`std::error::Error`]; it is [`Display`](std::fmt::Display) and `Debug`.
+///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use mq_client_receiver::HandlerError;
+/// use mq_client_receiver::{Delivery, HandlerError};
 ///
 /// let e = HandlerError::new("database down").retry_after(Duration::from_secs(5));
 /// assert_eq!(e.delay(), Some(Duration::from_secs(5)));
+///
+/// // `?` on any error in a handler nacks with that error's text.
+/// async fn handle(d: Delivery) -> Result<(), HandlerError> {
+///     let text = std::str::from_utf8(d.payload())?;
+///     let _n: u64 = text.parse()?;
+///     Ok(())
+/// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("handler failed: {message}")]
+#[derive(Debug, Clone)]
 pub struct HandlerError {
     message: String,
     delay: Option<Duration>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "handler failed: {}", self.message)
+    }
+}
+
+/// Two errors are equal when their message and delay are; the sources are
+/// not compared.
+impl PartialEq for HandlerError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.delay == other.delay
+    }
+}
+
+impl Eq for HandlerError {}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for HandlerError {
+    fn from(e: E) -> Self {
+        Self {
+            message: e.to_string(),
+            delay: None,
+            source: Some(Arc::new(e)),
+        }
+    }
 }
 
 impl HandlerError {
@@ -208,6 +253,7 @@ impl HandlerError {
         Self {
             message: message.into(),
             delay: None,
+            source: None,
         }
     }
 
@@ -226,7 +272,7 @@ impl HandlerError {
         self
     }
 
-    /// The description.
+    /// The description (for a converted error, its `Display` text).
     ///
     /// # Examples
     ///
@@ -246,5 +292,49 @@ impl HandlerError {
     /// ```
     pub fn delay(&self) -> Option<Duration> {
         self.delay
+    }
+
+    /// The error this was converted from (by `?` or `From`), if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_receiver::HandlerError;
+    /// let e = HandlerError::from(std::io::Error::other("disk full"));
+    /// assert_eq!(e.message(), "disk full");
+    /// let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    /// assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::Other));
+    /// assert!(HandlerError::new("x").source().is_none());
+    /// ```
+    pub fn source(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HandlerError;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("row 7 is locked")]
+    struct Locked;
+
+    fn handler_step(fail: bool) -> Result<(), HandlerError> {
+        if fail {
+            Err(Locked)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn question_mark_keeps_the_text_and_the_source() {
+        let e = handler_step(true).unwrap_err();
+        assert_eq!(e.message(), "row 7 is locked");
+        assert_eq!(e.to_string(), "handler failed: row 7 is locked");
+        assert!(e.source().is_some_and(|s| s.is::<Locked>()));
+        assert_eq!(e.delay(), None);
+        assert!(handler_step(false).is_ok());
+        // Clone shares the source.
+        assert!(e.clone().source().is_some_and(|s| s.is::<Locked>()));
     }
 }

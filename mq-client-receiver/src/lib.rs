@@ -1,4 +1,4 @@
-//! The receiver half of the reliable-delivery MQ SDK: subscribe to a topic
+//! The receiver half of the reliable-delivery MQ SDK: subscribe to topics
 //! as a member of a consumer group, process each message with a handler
 //! ([`RecvCallback`]) or a [`DeliveryStream`], and ack it (`SendAck`).
 //!

@@ -59,6 +59,101 @@ impl std::fmt::Debug for Receiver {
 }
 
 impl Receiver {
+    /// Connects, subscribes and starts calling `handler` for each message:
+    /// the same as [`Receiver::start`], under the name the sender uses
+    /// (`Sender::connect`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use mq_client_receiver::*;
+    /// # async fn f(config: ReceiverConfig) -> Result<(), ConnectError> {
+    /// let r = Receiver::connect(config, |d: Delivery| async move {
+    ///     let _n: u64 = std::str::from_utf8(d.payload())?.parse()?; // `?` nacks
+    ///     Ok(())
+    /// })
+    /// .await?;
+    /// r.close(std::time::Duration::from_secs(10)).await.ok();
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect<H: RecvCallback>(
+        config: ReceiverConfig,
+        handler: H,
+    ) -> Result<Receiver, ConnectError> {
+        ReceiverBuilder::new(config).start(handler).await
+    }
+
+    /// Connects, subscribes and returns the deliveries as a
+    /// [`DeliveryStream`]: the same as [`Receiver::stream`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use mq_client_receiver::*;
+    /// # async fn f(config: ReceiverConfig) -> Result<(), ConnectError> {
+    /// let (receiver, mut deliveries) = Receiver::connect_stream(config).await?;
+    /// while let Some(d) = deliveries.recv().await {
+    ///     d.ack().await.ok();
+    /// }
+    /// # drop(receiver); Ok(()) }
+    /// ```
+    pub async fn connect_stream(
+        config: ReceiverConfig,
+    ) -> Result<(Receiver, DeliveryStream), ConnectError> {
+        ReceiverBuilder::new(config).stream().await
+    }
+
+    /// A builder for a receiver with non-default parts; the same as
+    /// [`ReceiverBuilder::new`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let b = mq_client_receiver::Receiver::builder(Default::default()).topic("refunds");
+    /// # drop(b);
+    /// ```
+    pub fn builder(config: ReceiverConfig) -> ReceiverBuilder {
+        ReceiverBuilder::new(config)
+    }
+
+    /// Stops, waiting up to `deadline` for running handlers: the same as
+    /// [`Receiver::shutdown`], under the name the sender uses.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::shutdown`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Receiver::shutdown`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(r: mq_client_receiver::Receiver) {
+    /// r.close(std::time::Duration::from_secs(30)).await.ok();
+    /// # }
+    /// ```
+    pub async fn close(self, deadline: Duration) -> Result<(), RecvError> {
+        self.shutdown(deadline).await
+    }
+
     /// Connects, subscribes and starts calling `handler` for each message,
     /// with the in-memory dedup store. See [`ReceiverBuilder`] for a shared
     /// or persistent store.
@@ -239,6 +334,67 @@ impl ReceiverBuilder {
         self
     }
 
+    /// Also subscribes to `topic` on the same connection (appends it to
+    /// [`ReceiverConfig::topics`]); call it once per extra topic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_client_receiver::{ReceiverBuilder, ReceiverConfig};
+    /// let config = ReceiverConfig { topic: "orders".into(), ..Default::default() };
+    /// let b = ReceiverBuilder::new(config).topic("refunds").topic("returns");
+    /// # drop(b);
+    /// ```
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.config.topics.push(topic.into());
+        self
+    }
+
+    /// As [`Receiver::connect`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(c: mq_client_receiver::ReceiverConfig) -> Result<(), mq_client_receiver::ConnectError> {
+    /// use mq_client_receiver::{Delivery, HandlerError, Receiver};
+    /// let r = Receiver::builder(c)
+    ///     .connect(|_d: Delivery| async { Ok::<(), HandlerError>(()) })
+    ///     .await?;
+    /// # drop(r); Ok(()) }
+    /// ```
+    pub async fn connect<H: RecvCallback>(self, handler: H) -> Result<Receiver, ConnectError> {
+        self.start(handler).await
+    }
+
+    /// As [`Receiver::connect_stream`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Receiver::start`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(c: mq_client_receiver::ReceiverConfig) -> Result<(), mq_client_receiver::ConnectError> {
+    /// let (r, s) = mq_client_receiver::Receiver::builder(c).connect_stream().await?;
+    /// # drop((r, s)); Ok(()) }
+    /// ```
+    pub async fn connect_stream(self) -> Result<(Receiver, DeliveryStream), ConnectError> {
+        self.stream().await
+    }
+
     #[cfg(test)]
     pub(crate) fn connector(mut self, c: Connector) -> Self {
         self.connector = Some(c);
@@ -299,7 +455,7 @@ impl ReceiverBuilder {
         let connector = self.connector.unwrap_or_else(tcp_connector);
         let (first, addr_idx) = first_connection(&config, &connector).await?;
         let seed = config.seed.unwrap_or_else(rand::random);
-        tracing::info!(seed, topic = %config.topic, group = %config.group, "receiver started");
+        tracing::info!(seed, topics = ?config.all_topics().collect::<Vec<_>>(), group = %config.group, "receiver started");
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryDedupStore::new(config.dedup.clone())));

@@ -149,7 +149,7 @@ impl Driver {
             crate::recv_core::CoreConfig {
                 prefetch: self.config.prefetch,
                 mode: self.mode,
-                subs: 1,
+                subs: crate::conn::sub_count(&self.config),
             },
             self.counters.clone(),
         );
