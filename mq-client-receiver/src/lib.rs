@@ -81,6 +81,34 @@
 //!   contiguous costs one 33-byte table slot. See [`DedupConfig`] and
 //!   [`DedupWindow::memory_bytes`].
 //!
+//! # Metrics and tracing
+//!
+//! Every count of [`ReceiverStats`] is also reported through the
+//! [`metrics`](https://docs.rs/metrics) facade: install any recorder (a
+//! Prometheus or OpenTelemetry exporter) and they appear; without one they
+//! cost next to nothing. No labels; the names are constants in [`stats`].
+//!
+//! | Name | Kind | Same as |
+//! |---|---|---|
+//! | `mq_receiver_delivered_total` | counter | [`ReceiverStats::delivered`] |
+//! | `mq_receiver_handled_total` | counter | [`ReceiverStats::handled`] |
+//! | `mq_receiver_duplicates_suppressed_total` | counter | [`ReceiverStats::duplicates_suppressed`] |
+//! | `mq_receiver_redeliveries_total` | counter | [`ReceiverStats::redeliveries`] |
+//! | `mq_receiver_acked_total` | counter | [`ReceiverStats::acked`] |
+//! | `mq_receiver_nacks_total` | counter | [`ReceiverStats::nacked`] |
+//! | `mq_receiver_handler_errors_total` | counter | [`ReceiverStats::handler_errors`] |
+//! | `mq_receiver_reconnects_total` | counter | [`ReceiverStats::reconnects`] |
+//! | `mq_receiver_store_errors_total` | counter | [`ReceiverStats::store_errors`] |
+//! | `mq_receiver_unsettled` | gauge | [`ReceiverStats::unsettled`] |
+//! | `mq_receiver_handler_latency_seconds` | histogram | handler call time, seconds |
+//!
+//! Counters are process-wide: two receivers in one process add up.
+//!
+//! Tracing: the driver runs in a `receiver` span (topics, group); each
+//! handler call runs in a `delivery` span with the message `id`, its
+//! `attempt` and `topic`; the driver's events about one message carry its
+//! `id`.
+//!
 //! # Layout
 //!
 //! * [`config`]: [`ReceiverConfig`], [`DedupConfig`], [`AckMode`].

@@ -1,6 +1,32 @@
-//! Counters of a receiver: [`ReceiverStats`] snapshots of shared atomics.
+//! Counters of a receiver: [`ReceiverStats`] snapshots of shared atomics,
+//! and the same counts through the [`metrics`] facade under the names
+//! below (see the crate docs for the table).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counter: `Deliver` frames received ([`ReceiverStats::delivered`]).
+pub const DELIVERED_TOTAL: &str = "mq_receiver_delivered_total";
+/// Counter: deliveries passed to the handler or stream ([`ReceiverStats::handled`]).
+pub const HANDLED_TOTAL: &str = "mq_receiver_handled_total";
+/// Counter: duplicates not passed on ([`ReceiverStats::duplicates_suppressed`]).
+pub const DUPLICATES_SUPPRESSED_TOTAL: &str = "mq_receiver_duplicates_suppressed_total";
+/// Counter: deliveries with `delivery_attempt > 1` ([`ReceiverStats::redeliveries`]).
+pub const REDELIVERIES_TOTAL: &str = "mq_receiver_redeliveries_total";
+/// Counter: acks issued ([`ReceiverStats::acked`]).
+pub const ACKED_TOTAL: &str = "mq_receiver_acked_total";
+/// Counter: nacks issued ([`ReceiverStats::nacked`]).
+pub const NACKS_TOTAL: &str = "mq_receiver_nacks_total";
+/// Counter: handler calls that failed or panicked ([`ReceiverStats::handler_errors`]).
+pub const HANDLER_ERRORS_TOTAL: &str = "mq_receiver_handler_errors_total";
+/// Counter: reconnects after the first connection ([`ReceiverStats::reconnects`]).
+pub const RECONNECTS_TOTAL: &str = "mq_receiver_reconnects_total";
+/// Counter: failed dedup store calls ([`ReceiverStats::store_errors`]).
+pub const STORE_ERRORS_TOTAL: &str = "mq_receiver_store_errors_total";
+/// Gauge: deliveries in progress ([`ReceiverStats::unsettled`]).
+pub const UNSETTLED: &str = "mq_receiver_unsettled";
+/// Histogram: seconds a handler call took (from its start, after waiting
+/// for a concurrency slot, to its result).
+pub const HANDLER_LATENCY_SECONDS: &str = "mq_receiver_handler_latency_seconds";
 
 /// A snapshot of a receiver's counters since it started.
 ///
@@ -28,6 +54,9 @@ pub struct ReceiverStats {
     pub acked: u64,
     /// Deliveries nacked (handler error, panic, manual nack, drop).
     pub nacked: u64,
+    /// Charged deliveries with `delivery_attempt > 1` (the broker sent the
+    /// message again: a nack, a lost ack, a redelivery timer, a reconnect).
+    pub redeliveries: u64,
     /// Handler calls that returned `Err` or panicked.
     pub handler_errors: u64,
     /// Successful reconnects after the first connection.
@@ -50,6 +79,7 @@ pub(crate) struct Counters {
     pub duplicates_suppressed: AtomicU64,
     pub acked: AtomicU64,
     pub nacked: AtomicU64,
+    pub redeliveries: AtomicU64,
     pub handler_errors: AtomicU64,
     pub reconnects: AtomicU64,
     pub store_errors: AtomicU64,
@@ -64,39 +94,57 @@ pub(crate) fn bump(c: &AtomicU64) {
 impl Counters {
     pub(crate) fn delivered(&self) {
         bump(&self.delivered);
+        metrics::counter!(DELIVERED_TOTAL).increment(1);
     }
 
     pub(crate) fn handled(&self) {
         bump(&self.handled);
+        metrics::counter!(HANDLED_TOTAL).increment(1);
     }
 
     pub(crate) fn duplicate(&self) {
         bump(&self.duplicates_suppressed);
+        metrics::counter!(DUPLICATES_SUPPRESSED_TOTAL).increment(1);
     }
 
     pub(crate) fn acked(&self) {
         bump(&self.acked);
+        metrics::counter!(ACKED_TOTAL).increment(1);
     }
 
     pub(crate) fn nacked(&self) {
         bump(&self.nacked);
+        metrics::counter!(NACKS_TOTAL).increment(1);
     }
 
     pub(crate) fn handler_error(&self) {
         bump(&self.handler_errors);
+        metrics::counter!(HANDLER_ERRORS_TOTAL).increment(1);
     }
 
     pub(crate) fn reconnected(&self) {
         bump(&self.reconnects);
+        metrics::counter!(RECONNECTS_TOTAL).increment(1);
+    }
+
+    pub(crate) fn redelivery(&self) {
+        bump(&self.redeliveries);
+        metrics::counter!(REDELIVERIES_TOTAL).increment(1);
+    }
+
+    pub(crate) fn handler_latency(&self, d: std::time::Duration) {
+        metrics::histogram!(HANDLER_LATENCY_SECONDS).record(d.as_secs_f64());
     }
 
     pub(crate) fn store_error(&self) {
         bump(&self.store_errors);
+        metrics::counter!(STORE_ERRORS_TOTAL).increment(1);
     }
 
     pub(crate) fn set_unsettled(&self, n: usize) {
         let n = n as u64;
         self.unsettled.store(n, Ordering::Relaxed);
+        metrics::gauge!(UNSETTLED).set(n as f64);
         self.max_unsettled.fetch_max(n, Ordering::Relaxed);
     }
 
@@ -108,6 +156,7 @@ impl Counters {
             duplicates_suppressed: g(&self.duplicates_suppressed),
             acked: g(&self.acked),
             nacked: g(&self.nacked),
+            redeliveries: g(&self.redeliveries),
             handler_errors: g(&self.handler_errors),
             reconnects: g(&self.reconnects),
             dedup_evictions,

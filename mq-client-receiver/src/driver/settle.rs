@@ -88,16 +88,27 @@ impl State {
     /// Hands a delivery to the handler or the stream.
     fn dispatch(&mut self, d: Deliver, token: u64) {
         let id = d.id;
-        let span = tracing::info_span!("delivery", %id, attempt = d.delivery_attempt);
+        let span = tracing::info_span!(
+            "delivery",
+            %id,
+            attempt = d.delivery_attempt,
+            topic = %d.topic
+        );
         let delivery = Delivery::new(d, self.d.mode, token, self.d.events_tx.clone());
         match &mut self.d.dispatch {
             Dispatch::Handler { handler, sem } => {
                 let handler = handler.clone();
                 let sem = sem.clone();
+                let counters = self.d.counters.clone();
                 self.tasks.spawn(
                     async move {
                         let result = match sem.acquire_owned().await {
-                            Ok(_permit) => call(&*handler, delivery).await,
+                            Ok(_permit) => {
+                                let start = std::time::Instant::now();
+                                let r = call(&*handler, delivery).await;
+                                counters.handler_latency(start.elapsed());
+                                r
+                            }
                             Err(_) => Err(HandlerError::new("receiver closing")),
                         };
                         (id, token, result)

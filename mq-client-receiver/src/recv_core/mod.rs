@@ -231,6 +231,9 @@ impl RecvCore {
             tracing::debug!(%id, attempt = d.delivery_attempt, "transport copy ignored");
             return DeliverStep::Ignored;
         }
+        if d.delivery_attempt > 1 {
+            self.counters.redelivery();
+        }
         let epoch = self.epoch;
         if let Some(e) = self.entries.get_mut(&id) {
             self.counters.duplicate();
