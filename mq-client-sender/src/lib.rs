@@ -101,22 +101,31 @@
 //! ```
 #![warn(missing_docs)]
 
+mod builder;
 mod callback;
 mod config;
-mod conn;
 mod driver;
 mod error;
 mod flush;
 mod inflight;
 mod link;
 mod message;
+mod metrics;
 mod sender;
 mod stats;
 
+pub use builder::SenderBuilder;
 pub use callback::SendCallback;
 pub use config::{Backpressure, SenderConfig};
-pub use error::{CloseReport, ConfigError, ConnectError, FlushError, SendError};
+pub use error::{CloseReport, ConfigError, FlushError, SendError};
 pub use message::{OutgoingMessage, Receipt};
+/// Why a sender could not connect: the one error both clients report
+/// (defined in [`mq_conn`]). A [`ConfigError`] comes as
+/// [`ConnectError::Config`], reachable with `downcast_ref::<ConfigError>()`.
+pub use mq_conn::ConnectError;
+/// Connection events ([`Sender::events`]) and TLS settings
+/// ([`SenderBuilder::tls`]), from [`mq_conn`].
+pub use mq_conn::{ConnectionEvent, Events, TlsConfig, TlsConfigError};
 pub use mq_protocol::{Backoff, MessageId};
 pub use sender::{PendingSend, Sender};
 pub use stats::SenderStats;
