@@ -150,7 +150,8 @@ impl DedupConfig {
 /// ```
 #[derive(Clone)]
 pub struct ReceiverConfig {
-    /// Broker addresses (`host:port`), tried in order, round robin on reconnect.
+    /// Broker addresses (`host:port`). A connect round tries each once,
+    /// in order; the first that completes the handshake wins.
     pub addresses: Vec<String>,
     /// A name for the broker's logs. Default `"mq-client-receiver"`.
     pub client_name: String,
@@ -177,9 +178,11 @@ pub struct ReceiverConfig {
     pub ack_mode: AckMode,
     /// Bounds of the dedup window.
     pub dedup: DedupConfig,
-    /// Delay between reconnect attempts.
+    /// Wait after a failed connect round before the next (a lost
+    /// connection starts a round at once).
     pub reconnect: Backoff,
-    /// Bound on TCP connect plus handshake plus subscribe. Default 5 s.
+    /// Bound on connect plus handshake (TLS included) for one address, and
+    /// again on subscribing. Default 5 s.
     pub connect_timeout: Duration,
     /// Largest frame accepted from the broker (type byte plus body).
     /// Default [`DEFAULT_MAX_FRAME_SIZE`] (1 MiB).

@@ -1,42 +1,19 @@
-//! Establishing one connection: transport, `Hello`/`Welcome`, then
-//! `Subscribe`/`SubscribeOk`, all bounded by `connect_timeout`.
+//! Establishing one connection: a connect round over the addresses with
+//! [`mq_conn::Dialer`] (transport, TLS, `Hello`/`Welcome`), then
+//! `Subscribe`/`SubscribeOk` for every topic, bounded by `connect_timeout`.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
-use mq_protocol::{Codec, Deliver, Frame, Hello, Pong, Role, Subscribe};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use mq_conn::{BoxIo, ConnectError, ConnectionEvent, Dialer, Established, Events};
+use mq_protocol::{Codec, Deliver, Frame, Pong, Subscribe};
+use tokio_util::codec::{Framed, FramedParts};
 
 use crate::config::ReceiverConfig;
-use crate::error::ConnectError;
 
-/// Any byte stream the driver can speak the protocol over.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-pub(crate) type BoxIo = Box<dyn Io>;
-
-/// Opens a transport to an address. TCP in production; tests inject
-/// in-memory duplex pipes.
-pub(crate) type Connector =
-    Arc<dyn Fn(String) -> BoxFuture<'static, io::Result<BoxIo>> + Send + Sync>;
-
-pub(crate) fn tcp_connector() -> Connector {
-    Arc::new(|addr: String| {
-        Box::pin(async move {
-            let s = TcpStream::connect(addr).await?;
-            s.set_nodelay(true)?;
-            Ok(Box::new(s) as BoxIo)
-        })
-    })
-}
-
-/// The subscription id of `topics[i]` is `i + 1`, on every connection.
+/// The subscription id of `all_topics()[i]` is `i + 1`, on every connection.
 pub(crate) fn sub_count(config: &ReceiverConfig) -> u32 {
     u32::try_from(config.all_topics().count()).unwrap_or(u32::MAX)
 }
@@ -46,56 +23,45 @@ pub(crate) struct Conn {
     pub framed: Framed<BoxIo, Codec>,
     /// `None` when the broker disabled heartbeats (`heartbeat_ms == 0`).
     pub heartbeat: Option<Duration>,
-    /// Deliveries that arrived before `SubscribeOk`.
+    /// Deliveries that arrived before the last `SubscribeOk`.
     pub early: Vec<Deliver>,
 }
 
-/// Connects to `addr`, says hello and subscribes to every topic with credit
-/// `prefetch` each.
-pub(crate) async fn establish(
+/// One connect round over `config.addresses` (each address once, in
+/// order), then the subscriptions on the connection that answered.
+pub(crate) async fn connect_round(
     config: Arc<ReceiverConfig>,
-    connector: Connector,
-    addr: String,
+    dialer: Dialer,
+    events: Events,
 ) -> Result<Conn, ConnectError> {
+    let est = dialer.connect_round(&config.addresses).await?;
+    let address = est.address.clone();
     let timeout = config.connect_timeout;
-    match tokio::time::timeout(timeout, handshake(&config, connector, addr.clone())).await {
+    match tokio::time::timeout(timeout, subscribe(&config, est, &events)).await {
         Ok(r) => r,
-        Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+        Err(_) => Err(ConnectError::Timeout { address, timeout }),
     }
 }
 
-async fn handshake(
+async fn subscribe(
     config: &ReceiverConfig,
-    connector: Connector,
-    addr: String,
+    est: Established,
+    events: &Events,
 ) -> Result<Conn, ConnectError> {
-    let io = connector(addr.clone())
-        .await
-        .map_err(|source| ConnectError::Io { addr, source })?;
-    let mut framed = Framed::new(io, Codec::new(config.max_frame_size));
-    let mut hello = Hello::new(Role::Receiver, config.client_name.clone());
-    hello.token = config.auth_token.clone();
-    framed.send(Frame::Hello(hello)).await?;
-    let heartbeat = match framed.next().await {
-        Some(Ok(Frame::Welcome(w))) => {
-            (w.heartbeat_ms > 0).then(|| Duration::from_millis(u64::from(w.heartbeat_ms)))
-        }
-        Some(Ok(Frame::Refuse(r))) => {
-            return Err(ConnectError::Refused {
-                code: r.code,
-                reason: r.reason,
-            })
-        }
-        Some(Ok(Frame::Close(c))) => {
-            return Err(ConnectError::Refused {
-                code: c.code,
-                reason: c.reason,
-            })
-        }
-        Some(Ok(other)) => return Err(ConnectError::UnexpectedFrame(other.name())),
-        Some(Err(e)) => return Err(e.into()),
-        None => return Err(ConnectError::Closed),
+    let address = est.address;
+    let heartbeat = mq_conn::heartbeat_interval(None, &est.welcome);
+    let mut parts = FramedParts::new::<Frame>(est.io, Codec::new(config.max_frame_size));
+    parts.read_buf = est.leftover;
+    let mut framed = Framed::from_parts(parts);
+    let io_err = |e: io::Error| ConnectError::Io {
+        address: address.clone(),
+        source: e,
     };
+    let bad = |reason: String| ConnectError::Handshake {
+        address: address.clone(),
+        reason,
+    };
+    let sent = |e: mq_protocol::ProtocolError| bad(format!("writing Subscribe: {e}"));
     let subs = sub_count(config);
     for (sub_id, topic) in (1..).zip(config.all_topics()) {
         framed
@@ -105,9 +71,22 @@ async fn handshake(
                 topic: topic.to_owned(),
                 group: config.group.clone(),
             }))
-            .await?;
+            .await
+            .map_err(sent)?;
     }
-    SinkExt::<Frame>::flush(&mut framed).await?;
+    SinkExt::<Frame>::flush(&mut framed).await.map_err(sent)?;
+    let refused = |code, reason: String| {
+        events.emit(ConnectionEvent::Refused {
+            address: address.clone(),
+            code,
+            reason: reason.clone(),
+        });
+        ConnectError::Refused {
+            address: address.clone(),
+            code,
+            reason,
+        }
+    };
     let mut early = Vec::new();
     let mut active = vec![false; subs as usize];
     while active.iter().any(|a| !a) {
@@ -117,27 +96,33 @@ async fn handshake(
                 .and_then(|i| active.get_mut(i))
             {
                 Some(a) if !*a => *a = true,
-                _ => return Err(ConnectError::UnexpectedFrame("SubscribeOk")),
+                _ => return Err(bad(format!("unexpected SubscribeOk({})", ok.sub_id))),
             },
             // A permanent refusal (bad topic or group, a broker limit).
             Some(Ok(Frame::SubscribeError(e))) if (1..=subs).contains(&e.sub_id) => {
-                return Err(ConnectError::Refused {
-                    code: e.code,
-                    reason: e.reason,
-                })
+                return Err(refused(e.code, e.reason));
             }
             Some(Ok(Frame::Deliver(d))) => early.push(d),
-            Some(Ok(Frame::Ping(p))) => framed.send(Frame::Pong(Pong { nonce: p.nonce })).await?,
+            Some(Ok(Frame::Ping(p))) => framed
+                .send(Frame::Pong(Pong { nonce: p.nonce }))
+                .await
+                .map_err(sent)?,
             Some(Ok(Frame::Pong(_) | Frame::Extension { .. })) => {}
-            Some(Ok(Frame::Close(c))) => {
-                return Err(ConnectError::Refused {
-                    code: c.code,
-                    reason: c.reason,
-                })
+            Some(Ok(Frame::Close(c))) => return Err(refused(c.code, c.reason)),
+            Some(Ok(other)) => {
+                return Err(bad(format!(
+                    "unexpected {} frame while subscribing",
+                    other.name()
+                )))
             }
-            Some(Ok(other)) => return Err(ConnectError::UnexpectedFrame(other.name())),
-            Some(Err(e)) => return Err(e.into()),
-            None => return Err(ConnectError::Closed),
+            Some(Err(mq_protocol::ProtocolError::Io(e))) => return Err(io_err(e)),
+            Some(Err(e)) => return Err(bad(e.to_string())),
+            None => {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the broker closed the connection while subscribing",
+                )))
+            }
         }
     }
     Ok(Conn {

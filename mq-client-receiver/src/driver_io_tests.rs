@@ -9,11 +9,11 @@ use super::*;
 /// that stops reading fills the receiver's direction quickly.
 fn tiny_pipe_connector(buf: usize) -> (Connector, mpsc::UnboundedReceiver<Peer>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let c: Connector = Arc::new(move |_addr: String| {
+    let c: Connector = Arc::new(mq_conn::from_fn(move |_addr: String| {
         let (client, server) = tokio::io::duplex(buf);
         let _ = tx.send(Framed::new(server, Codec::default()));
-        Box::pin(async move { Ok(Box::new(client) as BoxIo) })
-    });
+        async move { Ok(Box::new(client) as BoxIo) }
+    }));
     (c, rx)
 }
 

@@ -11,11 +11,11 @@ use tokio::io::DuplexStream;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::Framed;
 
-use crate::conn::{BoxIo, Connector};
 use crate::{
     AckMode, Delivery, HandlerError, MemoryDedupStore, ReceiverBuilder, ReceiverConfig,
     RecvCallback,
 };
+use mq_conn::{BoxIo, SharedConnector as Connector};
 
 type Peer = Framed<DuplexStream, Codec>;
 const WAIT: Duration = Duration::from_secs(60);
@@ -23,11 +23,11 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A connector whose every connection's far end is handed to the test.
 fn pipe_connector() -> (Connector, mpsc::UnboundedReceiver<Peer>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let c: Connector = Arc::new(move |_addr: String| {
+    let c: Connector = Arc::new(mq_conn::from_fn(move |_addr: String| {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let _ = tx.send(Framed::new(server, Codec::default()));
-        Box::pin(async move { Ok(Box::new(client) as BoxIo) })
-    });
+        async move { Ok(Box::new(client) as BoxIo) }
+    }));
     (c, rx)
 }
 

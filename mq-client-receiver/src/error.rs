@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mq_protocol::{BackoffError, ErrorCode, ProtocolError};
+use mq_protocol::BackoffError;
 
 /// A [`crate::ReceiverConfig`] field that cannot work.
 ///
@@ -58,66 +58,33 @@ pub enum ConfigError {
     Reconnect(#[from] BackoffError),
 }
 
-/// Why [`crate::Receiver::start`] or [`crate::Receiver::stream`] could not
-/// subscribe. Once started, a receiver reconnects by itself and never reports
-/// connection errors again (see [`crate::ReceiverStats::reconnects`]).
+/// Why [`crate::Receiver::connect`] (or `start`, `stream`) could not
+/// subscribe: the one [`mq_conn::ConnectError`] both clients report. A
+/// [`ConfigError`] arrives as [`ConnectError::Config`] (reach it with
+/// `downcast_ref`); a refused subscription (bad topic or group, a broker
+/// limit) as [`ConnectError::Refused`]. Once started, a receiver
+/// reconnects by itself and reports connection trouble only as
+/// [`crate::ConnectionEvent`]s and [`crate::ReceiverStats::reconnects`].
 ///
 /// # Examples
 ///
 /// ```no_run
 /// use mq_client_receiver::{ConnectError, Delivery, HandlerError, Receiver, ReceiverConfig};
 /// # async fn f(config: ReceiverConfig) {
-/// match Receiver::start(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await {
+/// match Receiver::connect(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await {
 ///     Ok(r) => drop(r),
-///     Err(ConnectError::Refused { code, reason }) => eprintln!("fix the token: {code} {reason}"),
-///     Err(e) => eprintln!("retry later: {e}"),
+///     Err(ConnectError::Refused { code, reason, .. }) => eprintln!("fix the token: {code} {reason}"),
+///     Err(e) if e.is_transient() => eprintln!("retry later: {e}"),
+///     Err(e) => eprintln!("fix the configuration: {e}"),
 /// }
 /// # }
 /// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The configuration is invalid; fix the named field.
-    #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
-    /// Connecting to `addr` failed (refused, unreachable, DNS). Check the
-    /// address and that the broker runs, then try again.
-    #[error("connecting to {addr}: {source}")]
-    Io {
-        /// The address tried last.
-        addr: String,
-        /// The operating system's error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Connect, handshake and subscribe did not finish within
-    /// `connect_timeout`; the broker may be overloaded. Try again or raise it.
-    #[error("connecting to {addr} timed out after {timeout:?}")]
-    Timeout {
-        /// The address tried last.
-        addr: String,
-        /// The configured timeout.
-        timeout: Duration,
-    },
-    /// The broker refused the handshake or the subscription (for example a
-    /// wrong `auth_token`); retrying with the same settings will not help.
-    #[error("broker refused: {code} {reason}")]
-    Refused {
-        /// The broker's code.
-        code: ErrorCode,
-        /// The broker's reason.
-        reason: String,
-    },
-    /// The broker sent bytes or frames this client does not understand; it
-    /// may speak another protocol version.
-    #[error("protocol error during handshake: {0}")]
-    Protocol(#[from] ProtocolError),
-    /// The broker sent a valid frame that does not belong in the handshake.
-    #[error("unexpected {0} frame during handshake")]
-    UnexpectedFrame(&'static str),
-    /// The broker closed the connection during the handshake; try again later.
-    #[error("broker closed the connection during the handshake")]
-    Closed,
+pub use mq_conn::ConnectError;
+
+impl From<ConfigError> for ConnectError {
+    fn from(e: ConfigError) -> Self {
+        ConnectError::config(e)
+    }
 }
 
 /// Why [`crate::Delivery::ack`] or [`crate::Delivery::nack`] did nothing.

@@ -59,8 +59,10 @@
 //!
 //! * In [`AckMode::Manual`] a [`Delivery`] dropped without `ack` or `nack`
 //!   is nacked; a handler `Err` nacks a delivery it did not settle.
-//! * After a disconnect the receiver reconnects with backoff (round robin
-//!   over `addresses`) and resubscribes. The broker returns the deliveries
+//! * After a disconnect the receiver starts a connect round at once (every
+//!   address once, in order; the rule of [`mq_conn`], shared with the
+//!   sender), then after each failed round waits the `reconnect` backoff,
+//!   and resubscribes. Connection events ([`Receiver::events`]) say so. The broker returns the deliveries
 //!   that were in flight; those already processed are acked from dedup,
 //!   those whose handler is still running are settled with that call.
 //! * An ack made while disconnected cannot be written; the message is
@@ -148,6 +150,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod builder;
 pub mod config;
 mod conn;
 pub mod dedup;
@@ -169,6 +172,10 @@ pub use delivery::{Delivery, DeliveryStream};
 pub use driver::{CREDIT_FLUSH_DELAY, EXPIRE_INTERVAL};
 pub use error::{AckError, ConfigError, ConnectError, HandlerError, RecvError};
 pub use handler::RecvCallback;
+/// The connection layer's parts a receiver is built with
+/// ([`ReceiverBuilder::tls`], [`ReceiverBuilder::connector`],
+/// [`ReceiverBuilder::events`]), from [`mq_conn`].
+pub use mq_conn::{ConnectionEvent, Connector, Events, TlsConfig, TlsConfigError};
 pub use receiver::{Receiver, ReceiverBuilder};
 pub use stats::ReceiverStats;
 pub use store::{DedupStore, MemoryDedupStore, StoreError, StoreFuture};

@@ -1,21 +1,19 @@
-//! [`Receiver`], the handle users hold, and [`ReceiverBuilder`].
+//! [`Receiver`], the handle users hold.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use mq_conn::{ConnectionEvent, Events};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{AckMode, ReceiverConfig};
-use crate::conn::{establish, tcp_connector, Conn, Connector};
+pub use crate::builder::ReceiverBuilder;
+use crate::config::ReceiverConfig;
 use crate::delivery::{DeliveryStream, Event};
-use crate::driver::{Dispatch, Driver};
 use crate::error::{ConnectError, RecvError};
 use crate::handler::RecvCallback;
 use crate::stats::{Counters, ReceiverStats};
-use crate::store::{DedupStore, MemoryDedupStore};
+use crate::store::DedupStore;
 
 /// A running subscription. The driver task runs by itself; this handle reads
 /// counters and shuts it down. Dropping it without [`Receiver::shutdown`]
@@ -44,10 +42,11 @@ use crate::store::{DedupStore, MemoryDedupStore};
 /// # Ok(()) }
 /// ```
 pub struct Receiver {
-    events: mpsc::UnboundedSender<Event>,
-    counters: Arc<Counters>,
-    store: Arc<dyn DedupStore>,
-    driver: Option<JoinHandle<()>>,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) conn_events: Events,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) store: Arc<dyn DedupStore>,
+    pub(crate) driver: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -187,7 +186,7 @@ impl Receiver {
     }
 
     /// Connects, subscribes and returns the deliveries as a [`DeliveryStream`],
-    /// in [`AckMode::Manual`] whatever `config.ack_mode` says.
+    /// in [`crate::AckMode::Manual`] whatever `config.ack_mode` says.
     ///
     /// # Errors
     ///
@@ -209,6 +208,26 @@ impl Receiver {
         config: ReceiverConfig,
     ) -> Result<(Receiver, DeliveryStream), ConnectError> {
         ReceiverBuilder::new(config).stream().await
+    }
+
+    /// A stream of what happens to the connection from now on: connected,
+    /// lost, reconnecting (after a failed round), refused. Each call is a
+    /// new observer; one that falls behind by more than the channel's
+    /// capacity (64, or as given to [`ReceiverBuilder::events`]) loses the
+    /// oldest events.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(r: &mq_client_receiver::Receiver) {
+    /// let mut events = r.events();
+    /// while let Ok(e) = events.recv().await {
+    ///     println!("connection: {e:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.conn_events.subscribe()
     }
 
     /// A snapshot of the counters.
@@ -275,228 +294,4 @@ impl Drop for Receiver {
             });
         }
     }
-}
-
-/// Builds a [`Receiver`] with non-default parts (a shared or persistent
-/// dedup store).
-///
-/// # Examples
-///
-/// ```no_run
-/// use std::sync::Arc;
-/// use mq_client_receiver::*;
-///
-/// # async fn f(config: ReceiverConfig) -> Result<(), ConnectError> {
-/// // Keep one store across receiver restarts within the process.
-/// let store = Arc::new(MemoryDedupStore::new(config.dedup.clone()));
-/// let r = ReceiverBuilder::new(config)
-///     .dedup_store(store.clone())
-///     .start(|_d: Delivery| async { Ok::<(), HandlerError>(()) })
-///     .await?;
-/// # drop(r); Ok(()) }
-/// ```
-pub struct ReceiverBuilder {
-    config: ReceiverConfig,
-    store: Option<Arc<dyn DedupStore>>,
-    connector: Option<Connector>,
-}
-
-impl ReceiverBuilder {
-    /// A builder with the in-memory dedup store.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let b = mq_client_receiver::ReceiverBuilder::new(Default::default());
-    /// # drop(b);
-    /// ```
-    pub fn new(config: ReceiverConfig) -> Self {
-        Self {
-            config,
-            store: None,
-            connector: None,
-        }
-    }
-
-    /// Uses `store` to remember processed IDs (instead of a new
-    /// [`MemoryDedupStore`] sized by `config.dedup`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use mq_client_receiver::{MemoryDedupStore, ReceiverBuilder};
-    /// let b = ReceiverBuilder::new(Default::default()).dedup_store(Arc::new(MemoryDedupStore::default()));
-    /// # drop(b);
-    /// ```
-    pub fn dedup_store(mut self, store: Arc<dyn DedupStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// Also subscribes to `topic` on the same connection (appends it to
-    /// [`ReceiverConfig::topics`]); call it once per extra topic.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use mq_client_receiver::{ReceiverBuilder, ReceiverConfig};
-    /// let config = ReceiverConfig { topic: "orders".into(), ..Default::default() };
-    /// let b = ReceiverBuilder::new(config).topic("refunds").topic("returns");
-    /// # drop(b);
-    /// ```
-    pub fn topic(mut self, topic: impl Into<String>) -> Self {
-        self.config.topics.push(topic.into());
-        self
-    }
-
-    /// As [`Receiver::connect`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn f(c: mq_client_receiver::ReceiverConfig) -> Result<(), mq_client_receiver::ConnectError> {
-    /// use mq_client_receiver::{Delivery, HandlerError, Receiver};
-    /// let r = Receiver::builder(c)
-    ///     .connect(|_d: Delivery| async { Ok::<(), HandlerError>(()) })
-    ///     .await?;
-    /// # drop(r); Ok(()) }
-    /// ```
-    pub async fn connect<H: RecvCallback>(self, handler: H) -> Result<Receiver, ConnectError> {
-        self.start(handler).await
-    }
-
-    /// As [`Receiver::connect_stream`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn f(c: mq_client_receiver::ReceiverConfig) -> Result<(), mq_client_receiver::ConnectError> {
-    /// let (r, s) = mq_client_receiver::Receiver::builder(c).connect_stream().await?;
-    /// # drop((r, s)); Ok(()) }
-    /// ```
-    pub async fn connect_stream(self) -> Result<(Receiver, DeliveryStream), ConnectError> {
-        self.stream().await
-    }
-
-    #[cfg(test)]
-    pub(crate) fn connector(mut self, c: Connector) -> Self {
-        self.connector = Some(c);
-        self
-    }
-
-    /// As [`Receiver::start`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Examples
-    ///
-    /// See [`ReceiverBuilder`].
-    pub async fn start<H: RecvCallback>(self, handler: H) -> Result<Receiver, ConnectError> {
-        let sem = Arc::new(Semaphore::new(self.config.max_concurrency));
-        let mode = self.config.ack_mode;
-        let dispatch = Dispatch::Handler {
-            handler: Arc::new(handler),
-            sem,
-        };
-        self.launch(dispatch, mode).await
-    }
-
-    /// As [`Receiver::stream`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As [`Receiver::start`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn f(c: mq_client_receiver::ReceiverConfig) -> Result<(), mq_client_receiver::ConnectError> {
-    /// let (r, s) = mq_client_receiver::ReceiverBuilder::new(c).stream().await?;
-    /// # drop((r, s)); Ok(()) }
-    /// ```
-    pub async fn stream(self) -> Result<(Receiver, DeliveryStream), ConnectError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let r = self
-            .launch(Dispatch::Stream(Some(tx)), AckMode::Manual)
-            .await?;
-        Ok((r, DeliveryStream { rx }))
-    }
-
-    async fn launch(self, dispatch: Dispatch, mode: AckMode) -> Result<Receiver, ConnectError> {
-        self.config.validate()?;
-        let config = Arc::new(self.config);
-        let connector = self.connector.unwrap_or_else(tcp_connector);
-        let (first, addr_idx) = first_connection(&config, &connector).await?;
-        let seed = config.seed.unwrap_or_else(rand::random);
-        tracing::info!(seed, topics = ?config.all_topics().collect::<Vec<_>>(), group = %config.group, "receiver started");
-        let store = self
-            .store
-            .unwrap_or_else(|| Arc::new(MemoryDedupStore::new(config.dedup.clone())));
-        let counters = Arc::new(Counters::default());
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let driver = Driver {
-            config,
-            connector,
-            store: store.clone(),
-            counters: counters.clone(),
-            events_rx,
-            events_tx: events_tx.clone(),
-            dispatch,
-            mode,
-            rng: SmallRng::seed_from_u64(seed),
-            addr_idx,
-        };
-        let span = tracing::info_span!("receiver", topic = %driver.config.topic, group = %driver.config.group);
-        let handle = tokio::spawn(tracing::Instrument::instrument(driver.run(first), span));
-        Ok(Receiver {
-            events: events_tx,
-            counters,
-            store,
-            driver: Some(handle),
-        })
-    }
-}
-
-async fn first_connection(
-    config: &Arc<ReceiverConfig>,
-    connector: &Connector,
-) -> Result<(Conn, usize), ConnectError> {
-    let mut last = ConnectError::Closed;
-    for (i, addr) in config.addresses.iter().enumerate() {
-        match establish(config.clone(), connector.clone(), addr.clone()).await {
-            Ok(c) => return Ok((c, i)),
-            Err(e) => {
-                tracing::warn!(%addr, error = %e, "connect failed");
-                last = e;
-            }
-        }
-    }
-    Err(last)
 }

@@ -26,6 +26,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, SinkExt, StreamExt};
+use mq_conn::{ConnectionEvent, Dialer, Events, Heartbeat, HeartbeatAction, Reconnect};
 use mq_protocol::{Close, ErrorCode, Frame, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -33,7 +34,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{AckMode, ReceiverConfig};
-use crate::conn::{establish, Conn, Connector};
+use crate::conn::{connect_round, Conn};
 use crate::delivery::Event;
 use crate::error::{ConnectError, HandlerError, RecvError};
 use crate::handler::RecvCallback;
@@ -63,16 +64,15 @@ pub(crate) enum Dispatch {
 
 struct Live {
     conn: Conn,
-    last_recv: Instant,
-    /// When frames were last queued for writing.
-    last_sent: Instant,
-    nonce: u64,
+    /// When to ping, when the broker is dead (mq-conn's rule).
+    heartbeat: Heartbeat,
     /// The write buffer holds bytes (or the transport a flush) to push.
     flushing: bool,
     /// Bytes queued and not yet all written must be by then.
     write_deadline: Option<Instant>,
-    /// A `Close` is queued: read nothing more, drop once it is written.
-    closing: bool,
+    /// A `Close` is queued: read nothing more, drop once it is written
+    /// (the reason, for the `Lost` event).
+    closing: Option<String>,
 }
 
 /// What the connection did.
@@ -111,7 +111,8 @@ type Connecting = BoxFuture<'static, Result<Conn, ConnectError>>;
 
 pub(crate) struct Driver {
     pub config: Arc<ReceiverConfig>,
-    pub connector: Connector,
+    pub dialer: Dialer,
+    pub events: Events,
     pub store: Arc<dyn DedupStore>,
     pub counters: Arc<Counters>,
     pub events_rx: mpsc::UnboundedReceiver<Event>,
@@ -119,8 +120,6 @@ pub(crate) struct Driver {
     pub dispatch: Dispatch,
     pub mode: AckMode,
     pub rng: SmallRng,
-    /// Index of the address the current connection came from.
-    pub addr_idx: usize,
 }
 
 struct State {
@@ -133,11 +132,11 @@ struct State {
     expiring: bool,
     live: Option<Live>,
     connecting: Option<Connecting>,
-    reconnect_at: Option<Instant>,
-    attempt: u32,
+    /// When the next connect round starts (mq-conn's rule).
+    reconnect: Reconnect,
     outbox: Vec<Frame>,
-    /// Write the outbox (a `Close`), then drop the connection.
-    close_after_write: bool,
+    /// Write the outbox (a `Close`), then drop the connection (why).
+    close_after_write: Option<String>,
     next_expire: Instant,
     shutdown: Option<Shutdown>,
 }
@@ -153,6 +152,7 @@ impl Driver {
             },
             self.counters.clone(),
         );
+        let reconnect = Reconnect::new(self.config.reconnect);
         let mut s = State {
             d: self,
             core,
@@ -161,10 +161,9 @@ impl Driver {
             expiring: false,
             live: None,
             connecting: None,
-            reconnect_at: None,
-            attempt: 0,
+            reconnect,
             outbox: Vec::new(),
-            close_after_write: false,
+            close_after_write: None,
             next_expire: Instant::now(),
             shutdown: None,
         };
@@ -194,7 +193,7 @@ async fn io(live: &mut Option<Live>) -> IoEvent {
                 Poll::Pending => {}
             }
         }
-        if l.closing {
+        if l.closing.is_some() {
             return Poll::Pending;
         }
         l.conn.framed.poll_next_unpin(cx).map(IoEvent::Read)
@@ -235,9 +234,10 @@ impl State {
                     match r {
                         Ok(conn) => self.on_connected(conn),
                         Err(e) => {
-                            tracing::warn!(error = %e, "reconnect failed");
-                            self.d.addr_idx += 1;
-                            self.schedule_reconnect();
+                            let now = Instant::now().into_std();
+                            let (attempt, delay) = self.reconnect.on_failed(now, &mut self.d.rng);
+                            tracing::warn!(error = %e, attempt, ?delay, "reconnect round failed");
+                            self.d.events.emit(ConnectionEvent::Reconnecting { attempt, delay });
                         }
                     }
                 }
@@ -258,7 +258,7 @@ impl State {
     fn drain_ready(&mut self) {
         for _ in 0..DRAIN_BATCH {
             // A `Close` is queued: it must be the last frame written.
-            if self.close_after_write {
+            if self.close_after_write.is_some() {
                 return;
             }
             let mut progressed = false;
@@ -278,7 +278,7 @@ impl State {
                     progressed = true;
                 }
             }
-            if !self.close_after_write {
+            if self.close_after_write.is_none() {
                 if let Some(ev) = io(&mut self.live).now_or_never() {
                     self.on_io(ev);
                     progressed = true;
@@ -300,12 +300,11 @@ impl State {
         at(self.core.poll_timeout().map(Instant::from_std));
         if let Some(l) = &self.live {
             at(l.write_deadline);
-            if let Some(hb) = l.conn.heartbeat {
-                at(Some(l.last_sent + hb));
-                at(Some(l.last_recv + hb * 3));
-            }
+            // A ping is only due on an idle writer: with bytes pending, the
+            // io branch wakes us (and a stuck socket must not spin here).
+            at(l.heartbeat.next_wake(!l.flushing).map(Instant::from_std));
         }
-        at(self.reconnect_at);
+        at(self.reconnect.next_wake().map(Instant::from_std));
         at(Some(self.next_expire));
         at(self.shutdown.as_ref().map(|s| s.deadline));
         wake
@@ -326,29 +325,27 @@ impl State {
             .and_then(|l| l.write_deadline)
             .is_some_and(|t| t <= now)
         {
-            tracing::warn!("writes to the broker stalled; reconnecting");
-            self.disconnect();
+            self.disconnect("writes to the broker stalled");
         }
         if let Some(l) = &mut self.live {
-            if let Some(hb) = l.conn.heartbeat {
-                if now >= l.last_recv + hb * 3 {
+            match l.heartbeat.poll(now.into_std(), !l.flushing) {
+                HeartbeatAction::PeerDead => {
                     tracing::warn!("no frame from the broker for 3 heartbeats; reconnecting");
                     self.outbox.clear();
                     self.outbox.push(Frame::Close(Close {
                         code: ErrorCode::HEARTBEAT_TIMEOUT,
                         reason: "idle".into(),
                     }));
-                    self.close_after_write = true;
+                    self.close_after_write = Some("no frame for 3 heartbeat intervals".into());
                     return;
                 }
-                if now >= l.last_sent + hb {
-                    l.nonce += 1;
-                    self.outbox.push(Frame::Ping(Ping { nonce: l.nonce }));
+                HeartbeatAction::SendPing { nonce } => {
+                    self.outbox.push(Frame::Ping(Ping { nonce }));
                 }
+                HeartbeatAction::Idle => {}
             }
         }
-        if self.reconnect_at.is_some_and(|t| t <= now) {
-            self.reconnect_at = None;
+        if self.reconnect.poll_start(now.into_std()) {
             self.start_connecting();
         }
         if self.next_expire <= now {
@@ -370,67 +367,70 @@ impl State {
         if self.shutdown.is_some() || self.connecting.is_some() {
             return;
         }
-        let addrs = &self.d.config.addresses;
-        let addr = addrs[self.d.addr_idx % addrs.len()].clone();
-        tracing::debug!(%addr, attempt = self.attempt, "reconnecting");
-        self.connecting = Some(Box::pin(establish(
+        tracing::debug!(
+            failed_rounds = self.reconnect.failed_rounds(),
+            "reconnecting"
+        );
+        self.connecting = Some(Box::pin(connect_round(
             self.d.config.clone(),
-            self.d.connector.clone(),
-            addr,
+            self.d.dialer.clone(),
+            self.d.events.clone(),
         )));
-    }
-
-    fn schedule_reconnect(&mut self) {
-        if self.shutdown.is_some() {
-            return;
-        }
-        self.attempt = self.attempt.saturating_add(1);
-        let delay = self.d.config.reconnect.delay(self.attempt, &mut self.d.rng);
-        self.reconnect_at = Some(Instant::now() + delay);
     }
 
     fn on_connected(&mut self, mut conn: Conn) {
         if self.shutdown.is_some() {
             return;
         }
-        self.attempt = 0;
+        self.reconnect.on_connected();
         let early = std::mem::take(&mut conn.early);
-        let now = Instant::now();
-        let epoch = self.core.on_connected(now.into_std());
+        let now = Instant::now().into_std();
+        let epoch = self.core.on_connected(now);
         tracing::info!(epoch, "subscribed");
         self.live = Some(Live {
+            heartbeat: Heartbeat::new(conn.heartbeat, now),
             conn,
-            last_recv: now,
-            last_sent: now,
-            nonce: 0,
             flushing: false,
             write_deadline: None,
-            closing: false,
+            closing: None,
         });
         for d in early {
             self.on_deliver(d);
         }
     }
 
-    fn disconnect(&mut self) {
-        self.live = None;
+    /// Drops the connection and starts a reconnect round (unless shutting
+    /// down).
+    fn disconnect(&mut self, reason: &str) {
+        let was_live = self.live.take().is_some();
         self.outbox.clear();
         self.core.on_disconnected();
-        self.close_after_write = false;
-        self.schedule_reconnect();
+        self.close_after_write = None;
+        if was_live {
+            tracing::warn!(
+                reason,
+                in_progress = self.core.in_progress(),
+                "connection lost"
+            );
+            self.d.events.emit(ConnectionEvent::Lost {
+                reason: reason.to_owned(),
+            });
+        }
+        if self.shutdown.is_none() {
+            self.reconnect.on_lost(Instant::now().into_std());
+        }
     }
 
     fn on_io(&mut self, ev: IoEvent) {
         match ev {
             IoEvent::Read(r) => self.on_read(r),
             IoEvent::Flushed => {
-                if self.live.as_ref().is_some_and(|l| l.closing) {
-                    self.disconnect();
+                if let Some(why) = self.live.as_mut().and_then(|l| l.closing.take()) {
+                    self.disconnect(&why);
                 }
             }
             IoEvent::WriteFailed(e) => {
-                tracing::warn!(error = %e, "write to the broker failed; reconnecting");
-                self.disconnect();
+                self.disconnect(&format!("write to the broker failed: {e}"));
             }
         }
     }
@@ -445,24 +445,22 @@ impl State {
                     code: e.code(),
                     reason: e.to_string().chars().take(200).collect(),
                 }));
-                self.close_after_write = true;
+                self.close_after_write = Some(format!("protocol error from the broker: {e}"));
                 return;
             }
             None => {
-                tracing::warn!("broker closed the connection; reconnecting");
-                self.disconnect();
+                self.disconnect("the broker closed the connection");
                 return;
             }
         };
         if let Some(l) = &mut self.live {
-            l.last_recv = Instant::now();
+            l.heartbeat.on_read(Instant::now().into_std());
         }
         match frame {
             Frame::Deliver(d) => self.on_deliver(d),
             Frame::Ping(p) => self.outbox.push(Frame::Pong(Pong { nonce: p.nonce })),
             Frame::Close(c) => {
-                tracing::warn!(code = %c.code, reason = %c.reason, "broker closed; reconnecting");
-                self.disconnect();
+                self.disconnect(&format!("the broker sent Close: {} {}", c.code, c.reason));
             }
             Frame::Pong(_) | Frame::SubscribeOk(_) | Frame::Extension { .. } => {}
             other => {
@@ -471,7 +469,7 @@ impl State {
                     code: ErrorCode::UNEXPECTED_FRAME,
                     reason: format!("unexpected {} frame", other.name()),
                 }));
-                self.close_after_write = true;
+                self.close_after_write = Some(format!("unexpected {} frame", other.name()));
             }
         }
     }
@@ -491,7 +489,7 @@ impl State {
             self.outbox.clear();
             return;
         };
-        if self.outbox.is_empty() && !self.close_after_write {
+        if self.outbox.is_empty() && self.close_after_write.is_none() {
             return;
         }
         let limit = self.write_limit(l.conn.heartbeat);
@@ -506,15 +504,14 @@ impl State {
                 break;
             }
         }
-        l.last_sent = now;
+        l.heartbeat.on_write(now.into_std());
         l.flushing = true;
         l.write_deadline.get_or_insert(now + limit);
-        if std::mem::take(&mut self.close_after_write) {
-            l.closing = true;
+        if let Some(why) = self.close_after_write.take() {
+            l.closing = Some(why);
         }
         if let Some(e) = failed {
-            tracing::warn!(error = %e, "could not encode a frame; reconnecting");
-            self.disconnect();
+            self.disconnect(&format!("could not encode a frame: {e}"));
         }
     }
 
@@ -532,8 +529,10 @@ impl State {
         );
         l.flushing = false;
         l.write_deadline = None;
-        if !ok || l.closing {
-            self.disconnect();
+        if !ok {
+            self.disconnect("writes to the broker stalled");
+        } else if let Some(why) = l.closing.take() {
+            self.disconnect(&why);
         }
     }
 

@@ -193,7 +193,7 @@ impl State {
                     reply: Some(reply),
                 });
                 self.core.close();
-                self.reconnect_at = None;
+                self.reconnect = mq_conn::Reconnect::new(self.d.config.reconnect);
                 self.connecting = None;
                 if let Dispatch::Stream(tx) = &mut self.d.dispatch {
                     tx.take();
