@@ -33,7 +33,9 @@ pub enum HarnessError {
     Sender(#[from] mq_client_sender::ConnectError),
     /// The receiver could not connect.
     #[error("receiver connect: {0}")]
-    Receiver(#[from] mq_client_receiver::ConnectError),
+    /// (Since issue 15 both clients report `mq_conn::ConnectError`, so
+    /// this variant is built explicitly, not `#[from]`.)
+    Receiver(mq_client_receiver::ConnectError),
     /// A hand-over to the sender failed (it should wait, never fail).
     #[error("hand-over of message {index} failed: {error}")]
     HandOver {
@@ -180,7 +182,8 @@ async fn start_receiver(
     Ok(ReceiverBuilder::new(receiver_config(s, addr))
         .dedup_store(store)
         .start(handler)
-        .await?)
+        .await
+        .map_err(HarnessError::Receiver)?)
 }
 
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
