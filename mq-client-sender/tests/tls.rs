@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mq_client_sender::{ConnectError, OutgoingMessage, Sender, SenderConfig};
 use mq_conn::testing::TestPki;
-use mq_mock_broker::{BrokerConfig, MockBroker};
+use mq_mock_broker::{BrokerConfig, MockBroker, RestartMode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -34,8 +34,15 @@ async fn tls_front(config: Arc<rustls::ServerConfig>, backend: String) -> String
 }
 
 async fn setup(require_client_cert: bool) -> (TestPki, MockBroker, String) {
+    setup_with(require_client_cert, BrokerConfig::default()).await
+}
+
+async fn setup_with(
+    require_client_cert: bool,
+    broker: BrokerConfig,
+) -> (TestPki, MockBroker, String) {
     let pki = TestPki::generate().unwrap();
-    let broker = MockBroker::start(BrokerConfig::default()).await.unwrap();
+    let broker = MockBroker::start(broker).await.unwrap();
     let front = tls_front(
         pki.server_config(require_client_cert).unwrap(),
         broker.addr().to_string(),
@@ -130,4 +137,78 @@ async fn a_bad_client_key_is_a_tls_config_error() {
         .await
         .unwrap_err();
     assert!(matches!(err, ConnectError::TlsConfig(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_over_tls_after_a_broker_restart() {
+    let (pki, broker, front) = setup(false).await;
+    let cfg = SenderConfig {
+        reconnect: mq_client_sender::Backoff {
+            initial: Duration::from_millis(10),
+            multiplier: 2.0,
+            max: Duration::from_millis(100),
+            jitter: 0.0,
+        },
+        ..config(&front)
+    };
+    let sender = Sender::builder(cfg)
+        .tls(pki.client_tls().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    let mut events = sender.events();
+    sender
+        .send(OutgoingMessage::new("t", "before"))
+        .await
+        .unwrap();
+    broker.restart(RestartMode::KeepStore).await.unwrap();
+    // The restart cut the TLS connection; the sender dials TLS again.
+    let r = sender
+        .send(OutgoingMessage::new("t", "after"))
+        .await
+        .unwrap();
+    assert!(!r.duplicate);
+    assert_eq!(sender.stats().reconnects, 1);
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert!(
+        matches!(
+            seen.first(),
+            Some(mq_client_sender::ConnectionEvent::Lost { .. })
+        ),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, mq_client_sender::ConnectionEvent::Connected { address } if *address == front)),
+        "{seen:?}"
+    );
+    sender.close(Duration::from_secs(5)).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_an_idle_tls_connection_alive() {
+    let broker_cfg = BrokerConfig {
+        heartbeat: Duration::from_millis(50),
+        ..BrokerConfig::default()
+    };
+    let (pki, broker, front) = setup_with(false, broker_cfg).await;
+    let sender = Sender::builder(SenderConfig {
+        heartbeat: Some(Duration::from_millis(50)),
+        ..config(&front)
+    })
+    .tls(pki.client_tls().unwrap())
+    .connect()
+    .await
+    .unwrap();
+    // Idle for 20 heartbeat intervals: both sides' pings and pongs cross
+    // the TLS layer, or one side drops the other after 3 silent intervals.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sender.send(OutgoingMessage::new("t", "x")).await.unwrap();
+    assert_eq!(sender.stats().reconnects, 0);
+    sender.close(Duration::from_secs(5)).await;
+    broker.shutdown().await;
 }
