@@ -51,9 +51,11 @@ impl Driver {
             Ok(r) => {
                 stats.confirmed.fetch_add(1, Relaxed);
                 metrics.confirmed.increment(1);
-                metrics
-                    .confirm_latency
-                    .record(Instant::now().saturating_duration_since(ticket.accepted));
+                if let Some(t) = ticket.accepted {
+                    metrics
+                        .confirm_latency
+                        .record(Instant::now().saturating_duration_since(t));
+                }
                 if r.duplicate {
                     stats.duplicates.fetch_add(1, Relaxed);
                     metrics.duplicates.increment(1);

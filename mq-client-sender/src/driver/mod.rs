@@ -63,8 +63,9 @@ pub(crate) struct Ticket {
     pub(crate) permits: Permits,
     pub(crate) explicit: bool,
     index: u64,
-    /// When the driver accepted it (for the confirm latency).
-    accepted: Instant,
+    /// When the driver accepted it (for the confirm latency); set by the
+    /// driver, so the hand-over does not read the clock.
+    pub(super) accepted: Option<Instant>,
 }
 
 impl Ticket {
@@ -74,7 +75,7 @@ impl Ticket {
             permits,
             explicit,
             index: 0,
-            accepted: Instant::now(),
+            accepted: None,
         }
     }
 }
@@ -454,7 +455,7 @@ impl Driver {
                 let _span = tracing::trace_span!("mq_send", id = %msg.id).entered();
                 self.shared.metrics.accepted();
                 ticket.index = self.flush.next_index();
-                ticket.accepted = now;
+                ticket.accepted = Some(now);
                 if let Err((msg, ticket)) = self.core.insert(std_now(now), msg, ticket) {
                     let id = msg.id;
                     let err = SendError::AlreadyInFlight {
