@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use mq_conn::ConnectionEvent;
 use mq_conn::{
     ConnectError, Connector, Dialer, Events, SharedConnector, TcpConnector, TlsConfig, TlsConnector,
 };
 use mq_protocol::{Hello, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 
 use crate::callback::Callbacks;
 use crate::driver::Driver;
@@ -251,6 +252,49 @@ impl SenderBuilder {
         );
         tokio::spawn(driver.run());
         Ok(Sender { shared, tx })
+    }
+}
+
+impl Sender {
+    /// A [`SenderBuilder`]: TLS, another transport, lazy connect, an event
+    /// channel. `Sender::builder(config).connect()` is [`Sender::connect`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mq_client_sender::{Sender, SenderConfig};
+    /// let tls = mq_conn::TlsConfig::with_ca_pem_file("ca.pem")?;
+    /// let sender = Sender::builder(SenderConfig::new("broker.internal:7878"))
+    ///     .tls(tls)
+    ///     .lazy_connect(true)
+    ///     .connect()
+    ///     .await?;
+    /// # drop(sender); Ok(()) }
+    /// ```
+    pub fn builder(config: SenderConfig) -> SenderBuilder {
+        SenderBuilder::new(config)
+    }
+
+    /// A stream of this sender's [`ConnectionEvent`]s (connected, lost,
+    /// reconnecting, refused) from now on. To see the first `Connected` of
+    /// a lazy sender, pass your own channel to [`SenderBuilder::events`]
+    /// and subscribe before connecting.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(sender: mq_client_sender::Sender) {
+    /// let mut events = sender.events();
+    /// tokio::spawn(async move {
+    ///     while let Ok(e) = events.recv().await {
+    ///         eprintln!("connection: {e:?}");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.shared.events.subscribe()
     }
 }
 

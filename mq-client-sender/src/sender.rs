@@ -18,8 +18,7 @@ use mq_protocol::{Message, MessageId, MAX_TOPIC_LEN};
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
-use mq_conn::{ConnectionEvent, Events};
-use tokio::sync::broadcast;
+use mq_conn::Events;
 
 use crate::callback::CallbackOnce;
 use crate::driver::{Command, Completion, Permits, Ticket};
@@ -27,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::stats::Stats;
 use crate::{
     Backpressure, CloseReport, ConnectError, FlushError, OutgoingMessage, Receipt, SendCallback,
-    SendError, SenderBuilder, SenderConfig, SenderStats,
+    SendError, SenderConfig, SenderStats,
 };
 
 /// State shared by every handle and the driver.
@@ -136,13 +135,15 @@ impl Sender {
     /// handshake (each address tried once, in order, within
     /// `connect_timeout`), and starts the driver task.
     ///
-    /// Connecting fails if no broker is reachable now: a sender never starts
-    /// out disconnected. After this returns, a lost connection is handled by
-    /// reconnecting with `config.reconnect` backoff across all addresses.
+    /// Connecting fails if no broker is reachable now (use
+    /// [`SenderBuilder::lazy_connect`] to start disconnected). After this
+    /// returns, a lost connection is handled by reconnect rounds over all
+    /// addresses with `config.reconnect` backoff between failed rounds.
     ///
     /// # Errors
     ///
-    /// [`ConnectError::Config`] for an invalid config,
+    /// [`ConnectError::Config`] for an invalid config (its source is a
+    /// [`crate::ConfigError`]),
     /// [`ConnectError::Refused`] if a broker refused the handshake,
     /// [`ConnectError::Handshake`] for a broker speaking something else,
     /// [`ConnectError::Unreachable`] if no address answered.
@@ -165,47 +166,6 @@ impl Sender {
     /// ```
     pub async fn connect(config: SenderConfig) -> Result<Sender, ConnectError> {
         Self::builder(config).connect().await
-    }
-
-    /// A [`SenderBuilder`]: TLS, another transport, lazy connect, an event
-    /// channel. `Sender::builder(config).connect()` is [`Sender::connect`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-    /// use mq_client_sender::{Sender, SenderConfig};
-    /// let tls = mq_conn::TlsConfig::with_ca_pem_file("ca.pem")?;
-    /// let sender = Sender::builder(SenderConfig::new("broker.internal:7878"))
-    ///     .tls(tls)
-    ///     .lazy_connect(true)
-    ///     .connect()
-    ///     .await?;
-    /// # drop(sender); Ok(()) }
-    /// ```
-    pub fn builder(config: SenderConfig) -> SenderBuilder {
-        SenderBuilder::new(config)
-    }
-
-    /// A stream of this sender's [`ConnectionEvent`]s (connected, lost,
-    /// reconnecting, refused) from now on. To see the first `Connected` of
-    /// a lazy sender, pass your own channel to [`SenderBuilder::events`]
-    /// and subscribe before connecting.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn f(sender: mq_client_sender::Sender) {
-    /// let mut events = sender.events();
-    /// tokio::spawn(async move {
-    ///     while let Ok(e) = events.recv().await {
-    ///         eprintln!("connection: {e:?}");
-    ///     }
-    /// });
-    /// # }
-    /// ```
-    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
-        self.shared.events.subscribe()
     }
 
     /// This sender's producer id (the high half of its message IDs).

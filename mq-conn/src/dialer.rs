@@ -326,8 +326,21 @@ impl Dialer {
         Frame::Hello((*self.hello).clone())
             .encode(&mut buf)
             .map_err(|e| bad(format!("cannot encode Hello: {e}")))?;
-        io.write_all(&buf).await.map_err(io_err)?;
-        io.flush().await.map_err(io_err)?;
+        let written = async {
+            io.write_all(&buf).await?;
+            io.flush().await
+        }
+        .await;
+        if let Err(e) = written {
+            // A TLS peer that refused us (e.g. no client certificate) may
+            // have closed before our Hello went out; its alert, waiting to
+            // be read, says why better than the broken pipe does.
+            let mut probe = BytesMut::with_capacity(256);
+            return Err(match io.read_buf(&mut probe).await {
+                Err(r) if crate::tls::tls_cause(&r).is_some() => io_err(r),
+                _ => io_err(e),
+            });
+        }
         buf.clear();
         let mut codec = Codec::new(self.max_frame_size);
         let frame = loop {

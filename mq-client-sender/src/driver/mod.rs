@@ -23,12 +23,14 @@ use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use crate::callback::{CallbackOnce, Callbacks, Job};
+use crate::callback::{CallbackOnce, Callbacks};
 use crate::flush::FlushTracker;
-use crate::inflight::{CoreConfig, Inflight, Outcome};
+use crate::inflight::{CoreConfig, Inflight};
 use crate::link::{self, ReadSide, WriteSide, WRITE_HIGH_WATER};
 use crate::sender::Shared;
 use crate::{CloseReport, Receipt, SendError, SenderConfig};
+
+mod finish;
 
 /// Commands taken from the channel per turn.
 const BATCH: usize = 512;
@@ -61,8 +63,9 @@ pub(crate) struct Ticket {
     pub(crate) permits: Permits,
     pub(crate) explicit: bool,
     index: u64,
-    /// When the driver accepted it (for the confirm latency).
-    accepted: Instant,
+    /// When the driver accepted it (for the confirm latency); set by the
+    /// driver, so the hand-over does not read the clock.
+    pub(super) accepted: Option<Instant>,
 }
 
 impl Ticket {
@@ -72,7 +75,7 @@ impl Ticket {
             permits,
             explicit,
             index: 0,
-            accepted: Instant::now(),
+            accepted: None,
         }
     }
 }
@@ -452,7 +455,7 @@ impl Driver {
                 let _span = tracing::trace_span!("mq_send", id = %msg.id).entered();
                 self.shared.metrics.accepted();
                 ticket.index = self.flush.next_index();
-                ticket.accepted = now;
+                ticket.accepted = Some(now);
                 if let Err((msg, ticket)) = self.core.insert(std_now(now), msg, ticket) {
                     let id = msg.id;
                     let err = SendError::AlreadyInFlight {
@@ -495,141 +498,6 @@ impl Driver {
             deadline: None,
             replies: Vec::new(),
         });
-    }
-
-    // ----- outcomes -----
-
-    fn deliver_outcomes(&mut self) {
-        // Counters first, so a caller woken by an outcome sees them.
-        let stats = &self.shared.stats;
-        let c = self.core.counters();
-        use std::sync::atomic::Ordering::Relaxed;
-        let before = stats.retransmitted.swap(c.retransmitted, Relaxed);
-        self.shared
-            .metrics
-            .retransmitted
-            .increment(c.retransmitted.saturating_sub(before));
-        stats.late_replies.store(c.late_replies, Relaxed);
-        while let Some(Outcome { id, data, result }) = self.core.poll_outcome() {
-            self.complete(id, data, result);
-        }
-        for tx in self.flush.ready() {
-            self.callbacks.push(Job::Notify(Box::new(move || {
-                let _ = tx.send(());
-            })));
-        }
-        self.released = None;
-    }
-
-    fn complete(&mut self, id: MessageId, ticket: Ticket, result: Result<Receipt, SendError>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let _span = tracing::trace_span!("mq_send", id = %id).entered();
-        let stats = &self.shared.stats;
-        let metrics = &self.shared.metrics;
-        metrics.in_flight.decrement(1.0);
-        match &result {
-            Ok(r) => {
-                stats.confirmed.fetch_add(1, Relaxed);
-                metrics.confirmed.increment(1);
-                metrics
-                    .confirm_latency
-                    .record(Instant::now().saturating_duration_since(ticket.accepted));
-                if r.duplicate {
-                    stats.duplicates.fetch_add(1, Relaxed);
-                    metrics.duplicates.increment(1);
-                }
-                tracing::trace!(id = %id, attempts = r.attempts, duplicate = r.duplicate, "confirmed");
-            }
-            Err(e @ SendError::Rejected { .. }) => {
-                stats.rejected.fetch_add(1, Relaxed);
-                metrics.rejected.increment(1);
-                tracing::debug!(id = %id, error = %e, "rejected");
-            }
-            Err(e) => {
-                stats.failed.fetch_add(1, Relaxed);
-                metrics.failed.increment(1);
-                tracing::debug!(id = %id, error = %e, "failed");
-            }
-        }
-        if ticket.explicit {
-            self.shared.explicit.remove(&id);
-        }
-        self.flush.resolve(ticket.index);
-        match ticket.completion {
-            Completion::Future(tx) => {
-                // A dropped PendingSend is fine: the outcome is counted above.
-                let _ = tx.send(result);
-                match self.released.as_mut() {
-                    Some(r) => r.merge(ticket.permits),
-                    None => self.released = Some(ticket.permits),
-                }
-            }
-            Completion::Callback(cb) => self.callbacks.push(Job::Call {
-                cb,
-                outcome: result,
-                release: Box::new(ticket.permits),
-            }),
-        }
-    }
-
-    // ----- shutdown -----
-
-    fn close_finished(&mut self, now: Instant) -> bool {
-        let Some(c) = &self.closing else {
-            return false;
-        };
-        let past_deadline = c.deadline.is_some_and(|d| d <= now);
-        // With handles alive, messages may still be in the channel; they are
-        // drained (and abandoned) in `shutdown` after the channel is closed.
-        self.core.is_empty() && (past_deadline || !self.rx_open || self.rx.is_empty())
-    }
-
-    async fn shutdown(mut self) {
-        self.shared.set_driver_closed();
-        let now = Instant::now();
-        let mut unresolved = self.core.abandon_all();
-        self.deliver_outcomes();
-        self.rx.close();
-        let mut replies = match self.closing.take() {
-            Some(c) => {
-                unresolved.extend(c.abandoned);
-                (c.started, c.replies)
-            }
-            None => (now, Vec::new()),
-        };
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Command::Send { msg, ticket } => {
-                    let id = msg.id;
-                    self.shared.metrics.accepted();
-                    unresolved.push(id);
-                    self.complete(id, ticket, Err(SendError::Abandoned { id, attempts: 0 }));
-                }
-                Command::Flush(tx) => self.flush.wait(tx),
-                Command::Close { reply, .. } => replies.1.push(reply),
-            }
-        }
-        self.deliver_outcomes();
-        unresolved.sort_unstable();
-        let waiters = self.flush.take_all();
-        let report = CloseReport {
-            unresolved,
-            elapsed: now.saturating_duration_since(replies.0),
-        };
-        let reply_list = replies.1;
-        self.callbacks.push(Job::Notify(Box::new(move || {
-            for tx in waiters {
-                let _ = tx.send(());
-            }
-            for tx in reply_list {
-                let _ = tx.send(report.clone());
-            }
-        })));
-        self.goodbye(ErrorCode::NORMAL, "sender closed");
-        if let Some(w) = self.writer.take() {
-            w.drain(Duration::from_secs(1)).await;
-        }
-        tracing::info!("sender driver stopped");
     }
 }
 
