@@ -510,3 +510,6 @@ mod store_tests;
 
 #[path = "driver_io_tests.rs"]
 mod io_tests;
+
+#[path = "driver_conn_tests.rs"]
+mod conn_tests;

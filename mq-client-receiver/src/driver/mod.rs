@@ -68,8 +68,12 @@ struct Live {
     heartbeat: Heartbeat,
     /// The write buffer holds bytes (or the transport a flush) to push.
     flushing: bool,
-    /// Bytes queued and not yet all written must be by then.
+    /// Queued bytes must make progress by then (each write that takes
+    /// some pushes it `write_limit` further).
     write_deadline: Option<Instant>,
+    /// How long queued bytes may make no progress: three heartbeats, at
+    /// least `connect_timeout`.
+    write_limit: Duration,
     /// A `Close` is queued: read nothing more, drop once it is written
     /// (the reason, for the `Lost` event).
     closing: Option<String>,
@@ -183,6 +187,7 @@ async fn io(live: &mut Option<Live>) -> IoEvent {
     };
     std::future::poll_fn(|cx| {
         if l.flushing {
+            let queued = l.conn.framed.write_buffer().len();
             match SinkExt::<Frame>::poll_flush_unpin(&mut l.conn.framed, cx) {
                 Poll::Ready(Ok(())) => {
                     l.flushing = false;
@@ -190,7 +195,12 @@ async fn io(live: &mut Option<Live>) -> IoEvent {
                     return Poll::Ready(IoEvent::Flushed);
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(IoEvent::WriteFailed(e)),
-                Poll::Pending => {}
+                Poll::Pending => {
+                    if l.conn.framed.write_buffer().len() < queued {
+                        // Slow, not stuck.
+                        l.write_deadline = Some(Instant::now() + l.write_limit);
+                    }
+                }
             }
         }
         if l.closing.is_some() {
@@ -389,6 +399,7 @@ impl State {
         tracing::info!(epoch, "subscribed");
         self.live = Some(Live {
             heartbeat: Heartbeat::new(conn.heartbeat, now),
+            write_limit: self.write_limit(conn.heartbeat),
             conn,
             flushing: false,
             write_deadline: None,
@@ -476,7 +487,7 @@ impl State {
 }
 
 impl State {
-    /// The write limit: how long queued bytes may wait to be written.
+    /// The write limit: how long queued bytes may make no progress.
     fn write_limit(&self, heartbeat: Option<Duration>) -> Duration {
         let t = self.d.config.connect_timeout;
         heartbeat.map_or(t, |hb| (hb * 3).max(t))
@@ -485,17 +496,17 @@ impl State {
     /// Encodes the outbox into the connection's write buffer; [`io`]
     /// writes it.
     fn queue_outbox(&mut self) {
-        let Some(l) = &self.live else {
+        if self.live.is_none() {
             self.outbox.clear();
             return;
-        };
+        }
         if self.outbox.is_empty() && self.close_after_write.is_none() {
             return;
         }
-        let limit = self.write_limit(l.conn.heartbeat);
         let Some(l) = &mut self.live else {
             return;
         };
+        let limit = l.write_limit;
         let now = Instant::now();
         let mut failed = None;
         for f in self.outbox.drain(..) {
