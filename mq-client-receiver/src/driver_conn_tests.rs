@@ -147,3 +147,56 @@ async fn failed_rounds_back_off_and_say_so() {
     );
     r.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_subscription_is_a_refused_connect_and_an_event() {
+    let (c, mut conns) = scripted(&[]);
+    let events = Events::default();
+    let mut seen = events.subscribe();
+    let broker = async {
+        let mut peer = conns.recv().await.expect("a connection");
+        assert!(matches!(next(&mut peer).await, Frame::Hello(_)));
+        peer.send(Frame::Welcome(Welcome {
+            version: 1,
+            max_frame_size: 1 << 20,
+            heartbeat_ms: 0,
+            server_name: "fake".into(),
+            max_message_size: None,
+        }))
+        .await
+        .unwrap();
+        let Frame::Subscribe(s) = next(&mut peer).await else {
+            panic!("expected Subscribe")
+        };
+        peer.send(Frame::SubscribeError(mq_protocol::SubscribeError {
+            sub_id: s.sub_id,
+            code: mq_protocol::ErrorCode::LIMIT_REACHED,
+            reason: "too many groups".into(),
+        }))
+        .await
+        .unwrap();
+        peer
+    };
+    let (r, _peer) = tokio::join!(
+        ReceiverBuilder::new(config(4, 1, AckMode::Auto))
+            .connector(c)
+            .events(events)
+            .start(counting_ok(Default::default())),
+        broker
+    );
+    match r {
+        Err(crate::ConnectError::Refused { code, reason, .. }) => {
+            assert_eq!(code, mq_protocol::ErrorCode::LIMIT_REACHED);
+            assert_eq!(reason, "too many groups");
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    assert!(matches!(
+        seen.try_recv(),
+        Ok(ConnectionEvent::Connected { .. })
+    ));
+    assert!(matches!(
+        seen.try_recv(),
+        Ok(ConnectionEvent::Refused { reason, .. }) if reason == "too many groups"
+    ));
+}

@@ -26,7 +26,16 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A connector whose connections end in a TLS server handed to the test.
 fn tls_pipes(pki: &TestPki) -> (impl mq_conn::Connector, mpsc::UnboundedReceiver<Peer>) {
-    let acceptor = TlsAcceptor::from(pki.server_config(false).expect("server config"));
+    tls_pipes_with(pki, false)
+}
+
+/// As [`tls_pipes`]; with `mutual` the server requires a client
+/// certificate from the test CA.
+fn tls_pipes_with(
+    pki: &TestPki,
+    mutual: bool,
+) -> (impl mq_conn::Connector, mpsc::UnboundedReceiver<Peer>) {
+    let acceptor = TlsAcceptor::from(pki.server_config(mutual).expect("server config"));
     let (tx, rx) = mpsc::unbounded_channel();
     let c = mq_conn::from_fn(move |_addr: String| {
         let (client, server) = tokio::io::duplex(64 * 1024);
@@ -199,4 +208,28 @@ async fn a_wrong_ca_is_refused_with_a_tls_error() {
         .expect_err("an unknown CA");
     assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
     assert!(err.to_string().contains("localhost:7878"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn mutual_tls_needs_the_client_certificate() {
+    let pki = TestPki::generate().unwrap();
+    let (connector, _conns) = tls_pipes_with(&pki, true);
+    let err = Receiver::builder(config())
+        .connector(connector)
+        .tls(pki.client_tls().unwrap())
+        .connect_stream()
+        .await
+        .expect_err("no client certificate");
+    assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
+
+    let (connector, mut conns) = tls_pipes_with(&pki, true);
+    let (r, _peer) = tokio::join!(
+        Receiver::builder(config())
+            .connector(connector)
+            .tls(pki.client_tls_with_cert().unwrap())
+            .connect_stream(),
+        accept(&mut conns, 0)
+    );
+    let (r, _deliveries) = r.expect("connects with the client certificate");
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
