@@ -51,8 +51,10 @@ struct Model {
     mode: AckMode,
     now: Instant,
     connected: bool,
-    /// Broker side, this connection: credit left.
-    credit: i64,
+    /// Subscriptions; ID `k` always comes on `k % subs + 1`.
+    subs: u32,
+    /// Broker side, this connection: credit left per subscription.
+    credit: Vec<i64>,
     attempts: HashMap<MessageId, u32>,
     /// The last attempt of each ID sent on this connection.
     sent: HashMap<MessageId, u32>,
@@ -72,13 +74,13 @@ fn mid(k: u8) -> MessageId {
 }
 
 impl Model {
-    fn new(prefetch: u32, mode: AckMode) -> Self {
+    fn new(prefetch: u32, mode: AckMode, subs: u32) -> Self {
         let now = Instant::now();
         let mut core = RecvCore::new(
             CoreConfig {
                 prefetch,
                 mode,
-                subs: 1,
+                subs,
             },
             Arc::new(Counters::default()),
         );
@@ -89,7 +91,8 @@ impl Model {
             mode,
             now,
             connected: true,
-            credit: i64::from(prefetch),
+            subs,
+            credit: vec![i64::from(prefetch); subs as usize],
             attempts: HashMap::new(),
             sent: HashMap::new(),
             broker_acked: HashSet::new(),
@@ -101,9 +104,13 @@ impl Model {
         }
     }
 
-    fn frame(id: MessageId, attempt: u32) -> Deliver {
+    fn sub_of(&self, id: MessageId) -> u32 {
+        (id.seq % u64::from(self.subs)) as u32 + 1
+    }
+
+    fn frame(&self, id: MessageId, attempt: u32) -> Deliver {
         Deliver {
-            sub_id: 1,
+            sub_id: self.sub_of(id),
             id,
             delivery_attempt: attempt,
             topic: "t".into(),
@@ -123,20 +130,21 @@ impl Model {
         match op {
             Op::Deliver(k) => {
                 let id = mid(k);
-                if !self.connected || self.credit <= 0 || self.broker_acked.contains(&id) {
+                let sub = self.sub_of(id) as usize - 1;
+                if !self.connected || self.credit[sub] <= 0 || self.broker_acked.contains(&id) {
                     return;
                 }
-                self.credit -= 1;
+                self.credit[sub] -= 1;
                 let a = self.attempts.entry(id).or_insert(0);
                 *a += 1;
                 let attempt = *a;
                 self.sent.insert(id, attempt);
-                self.deliver(Self::frame(id, attempt));
+                self.deliver(self.frame(id, attempt));
             }
             Op::Copy(k) => {
                 let id = mid(k);
                 if let (true, Some(&a)) = (self.connected, self.sent.get(&id)) {
-                    self.deliver(Self::frame(id, a));
+                    self.deliver(self.frame(id, a));
                 }
             }
             Op::Lookup(i) => {
@@ -170,7 +178,7 @@ impl Model {
                 if !self.connected {
                     self.core.on_connected(self.now);
                     self.connected = true;
-                    self.credit = i64::from(self.prefetch);
+                    self.credit = vec![i64::from(self.prefetch); self.subs as usize];
                     self.sent.clear();
                 }
             }
@@ -226,20 +234,30 @@ impl Model {
         while let Some(f) = self.core.poll_transmit() {
             assert!(self.connected, "a frame written while disconnected");
             match f {
-                Frame::Credit(c) => self.credit += i64::from(c.credit),
+                Frame::Credit(c) => {
+                    let left = &mut self.credit[c.sub_id as usize - 1];
+                    *left += i64::from(c.credit);
+                    assert!(
+                        *left <= i64::from(self.prefetch),
+                        "credit {left} of sub {} above prefetch {}",
+                        c.sub_id,
+                        self.prefetch
+                    );
+                }
                 Frame::Ack(a) => {
                     assert!(self.store.contains(&a.id), "acked before it was marked");
+                    assert_eq!(a.sub_id, self.sub_of(a.id), "ack on the wrong subscription");
                     self.broker_acked.insert(a.id);
                 }
-                Frame::Nack(_) => {}
+                Frame::Nack(n) => {
+                    assert_eq!(
+                        n.sub_id,
+                        self.sub_of(n.id),
+                        "nack on the wrong subscription"
+                    );
+                }
                 other => panic!("unexpected {other:?}"),
             }
-            assert!(
-                self.credit <= i64::from(self.prefetch),
-                "credit {} above prefetch {}",
-                self.credit,
-                self.prefetch
-            );
         }
         // Nothing running is forgotten, connected or not.
         for (id, _) in &self.running {
@@ -270,7 +288,9 @@ impl Model {
         }
         self.step(Op::Tick(20));
         assert_eq!(self.core.in_progress(), 0, "something never settled");
-        assert_eq!(self.credit, i64::from(self.prefetch), "credit not returned");
+        for left in &self.credit {
+            assert_eq!(*left, i64::from(self.prefetch), "credit not returned");
+        }
     }
 }
 
@@ -281,10 +301,11 @@ proptest! {
     fn core_keeps_its_promises(
         prefetch in 1u32..6,
         manual in any::<bool>(),
+        subs in 1u32..=2,
         ops in proptest::collection::vec(op(), 0..120),
     ) {
         let mode = if manual { AckMode::Manual } else { AckMode::Auto };
-        let mut m = Model::new(prefetch, mode);
+        let mut m = Model::new(prefetch, mode, subs);
         for op in ops {
             m.step(op);
         }
