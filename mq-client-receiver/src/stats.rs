@@ -5,27 +5,103 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counter: `Deliver` frames received ([`ReceiverStats::delivered`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::DELIVERED_TOTAL, "mq_receiver_delivered_total");
+/// ```
 pub const DELIVERED_TOTAL: &str = "mq_receiver_delivered_total";
+
 /// Counter: deliveries passed to the handler or stream ([`ReceiverStats::handled`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::HANDLED_TOTAL, "mq_receiver_handled_total");
+/// ```
 pub const HANDLED_TOTAL: &str = "mq_receiver_handled_total";
+
 /// Counter: duplicates not passed on ([`ReceiverStats::duplicates_suppressed`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::DUPLICATES_SUPPRESSED_TOTAL, "mq_receiver_duplicates_suppressed_total");
+/// ```
 pub const DUPLICATES_SUPPRESSED_TOTAL: &str = "mq_receiver_duplicates_suppressed_total";
+
 /// Counter: deliveries with `delivery_attempt > 1` ([`ReceiverStats::redeliveries`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::REDELIVERIES_TOTAL, "mq_receiver_redeliveries_total");
+/// ```
 pub const REDELIVERIES_TOTAL: &str = "mq_receiver_redeliveries_total";
+
 /// Counter: acks issued ([`ReceiverStats::acked`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::ACKED_TOTAL, "mq_receiver_acked_total");
+/// ```
 pub const ACKED_TOTAL: &str = "mq_receiver_acked_total";
+
 /// Counter: nacks issued ([`ReceiverStats::nacked`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::NACKS_TOTAL, "mq_receiver_nacks_total");
+/// ```
 pub const NACKS_TOTAL: &str = "mq_receiver_nacks_total";
+
 /// Counter: handler calls that failed or panicked ([`ReceiverStats::handler_errors`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::HANDLER_ERRORS_TOTAL, "mq_receiver_handler_errors_total");
+/// ```
 pub const HANDLER_ERRORS_TOTAL: &str = "mq_receiver_handler_errors_total";
+
 /// Counter: reconnects after the first connection ([`ReceiverStats::reconnects`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::RECONNECTS_TOTAL, "mq_receiver_reconnects_total");
+/// ```
 pub const RECONNECTS_TOTAL: &str = "mq_receiver_reconnects_total";
+
 /// Counter: failed dedup store calls ([`ReceiverStats::store_errors`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::STORE_ERRORS_TOTAL, "mq_receiver_store_errors_total");
+/// ```
 pub const STORE_ERRORS_TOTAL: &str = "mq_receiver_store_errors_total";
+
 /// Gauge: deliveries in progress ([`ReceiverStats::unsettled`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::UNSETTLED, "mq_receiver_unsettled");
+/// ```
 pub const UNSETTLED: &str = "mq_receiver_unsettled";
+
 /// Histogram: seconds a handler call took (from its start, after waiting
 /// for a concurrency slot, to its result).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_client_receiver::stats::HANDLER_LATENCY_SECONDS, "mq_receiver_handler_latency_seconds");
+/// ```
 pub const HANDLER_LATENCY_SECONDS: &str = "mq_receiver_handler_latency_seconds";
 
 /// A snapshot of a receiver's counters since it started.
