@@ -96,9 +96,9 @@ type TaskResult = (MessageId, u64, Result<(), HandlerError>);
 
 /// A dedup store call that did not answer at once, finished.
 pub(super) enum StoreDone {
-    /// `contains` for the core's lookup `token`.
+    /// `contains` for the core's lookup `token` of `d`.
     Lookup {
-        id: MessageId,
+        d: Box<mq_protocol::Deliver>,
         token: u64,
         result: Result<bool, StoreError>,
     },

@@ -17,20 +17,22 @@ use crate::store::StoreError;
 impl State {
     pub(super) fn on_deliver(&mut self, d: Deliver) {
         let now = Instant::now().into_std();
-        let DeliverStep::Lookup { id, token } = self.core.on_deliver(now, d) else {
+        let DeliverStep::Lookup { token, deliver } = self.core.on_deliver(now, d) else {
             return;
         };
+        let id = deliver.id;
         match self.d.store.contains(id).into_ready() {
             Ok(r) => {
                 let seen = self.seen(id, r);
-                self.core.on_lookup(now, id, token, seen);
+                self.core.on_lookup(now, deliver, token, seen);
             }
             Err(fut) => {
                 // The store does I/O: the core holds the ID as in progress
                 // (so a redelivery is tied to it) until it answers.
+                let d = Box::new(deliver);
                 self.store_ops
                     .push(Box::pin(fut.map(move |result| StoreDone::Lookup {
-                        id,
+                        d,
                         token,
                         result,
                     })));
@@ -51,9 +53,9 @@ impl State {
     pub(super) fn on_store_done(&mut self, done: StoreDone) {
         let now = Instant::now().into_std();
         match done {
-            StoreDone::Lookup { id, token, result } => {
-                let seen = self.seen(id, result);
-                self.core.on_lookup(now, id, token, seen);
+            StoreDone::Lookup { d, token, result } => {
+                let seen = self.seen(d.id, result);
+                self.core.on_lookup(now, *d, token, seen);
             }
             StoreDone::Marked { id, result } => {
                 if let Err(e) = result {

@@ -66,8 +66,9 @@ pub(crate) struct CoreConfig {
 /// Where an in-progress ID stands.
 #[derive(Debug)]
 enum Stage {
-    /// Waiting for the store's `contains`; the delivery waits here.
-    Lookup(Box<Deliver>),
+    /// Waiting for the store's `contains` (the driver holds the delivery
+    /// meanwhile and hands it back with the answer).
+    Lookup,
     /// With the handler or the stream under `token`.
     Dispatched,
     /// Acked; waiting for the store's `insert` before writing the `Ack`.
@@ -89,16 +90,17 @@ struct Entry {
 }
 
 /// What a `Deliver` frame did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum DeliverStep {
     /// Not for this core (disconnected, unknown `sub_id`) or a transport
     /// copy: nothing to do.
     Ignored,
     /// The ID is in progress: tied to it.
     Tied,
-    /// Ask the store whether `id` was processed; answer with
-    /// [`RecvCore::on_lookup`] and `token`.
-    Lookup { id: MessageId, token: u64 },
+    /// Ask the store whether `deliver.id` was processed; answer with
+    /// [`RecvCore::on_lookup`], `token` and the delivery (handed back, so
+    /// the common ready answer costs no allocation).
+    Lookup { token: u64, deliver: Deliver },
 }
 
 /// What a settlement did.
@@ -260,19 +262,20 @@ impl RecvCore {
                 epoch,
                 credits: 1,
                 max_attempt: d.delivery_attempt,
-                stage: Stage::Lookup(Box::new(d)),
+                stage: Stage::Lookup,
             },
         );
         self.counters.set_unsettled(self.entries.len());
-        DeliverStep::Lookup { id, token }
+        DeliverStep::Lookup { token, deliver: d }
     }
 
     /// The store's answer for a [`DeliverStep::Lookup`].
-    pub(crate) fn on_lookup(&mut self, now: Instant, id: MessageId, token: u64, seen: bool) {
+    pub(crate) fn on_lookup(&mut self, now: Instant, d: Deliver, token: u64, seen: bool) {
+        let id = d.id;
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        if e.token != token || !matches!(e.stage, Stage::Lookup(_)) {
+        if e.token != token || !matches!(e.stage, Stage::Lookup) {
             return;
         }
         if seen || self.closing {
@@ -290,11 +293,9 @@ impl RecvCore {
             }
             return;
         }
-        let Stage::Lookup(d) = std::mem::replace(&mut e.stage, Stage::Dispatched) else {
-            return;
-        };
+        e.stage = Stage::Dispatched;
         self.counters.handled();
-        self.dispatch.push_back(Dispatch { deliver: *d, token });
+        self.dispatch.push_back(Dispatch { deliver: d, token });
     }
 
     /// The next delivery to hand to the handler or the stream.

@@ -61,7 +61,7 @@ struct Model {
     broker_acked: HashSet<MessageId>,
     /// Store: IDs marked (never forgotten).
     store: HashSet<MessageId>,
-    lookups: Vec<(MessageId, u64)>,
+    lookups: Vec<(Deliver, u64)>,
     marks: Vec<MessageId>,
     /// Handler calls running: (id, token).
     running: Vec<(MessageId, u64)>,
@@ -121,7 +121,7 @@ impl Model {
 
     fn deliver(&mut self, d: Deliver) {
         match self.core.on_deliver(self.now, d) {
-            DeliverStep::Lookup { id, token } => self.lookups.push((id, token)),
+            DeliverStep::Lookup { token, deliver } => self.lookups.push((deliver, token)),
             DeliverStep::Tied | DeliverStep::Ignored => {}
         }
     }
@@ -151,9 +151,9 @@ impl Model {
                 if self.lookups.is_empty() {
                     return;
                 }
-                let (id, token) = self.lookups.remove(usize::from(i) % self.lookups.len());
-                let seen = self.store.contains(&id);
-                self.core.on_lookup(self.now, id, token, seen);
+                let (d, token) = self.lookups.remove(usize::from(i) % self.lookups.len());
+                let seen = self.store.contains(&d.id);
+                self.core.on_lookup(self.now, d, token, seen);
             }
             Op::Mark(i) => {
                 if self.marks.is_empty() {

@@ -46,11 +46,13 @@ fn frames(c: &mut RecvCore) -> Vec<Frame> {
 
 /// Delivers `seq` (unseen) and returns its dispatch token.
 fn dispatched(c: &mut RecvCore, now: Instant, seq: u64, attempt: u32) -> u64 {
-    let DeliverStep::Lookup { id: got, token } = c.on_deliver(now, deliver(1, seq, attempt)) else {
+    let DeliverStep::Lookup { token, deliver: d } = c.on_deliver(now, deliver(1, seq, attempt))
+    else {
         panic!("expected a lookup");
     };
+    let got = d.id;
     assert_eq!(got, id(seq));
-    c.on_lookup(now, got, token, false);
+    c.on_lookup(now, d, token, false);
     let d = c.poll_dispatch().expect("dispatched");
     assert_eq!((d.deliver.id, d.token), (got, token));
     token
@@ -159,10 +161,11 @@ fn seen_ids_are_acked_from_dedup_without_dispatch() {
     let t0 = Instant::now();
     let mut c = core(1, AckMode::Auto);
     c.on_connected(t0);
-    let DeliverStep::Lookup { id: i, token } = c.on_deliver(t0, deliver(1, 9, 2)) else {
+    let DeliverStep::Lookup { token, deliver: d } = c.on_deliver(t0, deliver(1, 9, 2)) else {
         panic!()
     };
-    c.on_lookup(t0, i, token, true);
+    let i = d.id;
+    c.on_lookup(t0, d, token, true);
     assert!(c.poll_dispatch().is_none());
     assert_eq!(
         frames(&mut c),
@@ -264,12 +267,13 @@ fn stale_lookup_answers_and_unknown_subscriptions_are_ignored() {
     c.on_connected(t0);
     assert_eq!(c.on_deliver(t0, deliver(3, 1, 1)), DeliverStep::Ignored);
     assert_eq!(c.on_deliver(t0, deliver(0, 1, 1)), DeliverStep::Ignored);
-    let DeliverStep::Lookup { id: i, token } = c.on_deliver(t0, deliver(2, 1, 1)) else {
+    let DeliverStep::Lookup { token, deliver: d } = c.on_deliver(t0, deliver(2, 1, 1)) else {
         panic!()
     };
-    c.on_lookup(t0, i, token + 1, false);
+    let i = d.id;
+    c.on_lookup(t0, d.clone(), token + 1, false);
     assert!(c.poll_dispatch().is_none());
-    c.on_lookup(t0, i, token, false);
+    c.on_lookup(t0, d, token, false);
     let d = c.poll_dispatch().expect("dispatched");
     assert_eq!(d.deliver.sub_id, 2);
     // The nack names the subscription it came on.
@@ -290,12 +294,13 @@ fn closing_stops_dispatch_and_credit() {
     let mut c = core(1, AckMode::Auto);
     c.on_connected(t0);
     let tok = dispatched(&mut c, t0, 1, 1);
-    let DeliverStep::Lookup { id: i, token } = c.on_deliver(t0, deliver(1, 2, 1)) else {
+    let DeliverStep::Lookup { token, deliver: d } = c.on_deliver(t0, deliver(1, 2, 1)) else {
         panic!()
     };
+    let i = d.id;
     c.close();
     assert!(c.is_closing());
-    c.on_lookup(t0, i, token, false);
+    c.on_lookup(t0, d, token, false);
     assert!(c.poll_dispatch().is_none());
     assert!(!c.is_in_progress(i), "left to the broker");
     c.on_handler_done(t0, id(1), tok, Ok(()));
