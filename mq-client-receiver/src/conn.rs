@@ -6,12 +6,16 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use mq_conn::{BoxIo, ConnectError, ConnectionEvent, Dialer, Established, Events};
 use mq_protocol::{Codec, Deliver, Frame, Pong, Subscribe};
 use tokio_util::codec::{Framed, FramedParts};
 
 use crate::config::ReceiverConfig;
+
+/// The read buffer's capacity (tokio-util's `Framed` default).
+const READ_BUF_CAPACITY: usize = 8 * 1024;
 
 /// The subscription id of `all_topics()[i]` is `i + 1`, on every connection.
 pub(crate) fn sub_count(config: &ReceiverConfig) -> u32 {
@@ -51,7 +55,13 @@ async fn subscribe(
     let address = est.address;
     let heartbeat = mq_conn::heartbeat_interval(None, &est.welcome);
     let mut parts = FramedParts::new::<Frame>(est.io, Codec::new(config.max_frame_size));
-    parts.read_buf = est.leftover;
+    // A buffer of Framed's usual size with the bytes read behind the
+    // Welcome: the leftover's own capacity may be a few bytes, and a
+    // shared (zero-copy payloads) buffer regrows to its original capacity,
+    // which would make every later read a tiny one.
+    let mut read_buf = BytesMut::with_capacity(READ_BUF_CAPACITY.max(est.leftover.len()));
+    read_buf.extend_from_slice(&est.leftover);
+    parts.read_buf = read_buf;
     let mut framed = Framed::from_parts(parts);
     let io_err = |e: io::Error| ConnectError::Io {
         address: address.clone(),

@@ -104,7 +104,9 @@
 //! | `mq_receiver_unsettled` | gauge | [`ReceiverStats::unsettled`] |
 //! | `mq_receiver_handler_latency_seconds` | histogram | handler call time, seconds |
 //!
-//! Counters are process-wide: two receivers in one process add up.
+//! Install the recorder before creating the receiver: it registers its
+//! metrics once, when it starts. Counters are process-wide: two receivers
+//! in one process add up.
 //!
 //! Tracing: the driver runs in a `receiver` span (topics, group); each
 //! handler call runs in a `delivery` span with the message `id`, its

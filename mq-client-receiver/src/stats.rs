@@ -148,7 +148,42 @@ pub struct ReceiverStats {
     pub max_unsettled: u64,
 }
 
-#[derive(Debug, Default)]
+/// The `metrics` handles, registered once (with the recorder installed
+/// when the receiver is created), so counting costs no key lookup.
+#[derive(Debug)]
+struct Handles {
+    delivered: metrics::Counter,
+    handled: metrics::Counter,
+    duplicates_suppressed: metrics::Counter,
+    acked: metrics::Counter,
+    nacked: metrics::Counter,
+    redeliveries: metrics::Counter,
+    handler_errors: metrics::Counter,
+    reconnects: metrics::Counter,
+    store_errors: metrics::Counter,
+    unsettled: metrics::Gauge,
+    handler_latency: metrics::Histogram,
+}
+
+impl Handles {
+    fn register() -> Self {
+        Self {
+            delivered: metrics::counter!(DELIVERED_TOTAL),
+            handled: metrics::counter!(HANDLED_TOTAL),
+            duplicates_suppressed: metrics::counter!(DUPLICATES_SUPPRESSED_TOTAL),
+            acked: metrics::counter!(ACKED_TOTAL),
+            nacked: metrics::counter!(NACKS_TOTAL),
+            redeliveries: metrics::counter!(REDELIVERIES_TOTAL),
+            handler_errors: metrics::counter!(HANDLER_ERRORS_TOTAL),
+            reconnects: metrics::counter!(RECONNECTS_TOTAL),
+            store_errors: metrics::counter!(STORE_ERRORS_TOTAL),
+            unsettled: metrics::gauge!(UNSETTLED),
+            handler_latency: metrics::histogram!(HANDLER_LATENCY_SECONDS),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct Counters {
     pub delivered: AtomicU64,
     pub handled: AtomicU64,
@@ -161,66 +196,78 @@ pub(crate) struct Counters {
     pub store_errors: AtomicU64,
     pub unsettled: AtomicU64,
     pub max_unsettled: AtomicU64,
+    m: Handles,
 }
 
-pub(crate) fn bump(c: &AtomicU64) {
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            duplicates_suppressed: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            nacked: AtomicU64::new(0),
+            redeliveries: AtomicU64::new(0),
+            handler_errors: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+            unsettled: AtomicU64::new(0),
+            max_unsettled: AtomicU64::new(0),
+            m: Handles::register(),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64, m: &metrics::Counter) {
     c.fetch_add(1, Ordering::Relaxed);
+    m.increment(1);
 }
 
 impl Counters {
     pub(crate) fn delivered(&self) {
-        bump(&self.delivered);
-        metrics::counter!(DELIVERED_TOTAL).increment(1);
+        bump(&self.delivered, &self.m.delivered);
     }
 
     pub(crate) fn handled(&self) {
-        bump(&self.handled);
-        metrics::counter!(HANDLED_TOTAL).increment(1);
+        bump(&self.handled, &self.m.handled);
     }
 
     pub(crate) fn duplicate(&self) {
-        bump(&self.duplicates_suppressed);
-        metrics::counter!(DUPLICATES_SUPPRESSED_TOTAL).increment(1);
+        bump(&self.duplicates_suppressed, &self.m.duplicates_suppressed);
     }
 
     pub(crate) fn acked(&self) {
-        bump(&self.acked);
-        metrics::counter!(ACKED_TOTAL).increment(1);
+        bump(&self.acked, &self.m.acked);
     }
 
     pub(crate) fn nacked(&self) {
-        bump(&self.nacked);
-        metrics::counter!(NACKS_TOTAL).increment(1);
+        bump(&self.nacked, &self.m.nacked);
     }
 
     pub(crate) fn handler_error(&self) {
-        bump(&self.handler_errors);
-        metrics::counter!(HANDLER_ERRORS_TOTAL).increment(1);
+        bump(&self.handler_errors, &self.m.handler_errors);
     }
 
     pub(crate) fn reconnected(&self) {
-        bump(&self.reconnects);
-        metrics::counter!(RECONNECTS_TOTAL).increment(1);
+        bump(&self.reconnects, &self.m.reconnects);
     }
 
     pub(crate) fn redelivery(&self) {
-        bump(&self.redeliveries);
-        metrics::counter!(REDELIVERIES_TOTAL).increment(1);
+        bump(&self.redeliveries, &self.m.redeliveries);
     }
 
     pub(crate) fn handler_latency(&self, d: std::time::Duration) {
-        metrics::histogram!(HANDLER_LATENCY_SECONDS).record(d.as_secs_f64());
+        self.m.handler_latency.record(d.as_secs_f64());
     }
 
     pub(crate) fn store_error(&self) {
-        bump(&self.store_errors);
-        metrics::counter!(STORE_ERRORS_TOTAL).increment(1);
+        bump(&self.store_errors, &self.m.store_errors);
     }
 
     pub(crate) fn set_unsettled(&self, n: usize) {
         let n = n as u64;
         self.unsettled.store(n, Ordering::Relaxed);
-        metrics::gauge!(UNSETTLED).set(n as f64);
+        self.m.unsettled.set(n as f64);
         self.max_unsettled.fetch_max(n, Ordering::Relaxed);
     }
 

@@ -15,8 +15,8 @@ use crate::recv_core::{DeliverStep, Settled};
 use crate::store::StoreError;
 
 impl State {
-    pub(super) fn on_deliver(&mut self, d: Deliver) {
-        let now = Instant::now().into_std();
+    /// A `Deliver` frame read at `now`.
+    pub(super) fn on_deliver(&mut self, d: Deliver, now: std::time::Instant) {
         let DeliverStep::Lookup { token, deliver } = self.core.on_deliver(now, d) else {
             return;
         };
@@ -129,11 +129,10 @@ impl State {
     }
 
     /// An ack the core settled: record the ID, then let the `Ack` go.
-    fn settled(&mut self, s: Settled) {
+    fn settled(&mut self, s: Settled, now: std::time::Instant) {
         let Settled::Mark { id } = s else {
             return;
         };
-        let now = Instant::now().into_std();
         match self.d.store.insert(now, id).into_ready() {
             Ok(r) => {
                 if let Err(e) = r {
@@ -159,7 +158,7 @@ impl State {
         });
         let now = Instant::now().into_std();
         let s = self.core.on_handler_done(now, id, token, result);
-        self.settled(s);
+        self.settled(s, now);
     }
 
     pub(super) fn on_event(&mut self, ev: Event) {
@@ -177,7 +176,7 @@ impl State {
                 } else {
                     Ok(())
                 };
-                self.settled(s);
+                self.settled(s, now);
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
                 }
