@@ -56,7 +56,21 @@ pub fn live() -> isize {
 
 /// A line of /proc/self/status in bytes (`VmRSS`, `VmHWM`), 0 if unknown.
 pub fn proc_status_bytes(key: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_in(
+        &std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+        key,
+    )
+}
+
+/// The same line of another process's status (a child broker).
+pub fn status_bytes(pid: u32, key: &str) -> u64 {
+    status_in(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default(),
+        key,
+    )
+}
+
+fn status_in(status: &str, key: &str) -> u64 {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))

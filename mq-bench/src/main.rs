@@ -11,6 +11,9 @@
 //!   in a child process (`--scenario`);
 //! * `durable.rs`: the disk broker's recovery time, bytes on disk per
 //!   message and RSS at its stored-bytes limit (child processes too);
+//! * `fan.rs`: fan-in (8 senders), fan-out (4 groups), 1 000 topics, with
+//!   the broker in a child process for its CPU per message; the broker's
+//!   memory per idle connection;
 //! * `alloc.rs`: the counting allocator those use;
 //! * `report.rs`: medians, the table and the JSON lines.
 
@@ -18,6 +21,7 @@ mod alloc;
 mod ceiling;
 mod durable;
 mod e2e;
+mod fan;
 mod jetstream;
 mod memory;
 mod publish;
@@ -69,7 +73,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "publish,e2e,memory,durable"
+        default_value = "publish,e2e,fan,memory,durable"
     )]
     only: Vec<String>,
     /// Broker storages to measure publish and e2e against: `memory` (the
@@ -82,6 +86,10 @@ struct Args {
     /// Internal: run one memory scenario in this process and print JSON.
     #[arg(long, hide = true)]
     scenario: Option<String>,
+    /// Internal: run an in-memory broker, print its address, stop when
+    /// stdin closes (the fan scenarios' broker process).
+    #[arg(long, hide = true)]
+    serve_broker: bool,
 }
 
 /// Microseconds since a process-wide epoch; the send timestamp carried in
@@ -221,6 +229,35 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                 }
             }
         }
+        if wants("fan") {
+            for shape in fan::SHAPES {
+                let load = Load {
+                    payload,
+                    window: args.e2e_window,
+                    count: count_for(args, payload, args.e2e_window),
+                    rate: None,
+                    disk: false,
+                };
+                let same = rows[first..].iter().find(|r| {
+                    r.scenario == "ceiling-echo" && (r.payload, r.window) == (payload, load.window)
+                });
+                let c = match same {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = ceiling(pb, run, load).await?;
+                        rows.push(c.clone());
+                        c
+                    }
+                };
+                pb.start(
+                    format!("{run} {} {payload}B", shape.name),
+                    load.count * shape.groups as u64,
+                );
+                let mut r = fan::run(shape, payload, load.window, load.count, pb).await?;
+                r.set_ceiling(&c);
+                rows.push(r);
+            }
+        }
         if wants("e2e") {
             let load = Load {
                 payload,
@@ -293,6 +330,7 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
         }
         "recovery" => durable::recovery(num(1)?, &pb).await?,
         "rss-at-limit" => durable::rss_at_limit(num(1)? as usize, &pb).await?,
+        "idle-conns" => fan::idle_connections(num(1)? as usize, &pb).await?,
         other => return Err(format!("unknown scenario {other}").into()),
     };
     println!("{out}");
@@ -328,6 +366,9 @@ async fn memory_children(
 #[tokio::main]
 async fn main() -> BenchResult<()> {
     let args = Args::parse();
+    if args.serve_broker {
+        return fan::serve_broker().await;
+    }
     if let Some(s) = &args.scenario {
         return scenario(s, &args).await;
     }
@@ -346,6 +387,8 @@ async fn main() -> BenchResult<()> {
                 "in-flight:4096:20000",
                 "dedup:1:1000000",
                 "dedup:1000:1000000",
+                "dedup:10000:1000000",
+                "idle-conns:1000",
                 "e2e-peak:128",
             ]
             .map(String::from),
