@@ -15,10 +15,12 @@
 //!   the broker in a child process for its CPU per message; the broker's
 //!   memory per idle connection;
 //! * `alloc.rs`: the counting allocator those use;
-//! * `report.rs`: medians, the table and the JSON lines.
+//! * `report.rs`: medians, the table and the JSON lines;
+//! * `charts.rs`: SVG charts of the medians (`--charts DIR`).
 
 mod alloc;
 mod ceiling;
+mod charts;
 mod durable;
 mod e2e;
 mod fan;
@@ -83,6 +85,10 @@ struct Args {
     /// Messages stored before the recovery measurement.
     #[arg(long, default_value_t = 1_000_000)]
     recovery_messages: u64,
+    /// Write SVG charts (throughput by window, latency percentiles) of the
+    /// medians into this directory (docs/bench for the committed ones).
+    #[arg(long)]
+    charts: Option<std::path::PathBuf>,
     /// Internal: run one memory scenario in this process and print JSON.
     #[arg(long, hide = true)]
     scenario: Option<String>,
@@ -400,7 +406,7 @@ async fn main() -> BenchResult<()> {
     }
     let memory = memory_children(&pb, &children).await?;
     pb.finish();
-    report::print(&rows, &memory, args.runs);
+    report::print(&rows, &memory, args.runs, args.charts.as_deref());
     println!(
         "{}",
         serde_json::json!({
