@@ -311,9 +311,28 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
 
 /// Runs one `--scenario` in this process (a child of the main run).
 async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
-    alloc::enable();
     let pb = Progress::new(true);
     let parts: Vec<&str> = name.split(':').collect();
+    // Instruction counts (under callgrind, see callgrind.sh): the plain
+    // loop, without the counting allocator's extra work.
+    if parts[0] == "instr" {
+        let count: u64 = parts.get(2).ok_or("instr:send|e2e:COUNT")?.parse()?;
+        let load = Load {
+            payload: 128,
+            window: 1000,
+            count,
+            rate: None,
+            disk: false,
+        };
+        let row = match parts.get(1).copied() {
+            Some("send") => publish::run(load, &pb).await?,
+            Some("e2e") => e2e::run(load, &pb).await?,
+            _ => return Err("instr:send|e2e:COUNT".into()),
+        };
+        println!("{}", row.json());
+        return Ok(());
+    }
+    alloc::enable();
     let num = |i: usize| -> BenchResult<u64> {
         Ok(parts
             .get(i)
