@@ -14,7 +14,7 @@
 //! * `fan.rs`: fan-in (8 senders), fan-out (4 groups), 1 000 topics, with
 //!   the broker in a child process for its CPU per message; the broker's
 //!   memory per idle connection;
-//! * `alloc.rs`: the counting allocator those use;
+//! * `alloc.rs`: memory readings (the shared counting allocator, /proc);
 //! * `report.rs`: medians, the table and the JSON lines;
 //! * `charts.rs`: SVG charts of the medians (`--charts DIR`).
 
@@ -38,7 +38,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use report::Row;
 
 #[global_allocator]
-static GLOBAL: alloc::Counting = alloc::Counting;
+static GLOBAL: mq_test_alloc::CountingAlloc = mq_test_alloc::CountingAlloc;
 
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -390,6 +390,7 @@ async fn memory_children(
 
 #[tokio::main]
 async fn main() -> BenchResult<()> {
+    alloc::disable();
     let args = Args::parse();
     if args.serve_broker {
         return fan::serve_broker().await;
