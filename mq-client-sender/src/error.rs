@@ -1,5 +1,5 @@
 //! One error type per operation: [`ConfigError`] (validation),
-//! [`ConnectError`] (`Sender::connect`) and [`SendError`] (hand-over and
+//! [`crate::ConnectError`] (`Sender::connect`, from `mq-conn`) and [`SendError`] (hand-over and
 //! outcome of one message).
 
 use std::time::Duration;
@@ -90,62 +90,22 @@ pub enum ConfigError {
     },
 }
 
-/// Why [`crate::Sender::connect`] did not return a sender.
+/// An invalid configuration is a [`mq_conn::ConnectError::Config`]
+/// whose source is the [`ConfigError`], so `config.validate()?` works in a
+/// function returning [`crate::ConnectError`].
 ///
 /// # Examples
 ///
-/// ```no_run
-/// # async fn f() {
-/// use mq_client_sender::{ConnectError, Sender, SenderConfig};
-/// match Sender::connect(SenderConfig::new("127.0.0.1:7878")).await {
-///     Ok(_sender) => {}
-///     Err(ConnectError::Refused { code, reason, .. }) => eprintln!("fix credentials: {code} {reason}"),
-///     Err(e) => eprintln!("{e}"),
-/// }
-/// # }
 /// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnectError {
-    /// The configuration is invalid; the inner error says what to change.
-    #[error("invalid sender configuration: {0}")]
-    Config(#[from] ConfigError),
-    /// No address accepted a connection and completed the handshake within
-    /// `connect_timeout`. Check that a broker is running and reachable, then
-    /// call `connect` again.
-    #[error("no broker reachable at {addresses:?} (last error: {last})")]
-    Unreachable {
-        /// The addresses tried, in order.
-        addresses: Vec<String>,
-        /// The error of the last address tried.
-        #[source]
-        last: std::io::Error,
-    },
-    /// The broker refused the handshake (e.g. wrong token). Fix the cause the
-    /// code names; retrying unchanged will be refused again.
-    #[error("broker at {address} refused the connection: {code}: {reason}")]
-    Refused {
-        /// The refusing broker.
-        address: String,
-        /// Why, as a code.
-        code: ErrorCode,
-        /// Why, for a person.
-        reason: String,
-    },
-    /// The broker answered the handshake with something this client does not
-    /// understand (wrong protocol or version). Point the sender at a broker
-    /// implementing PROTOCOL.md version 1.
-    #[error("handshake with {address} failed: {reason}")]
-    Handshake {
-        /// The broker.
-        address: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The sender's callback thread could not be started; the system is out
-    /// of threads or memory.
-    #[error("could not start the callback thread: {0}")]
-    Spawn(#[source] std::io::Error),
+/// use mq_client_sender::{ConfigError, ConnectError, SenderConfig};
+/// let e: ConnectError = SenderConfig::default().validate().unwrap_err().into();
+/// assert!(matches!(&e, ConnectError::Config(s)
+///     if s.downcast_ref::<ConfigError>() == Some(&ConfigError::NoAddresses)));
+/// ```
+impl From<ConfigError> for mq_conn::ConnectError {
+    fn from(e: ConfigError) -> Self {
+        mq_conn::ConnectError::config(e)
+    }
 }
 
 /// Why a message was not handed over, or why it ended without a confirm.

@@ -56,19 +56,62 @@
 //! | reconnect delay | 100 ms ×2 up to 10 s | [`SenderConfig::reconnect`] |
 //! | heartbeat | the broker's `Welcome` | [`SenderConfig::heartbeat`] |
 //!
+//! # Connecting: TLS, other transports, lazy connect, events
+//!
+//! [`Sender::connect`] connects over TCP and fails if no broker completes
+//! the handshake now. [`Sender::builder`] adds [`SenderBuilder::tls`]
+//! (rustls: system roots or a CA, optional client certificate),
+//! [`SenderBuilder::connector`] (any [`mq_conn::Connector`], e.g. a Unix
+//! socket), [`SenderBuilder::lazy_connect`] (create the sender while the
+//! broker is unreachable; messages are accepted and their deadlines run)
+//! and [`SenderBuilder::events`]. Connection events ([`ConnectionEvent`]:
+//! connected, lost, reconnecting, refused) are a broadcast stream,
+//! [`Sender::events`]. The connection layer (handshake, heartbeats,
+//! reconnect rounds over the addresses with backoff) is [`mq_conn`], shared
+//! with the receiver.
+//!
+//! # Metrics
+//!
+//! The sender reports through the [`metrics`](https://docs.rs/metrics)
+//! facade; install any recorder (Prometheus, OpenTelemetry, ...) *before*
+//! creating the sender. Without one, nothing is recorded. The counters
+//! agree with [`Sender::stats`] (summed over every sender in the process).
+//!
+//! | name | kind | meaning | [`SenderStats`] field |
+//! |---|---|---|---|
+//! | `mq_sender_sent_total` | counter | messages accepted | `sent` |
+//! | `mq_sender_confirmed_total` | counter | confirmed (`Stored` or `Duplicate`) | `confirmed` |
+//! | `mq_sender_duplicates_total` | counter | of those, answered `Duplicate` | `duplicates` |
+//! | `mq_sender_retransmitted_total` | counter | transmissions after the first | `retransmitted` |
+//! | `mq_sender_failed_total` | counter | ended in an error other than `Rejected` | `failed` |
+//! | `mq_sender_rejected_total` | counter | ended in `Rejected` | `rejected` |
+//! | `mq_sender_reconnects_total` | counter | reconnections after a lost connection | `reconnects` |
+//! | `mq_sender_in_flight` | gauge | accepted, not yet resolved | `in_flight` |
+//! | `mq_sender_confirm_latency_seconds` | histogram | acceptance to confirm, per confirmed message | — |
+//!
+//! # Tracing spans
+//!
+//! Besides the logs above, the driver enters a `trace`-level span
+//! `mq_send` with field `id` (the message ID) while it accepts and while
+//! it resolves a message; [`Sender::send`] runs inside a `debug` span of
+//! the same name.
+//!
 //! # Layout
 //!
 //! * `config.rs`: [`SenderConfig`] and its validation.
+//! * `builder.rs`: [`SenderBuilder`] (transport, TLS, lazy connect, events).
 //! * `message.rs`: [`OutgoingMessage`] and [`Receipt`].
-//! * `error.rs`: [`ConfigError`], [`ConnectError`], [`SendError`], [`FlushError`], [`CloseReport`].
+//! * `error.rs`: [`ConfigError`], [`SendError`], [`FlushError`], [`CloseReport`]
+//!   ([`ConnectError`] comes from `mq-conn`).
 //! * `inflight.rs`: the sans-IO core (table, one deadline per message,
 //!   retransmit and failure rules), stepped with explicit instants.
-//! * `driver.rs`, `link.rs`, `conn.rs`: the one task that owns the
-//!   connection and the core; reading, coalesced writing; transport,
-//!   handshake and connect rounds.
+//! * `driver.rs`, `link.rs`: the one task that owns the connection and the
+//!   core; reading, coalesced writing. Dialing, heartbeats and reconnect
+//!   rounds are `mq-conn`'s.
 //! * `sender.rs`: [`Sender`] and [`PendingSend`].
 //! * `callback.rs`: [`SendCallback`] and the callback thread.
-//! * `flush.rs`, `stats.rs`: flush barriers, [`SenderStats`].
+//! * `flush.rs`, `stats.rs`, `metrics.rs`: flush barriers, [`SenderStats`],
+//!   the metrics above.
 //!
 //! # Examples
 //!
@@ -101,22 +144,31 @@
 //! ```
 #![warn(missing_docs)]
 
+mod builder;
 mod callback;
 mod config;
-mod conn;
 mod driver;
 mod error;
 mod flush;
 mod inflight;
 mod link;
 mod message;
+mod metrics;
 mod sender;
 mod stats;
 
+pub use builder::SenderBuilder;
 pub use callback::SendCallback;
 pub use config::{Backpressure, SenderConfig};
-pub use error::{CloseReport, ConfigError, ConnectError, FlushError, SendError};
+pub use error::{CloseReport, ConfigError, FlushError, SendError};
 pub use message::{OutgoingMessage, Receipt};
+/// Why a sender could not connect: the one error both clients report
+/// (defined in [`mq_conn`]). A [`ConfigError`] comes as
+/// [`ConnectError::Config`], reachable with `downcast_ref::<ConfigError>()`.
+pub use mq_conn::ConnectError;
+/// Connection events ([`Sender::events`]) and TLS settings
+/// ([`SenderBuilder::tls`]), from [`mq_conn`].
+pub use mq_conn::{ConnectionEvent, Events, TlsConfig, TlsConfigError};
 pub use mq_protocol::{Backoff, MessageId};
 pub use sender::{PendingSend, Sender};
 pub use stats::SenderStats;

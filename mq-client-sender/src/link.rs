@@ -9,10 +9,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use mq_protocol::{Codec, Frame, ProtocolError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::conn::{BoxIo, Established};
+use mq_conn::{BoxIo, Established};
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
@@ -24,18 +23,16 @@ pub(crate) struct ReadSide {
     rd: ReadHalf<BoxIo>,
     buf: BytesMut,
     dec: Codec,
-    pub(crate) last_read: Instant,
 }
 
 pub(crate) struct WriteSide {
     wr: WriteHalf<BoxIo>,
     pub(crate) buf: BytesMut,
     enc: Codec,
-    pub(crate) last_write: Instant,
 }
 
 /// Splits an established connection into its two sides.
-pub(crate) fn split(est: Established, our_max_frame: u32, now: Instant) -> (ReadSide, WriteSide) {
+pub(crate) fn split(est: Established, our_max_frame: u32) -> (ReadSide, WriteSide) {
     let (rd, wr) = tokio::io::split(est.io);
     let send_max = our_max_frame.min(est.welcome.max_frame_size);
     let mut buf = est.leftover;
@@ -45,13 +42,11 @@ pub(crate) fn split(est: Established, our_max_frame: u32, now: Instant) -> (Read
             rd,
             buf,
             dec: Codec::new(our_max_frame),
-            last_read: now,
         },
         WriteSide {
             wr,
             buf: BytesMut::with_capacity(WRITE_HIGH_WATER + READ_CHUNK),
             enc: Codec::new(send_max),
-            last_write: now,
         },
     )
 }

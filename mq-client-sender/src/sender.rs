@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use mq_protocol::{Message, MessageId, MAX_TOPIC_LEN};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
-use crate::callback::{CallbackOnce, Callbacks};
-use crate::conn::{self, Connector};
-use crate::driver::{Command, Completion, Driver, Permits, Ticket};
+use mq_conn::Events;
+
+use crate::callback::CallbackOnce;
+use crate::driver::{Command, Completion, Permits, Ticket};
+use crate::metrics::Metrics;
 use crate::stats::Stats;
 use crate::{
     Backpressure, CloseReport, ConnectError, FlushError, OutgoingMessage, Receipt, SendCallback,
@@ -31,23 +31,25 @@ use crate::{
 
 /// State shared by every handle and the driver.
 pub(crate) struct Shared {
-    cfg: Arc<SenderConfig>,
-    producer: u64,
-    next_seq: AtomicU64,
-    count: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
+    pub(crate) cfg: Arc<SenderConfig>,
+    pub(crate) producer: u64,
+    pub(crate) next_seq: AtomicU64,
+    pub(crate) count: Arc<Semaphore>,
+    pub(crate) bytes: Arc<Semaphore>,
     /// Explicit-sequence IDs accepted and not yet resolved.
     pub(crate) explicit: DashMap<MessageId, ()>,
     pub(crate) stats: Stats,
-    closed: AtomicBool,
+    pub(crate) metrics: Metrics,
+    pub(crate) events: Events,
+    pub(crate) closed: AtomicBool,
     /// Set by the driver when it begins its orderly shutdown (every
     /// accepted message is decided from then on).
-    finished: AtomicBool,
+    pub(crate) finished: AtomicBool,
     /// `min(our max_frame_size, the broker's)` of the latest connection.
-    peer_max_frame: AtomicU32,
+    pub(crate) peer_max_frame: AtomicU32,
     /// The broker's `Welcome.max_message_size` (payload plus header bytes);
     /// `u32::MAX` when it did not announce one.
-    peer_max_message: AtomicU32,
+    pub(crate) peer_max_message: AtomicU32,
 }
 
 impl Shared {
@@ -112,8 +114,8 @@ impl Drop for ExplicitGuard<'_> {
 /// ```
 #[derive(Clone)]
 pub struct Sender {
-    shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<Command>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tx: mpsc::UnboundedSender<Command>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -133,13 +135,15 @@ impl Sender {
     /// handshake (each address tried once, in order, within
     /// `connect_timeout`), and starts the driver task.
     ///
-    /// Connecting fails if no broker is reachable now: a sender never starts
-    /// out disconnected. After this returns, a lost connection is handled by
-    /// reconnecting with `config.reconnect` backoff across all addresses.
+    /// Connecting fails if no broker is reachable now (use
+    /// [`crate::SenderBuilder::lazy_connect`] to start disconnected). After this
+    /// returns, a lost connection is handled by reconnect rounds over all
+    /// addresses with `config.reconnect` backoff between failed rounds.
     ///
     /// # Errors
     ///
-    /// [`ConnectError::Config`] for an invalid config,
+    /// [`ConnectError::Config`] for an invalid config (its source is a
+    /// [`crate::ConfigError`]),
     /// [`ConnectError::Refused`] if a broker refused the handshake,
     /// [`ConnectError::Handshake`] for a broker speaking something else,
     /// [`ConnectError::Unreachable`] if no address answered.
@@ -161,52 +165,7 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub async fn connect(config: SenderConfig) -> Result<Sender, ConnectError> {
-        Self::connect_with(config, conn::tcp_connector()).await
-    }
-
-    pub(crate) async fn connect_with(
-        config: SenderConfig,
-        connector: Connector,
-    ) -> Result<Sender, ConnectError> {
-        config.validate()?;
-        let cfg = Arc::new(config);
-        let est = conn::connect_round(connector.clone(), cfg.clone()).await?;
-        let callbacks = Callbacks::start().map_err(ConnectError::Spawn)?;
-        let seed = cfg.seed.unwrap_or_else(rand::random);
-        let mut rng = SmallRng::seed_from_u64(seed);
-        // Never from `seed`: two senders configured with the same seed must
-        // still get different producer ids, or the broker would answer
-        // `Duplicate` for the other's messages.
-        let producer = cfg.producer_id.unwrap_or_else(rand::random);
-        tracing::debug!(seed, producer = %format_args!("{producer:016x}"), "sender starting");
-        let shared = Arc::new(Shared {
-            producer,
-            next_seq: AtomicU64::new(1),
-            count: Arc::new(Semaphore::new(cfg.max_in_flight)),
-            bytes: Arc::new(Semaphore::new(cfg.max_in_flight_bytes)),
-            explicit: DashMap::new(),
-            stats: Stats::default(),
-            closed: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            peer_max_frame: AtomicU32::new(cfg.max_frame_size),
-            peer_max_message: AtomicU32::new(u32::MAX),
-            cfg: cfg.clone(),
-        });
-        let (tx, rx) = mpsc::unbounded_channel();
-        let core_rng = SmallRng::seed_from_u64(rng.gen());
-        let reconnect_rng = SmallRng::seed_from_u64(rng.gen());
-        let driver = Driver::new(
-            shared.clone(),
-            cfg,
-            rx,
-            callbacks,
-            connector,
-            core_rng,
-            reconnect_rng,
-            est,
-        );
-        tokio::spawn(driver.run());
-        Ok(Sender { shared, tx })
+        Self::builder(config).connect().await
     }
 
     /// This sender's producer id (the high half of its message IDs).

@@ -12,10 +12,11 @@ use tokio::io::DuplexStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
-use crate::conn::{BoxIo, Connector};
 use crate::{Sender, SenderConfig};
+use mq_conn::{BoxIo, SharedConnector};
 
 mod driver;
+mod lazy;
 
 /// The test's side of the fake network: each connect of the sender hands
 /// the broker end of a fresh duplex pipe to `accept`.
@@ -25,14 +26,14 @@ pub(crate) struct Net {
     pub(crate) down: Arc<AtomicBool>,
 }
 
-pub(crate) fn net() -> (Connector, Net) {
+pub(crate) fn net() -> (SharedConnector, Net) {
     let (tx, rx) = mpsc::unbounded_channel();
     let down = Arc::new(AtomicBool::new(false));
     let down2 = down.clone();
-    let connector: Connector = Arc::new(move |_addr: String| {
+    let connector: SharedConnector = Arc::new(mq_conn::from_fn(move |_addr: String| {
         let tx = tx.clone();
         let down = down2.clone();
-        Box::pin(async move {
+        async move {
             if down.load(Ordering::SeqCst) {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
@@ -43,8 +44,8 @@ pub(crate) fn net() -> (Connector, Net) {
             tx.send(server)
                 .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, "test over"))?;
             Ok(Box::new(client) as BoxIo)
-        })
-    });
+        }
+    }));
     (connector, Net { rx, down })
 }
 

@@ -14,18 +14,23 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use mq_conn::{
+    ConnectError, ConnectionEvent, Dialer, Established, Heartbeat, HeartbeatAction, Reconnect,
+};
 use mq_protocol::{Close, ErrorCode, Frame, Message, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use crate::callback::{CallbackOnce, Callbacks, Job};
-use crate::conn::{self, BoxFuture, Connector, Established};
+use crate::callback::{CallbackOnce, Callbacks};
 use crate::flush::FlushTracker;
-use crate::inflight::{CoreConfig, Inflight, Outcome};
+use crate::inflight::{CoreConfig, Inflight};
 use crate::link::{self, ReadSide, WriteSide, WRITE_HIGH_WATER};
 use crate::sender::Shared;
-use crate::{CloseReport, ConnectError, Receipt, SendError, SenderConfig};
+use crate::{CloseReport, Receipt, SendError, SenderConfig};
+
+mod finish;
 
 /// Commands taken from the channel per turn.
 const BATCH: usize = 512;
@@ -58,6 +63,9 @@ pub(crate) struct Ticket {
     pub(crate) permits: Permits,
     pub(crate) explicit: bool,
     index: u64,
+    /// When the driver accepted it (for the confirm latency); set by the
+    /// driver, so the hand-over does not read the clock.
+    pub(super) accepted: Option<Instant>,
 }
 
 impl Ticket {
@@ -67,6 +75,7 @@ impl Ticket {
             permits,
             explicit,
             index: 0,
+            accepted: None,
         }
     }
 }
@@ -107,21 +116,25 @@ pub(crate) struct Driver {
     rx_open: bool,
     batch: Vec<Command>,
     callbacks: Callbacks,
-    connector: Connector,
+    dialer: Dialer,
     rng: SmallRng,
     reader: Option<ReadSide>,
     writer: Option<WriteSide>,
-    heartbeat: Option<Duration>,
-    ping_nonce: u64,
-    connecting: Option<BoxFuture<Result<Established, ConnectError>>>,
-    reconnect_at: Option<Instant>,
-    reconnect_round: u32,
+    /// The live connection's heartbeat rule (`None` while disconnected).
+    heartbeat: Option<Heartbeat>,
+    connecting: Option<BoxFuture<'static, Result<Established, ConnectError>>>,
+    reconnect: Reconnect,
+    /// A connection was established before (the next is a reconnect).
+    ever_connected: bool,
     flush: FlushTracker<oneshot::Sender<()>>,
     closing: Option<Closing>,
     /// Permits of the outcomes resolved this turn, released together at the
     /// end of [`Driver::deliver_outcomes`]: one semaphore update (and one
     /// lock) per turn instead of two per message.
     released: Option<Permits>,
+    /// The clock as read at the start of this turn's work (the confirm
+    /// latency uses it: one clock read per turn, not per message).
+    turn_now: Instant,
 }
 
 fn std_now(t: Instant) -> std::time::Instant {
@@ -135,16 +148,17 @@ impl Driver {
         cfg: Arc<SenderConfig>,
         rx: mpsc::UnboundedReceiver<Command>,
         callbacks: Callbacks,
-        connector: Connector,
+        dialer: Dialer,
         core_rng: SmallRng,
         rng: SmallRng,
-        est: Established,
+        est: Option<Established>,
     ) -> Self {
         let core_cfg = CoreConfig {
             retry: cfg.retry,
             max_attempts: cfg.max_attempts,
             send_timeout: cfg.send_timeout,
         };
+        let cfg_reconnect = cfg.reconnect;
         let mut d = Self {
             shared,
             core: Inflight::new(core_cfg, core_rng),
@@ -153,20 +167,25 @@ impl Driver {
             rx_open: true,
             batch: Vec::with_capacity(BATCH),
             callbacks,
-            connector,
+            dialer,
             rng,
             reader: None,
             writer: None,
             heartbeat: None,
-            ping_nonce: 0,
             connecting: None,
-            reconnect_at: None,
-            reconnect_round: 0,
+            reconnect: Reconnect::new(cfg_reconnect),
+            ever_connected: false,
             flush: FlushTracker::default(),
             closing: None,
             released: None,
+            turn_now: Instant::now(),
         };
-        d.install(Instant::now(), est, false);
+        let now = Instant::now();
+        match est {
+            Some(est) => d.install(now, est),
+            // Lazy connect: the first round starts at once, in the loop.
+            None => d.reconnect.on_lost(now.into_std()),
+        }
         d
     }
 
@@ -176,6 +195,7 @@ impl Driver {
         let mut sleep = pin!(tokio::time::sleep_until(Instant::now()));
         loop {
             let now = Instant::now();
+            self.turn_now = now;
             self.on_time(now);
             self.fill_writes();
             self.deliver_outcomes();
@@ -202,8 +222,8 @@ impl Driver {
                 Event::Read(Err(e)) => self.lost(now, &format!("read failed: {e}")),
                 Event::Wrote(Ok(0)) => self.lost(now, "write returned 0"),
                 Event::Wrote(Ok(_)) => {
-                    if let Some(w) = self.writer.as_mut() {
-                        w.last_write = now;
+                    if let Some(hb) = self.heartbeat.as_mut() {
+                        hb.on_write(now.into_std());
                     }
                 }
                 Event::Wrote(Err(e)) => self.lost(now, &format!("write failed: {e}")),
@@ -218,30 +238,26 @@ impl Driver {
 
     fn on_time(&mut self, now: Instant) {
         self.core.handle_timeout(std_now(now));
-        if let (Some(hb), Some(r)) = (self.heartbeat, self.reader.as_ref()) {
-            if now >= r.last_read + hb * 3 {
-                self.abort_link(
-                    now,
-                    ErrorCode::HEARTBEAT_TIMEOUT,
-                    "no frame for 3 heartbeat intervals",
-                );
+        let write_idle = self.writer.as_ref().is_some_and(|w| w.buf.is_empty());
+        let beat = match self.heartbeat.as_mut() {
+            Some(hb) => hb.poll(std_now(now), write_idle),
+            None => HeartbeatAction::Idle,
+        };
+        match beat {
+            HeartbeatAction::PeerDead => self.abort_link(
+                now,
+                ErrorCode::HEARTBEAT_TIMEOUT,
+                "no frame for 3 heartbeat intervals",
+            ),
+            HeartbeatAction::SendPing { nonce } => {
+                if let Some(w) = self.writer.as_mut() {
+                    let _ = w.push(&Frame::Ping(Ping { nonce }));
+                }
             }
+            HeartbeatAction::Idle => {}
         }
-        if let (Some(hb), Some(w)) = (self.heartbeat, self.writer.as_mut()) {
-            if now >= w.last_write + hb && w.buf.is_empty() {
-                self.ping_nonce += 1;
-                let _ = w.push(&Frame::Ping(Ping {
-                    nonce: self.ping_nonce,
-                }));
-                w.last_write = now;
-            }
-        }
-        if self.reconnect_at.is_some_and(|t| t <= now) && self.connecting.is_none() {
-            self.reconnect_at = None;
-            self.connecting = Some(Box::pin(conn::connect_round(
-                self.connector.clone(),
-                self.cfg.clone(),
-            )));
+        if self.reconnect.poll_start(std_now(now)) {
+            self.connecting = Some(self.dialer.connect_round(&self.cfg.addresses));
         }
         if let Some(c) = &self.closing {
             if c.deadline.is_some_and(|d| d <= now) && !self.core.is_empty() {
@@ -261,26 +277,26 @@ impl Driver {
                 wake = Some(wake.map_or(t, |w| w.min(t)));
             }
         };
-        if let Some(hb) = self.heartbeat {
-            consider(self.reader.as_ref().map(|r| r.last_read + hb * 3));
+        if let Some(hb) = &self.heartbeat {
             // With bytes pending, the write branch wakes us; a ping is only
             // due on an idle writer (else a stuck socket would spin here).
-            consider(
-                self.writer
-                    .as_ref()
-                    .filter(|w| w.buf.is_empty())
-                    .map(|w| w.last_write + hb),
-            );
+            let write_idle = self.writer.as_ref().is_some_and(|w| w.buf.is_empty());
+            consider(hb.next_wake(write_idle).map(Instant::from_std));
         }
-        consider(self.reconnect_at);
+        consider(self.reconnect.next_wake().map(Instant::from_std));
         consider(self.closing.as_ref().and_then(|c| c.deadline));
         wake
     }
 
     // ----- connection -----
 
-    fn install(&mut self, now: Instant, est: Established, reconnect: bool) {
-        self.heartbeat = conn::heartbeat(&self.cfg, &est.welcome);
+    fn install(&mut self, now: Instant, est: Established) {
+        let reconnect = self.ever_connected;
+        self.ever_connected = true;
+        self.heartbeat = Some(Heartbeat::new(
+            mq_conn::heartbeat_interval(self.cfg.heartbeat, &est.welcome),
+            std_now(now),
+        ));
         // The codec never goes below 64 bytes; neither does the size check.
         let peer_max = self
             .cfg
@@ -295,15 +311,16 @@ impl Driver {
         } else {
             tracing::info!(address = %est.address, server = %est.welcome.server_name, "connected");
         }
-        let (r, w) = link::split(est, self.cfg.max_frame_size, now);
+        let (r, w) = link::split(est, self.cfg.max_frame_size);
         self.reader = Some(r);
         self.writer = Some(w);
-        self.reconnect_round = 0;
+        self.reconnect.on_connected();
         if reconnect {
             self.shared
                 .stats
                 .reconnects
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.shared.metrics.reconnects.increment(1);
         }
         self.core.on_connected(std_now(now));
         // Frames that arrived right behind the Welcome.
@@ -313,15 +330,13 @@ impl Driver {
     fn on_connect_result(&mut self, now: Instant, r: Result<Established, ConnectError>) {
         self.connecting = None;
         match r {
-            Ok(est) => self.install(now, est, true),
+            Ok(est) => self.install(now, est),
             Err(e) => {
-                self.reconnect_round += 1;
-                let delay = self
-                    .cfg
-                    .reconnect
-                    .delay(self.reconnect_round, &mut self.rng);
-                tracing::warn!(error = %e, round = self.reconnect_round, retry_in = ?delay, "reconnect failed");
-                self.reconnect_at = Some(now + delay);
+                let (attempt, delay) = self.reconnect.on_failed(std_now(now), &mut self.rng);
+                tracing::warn!(error = %e, round = attempt, retry_in = ?delay, "reconnect failed");
+                self.shared
+                    .events
+                    .emit(ConnectionEvent::Reconnecting { attempt, delay });
             }
         }
     }
@@ -358,13 +373,17 @@ impl Driver {
         );
         self.reader = None;
         self.writer = None;
+        self.heartbeat = None;
         self.core.on_disconnect();
-        self.reconnect_at = Some(now);
+        self.shared.events.emit(ConnectionEvent::Lost {
+            reason: why.to_owned(),
+        });
+        self.reconnect.on_lost(std_now(now));
     }
 
     fn on_readable(&mut self, now: Instant) {
-        if let Some(r) = self.reader.as_mut() {
-            r.last_read = now;
+        if let Some(hb) = self.heartbeat.as_mut() {
+            hb.on_read(std_now(now));
         }
         loop {
             let Some(r) = self.reader.as_mut() else {
@@ -438,7 +457,10 @@ impl Driver {
     fn on_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
             Command::Send { msg, mut ticket } => {
+                let _span = tracing::trace_span!("mq_send", id = %msg.id).entered();
+                self.shared.metrics.accepted();
                 ticket.index = self.flush.next_index();
+                ticket.accepted = Some(now);
                 if let Err((msg, ticket)) = self.core.insert(std_now(now), msg, ticket) {
                     let id = msg.id;
                     let err = SendError::AlreadyInFlight {
@@ -482,132 +504,12 @@ impl Driver {
             replies: Vec::new(),
         });
     }
-
-    // ----- outcomes -----
-
-    fn deliver_outcomes(&mut self) {
-        // Counters first, so a caller woken by an outcome sees them.
-        let stats = &self.shared.stats;
-        let c = self.core.counters();
-        use std::sync::atomic::Ordering::Relaxed;
-        stats.retransmitted.store(c.retransmitted, Relaxed);
-        stats.late_replies.store(c.late_replies, Relaxed);
-        while let Some(Outcome { id, data, result }) = self.core.poll_outcome() {
-            self.complete(id, data, result);
-        }
-        for tx in self.flush.ready() {
-            self.callbacks.push(Job::Notify(Box::new(move || {
-                let _ = tx.send(());
-            })));
-        }
-        self.released = None;
-    }
-
-    fn complete(&mut self, id: MessageId, ticket: Ticket, result: Result<Receipt, SendError>) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let stats = &self.shared.stats;
-        match &result {
-            Ok(r) => {
-                stats.confirmed.fetch_add(1, Relaxed);
-                if r.duplicate {
-                    stats.duplicates.fetch_add(1, Relaxed);
-                }
-                tracing::trace!(id = %id, attempts = r.attempts, duplicate = r.duplicate, "confirmed");
-            }
-            Err(e @ SendError::Rejected { .. }) => {
-                stats.rejected.fetch_add(1, Relaxed);
-                tracing::debug!(id = %id, error = %e, "rejected");
-            }
-            Err(e) => {
-                stats.failed.fetch_add(1, Relaxed);
-                tracing::debug!(id = %id, error = %e, "failed");
-            }
-        }
-        if ticket.explicit {
-            self.shared.explicit.remove(&id);
-        }
-        self.flush.resolve(ticket.index);
-        match ticket.completion {
-            Completion::Future(tx) => {
-                // A dropped PendingSend is fine: the outcome is counted above.
-                let _ = tx.send(result);
-                match self.released.as_mut() {
-                    Some(r) => r.merge(ticket.permits),
-                    None => self.released = Some(ticket.permits),
-                }
-            }
-            Completion::Callback(cb) => self.callbacks.push(Job::Call {
-                cb,
-                outcome: result,
-                release: Box::new(ticket.permits),
-            }),
-        }
-    }
-
-    // ----- shutdown -----
-
-    fn close_finished(&mut self, now: Instant) -> bool {
-        let Some(c) = &self.closing else {
-            return false;
-        };
-        let past_deadline = c.deadline.is_some_and(|d| d <= now);
-        // With handles alive, messages may still be in the channel; they are
-        // drained (and abandoned) in `shutdown` after the channel is closed.
-        self.core.is_empty() && (past_deadline || !self.rx_open || self.rx.is_empty())
-    }
-
-    async fn shutdown(mut self) {
-        self.shared.set_driver_closed();
-        let now = Instant::now();
-        let mut unresolved = self.core.abandon_all();
-        self.deliver_outcomes();
-        self.rx.close();
-        let mut replies = match self.closing.take() {
-            Some(c) => {
-                unresolved.extend(c.abandoned);
-                (c.started, c.replies)
-            }
-            None => (now, Vec::new()),
-        };
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Command::Send { msg, ticket } => {
-                    let id = msg.id;
-                    unresolved.push(id);
-                    self.complete(id, ticket, Err(SendError::Abandoned { id, attempts: 0 }));
-                }
-                Command::Flush(tx) => self.flush.wait(tx),
-                Command::Close { reply, .. } => replies.1.push(reply),
-            }
-        }
-        self.deliver_outcomes();
-        unresolved.sort_unstable();
-        let waiters = self.flush.take_all();
-        let report = CloseReport {
-            unresolved,
-            elapsed: now.saturating_duration_since(replies.0),
-        };
-        let reply_list = replies.1;
-        self.callbacks.push(Job::Notify(Box::new(move || {
-            for tx in waiters {
-                let _ = tx.send(());
-            }
-            for tx in reply_list {
-                let _ = tx.send(report.clone());
-            }
-        })));
-        self.goodbye(ErrorCode::NORMAL, "sender closed");
-        if let Some(w) = self.writer.take() {
-            w.drain(Duration::from_secs(1)).await;
-        }
-        tracing::info!("sender driver stopped");
-    }
 }
 
 /// Polls the connect attempt in progress. Cancel-safe: the future is kept
 /// in the driver and polled again next turn. Never completes without one.
 async fn connect_step(
-    c: Option<&mut BoxFuture<Result<Established, ConnectError>>>,
+    c: Option<&mut BoxFuture<'static, Result<Established, ConnectError>>>,
 ) -> Result<Established, ConnectError> {
     match c {
         Some(f) => f.await,
