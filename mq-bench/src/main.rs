@@ -11,13 +11,19 @@
 //!   in a child process (`--scenario`);
 //! * `durable.rs`: the disk broker's recovery time, bytes on disk per
 //!   message and RSS at its stored-bytes limit (child processes too);
-//! * `alloc.rs`: the counting allocator those use;
-//! * `report.rs`: medians, the table and the JSON lines.
+//! * `fan.rs`: fan-in (8 senders), fan-out (4 groups), 1 000 topics, with
+//!   the broker in a child process for its CPU per message; the broker's
+//!   memory per idle connection;
+//! * `alloc.rs`: memory readings (the shared counting allocator, /proc);
+//! * `report.rs`: medians, the table and the JSON lines;
+//! * `charts.rs`: SVG charts of the medians (`--charts DIR`).
 
 mod alloc;
 mod ceiling;
+mod charts;
 mod durable;
 mod e2e;
+mod fan;
 mod jetstream;
 mod memory;
 mod publish;
@@ -32,7 +38,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use report::Row;
 
 #[global_allocator]
-static GLOBAL: alloc::Counting = alloc::Counting;
+static GLOBAL: mq_test_alloc::CountingAlloc = mq_test_alloc::CountingAlloc;
 
 pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -69,7 +75,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "publish,e2e,memory,durable"
+        default_value = "publish,e2e,fan,memory,durable"
     )]
     only: Vec<String>,
     /// Broker storages to measure publish and e2e against: `memory` (the
@@ -79,9 +85,17 @@ struct Args {
     /// Messages stored before the recovery measurement.
     #[arg(long, default_value_t = 1_000_000)]
     recovery_messages: u64,
+    /// Write SVG charts (throughput by window, latency percentiles) of the
+    /// medians into this directory (docs/bench for the committed ones).
+    #[arg(long)]
+    charts: Option<std::path::PathBuf>,
     /// Internal: run one memory scenario in this process and print JSON.
     #[arg(long, hide = true)]
     scenario: Option<String>,
+    /// Internal: run an in-memory broker, print its address, stop when
+    /// stdin closes (the fan scenarios' broker process).
+    #[arg(long, hide = true)]
+    serve_broker: bool,
 }
 
 /// Microseconds since a process-wide epoch; the send timestamp carried in
@@ -221,6 +235,35 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                 }
             }
         }
+        if wants("fan") {
+            for shape in fan::SHAPES {
+                let load = Load {
+                    payload,
+                    window: args.e2e_window,
+                    count: count_for(args, payload, args.e2e_window),
+                    rate: None,
+                    disk: false,
+                };
+                let same = rows[first..].iter().find(|r| {
+                    r.scenario == "ceiling-echo" && (r.payload, r.window) == (payload, load.window)
+                });
+                let c = match same {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = ceiling(pb, run, load).await?;
+                        rows.push(c.clone());
+                        c
+                    }
+                };
+                pb.start(
+                    format!("{run} {} {payload}B", shape.name),
+                    load.count * shape.groups as u64,
+                );
+                let mut r = fan::run(shape, payload, load.window, load.count, pb).await?;
+                r.set_ceiling(&c);
+                rows.push(r);
+            }
+        }
         if wants("e2e") {
             let load = Load {
                 payload,
@@ -268,9 +311,28 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
 
 /// Runs one `--scenario` in this process (a child of the main run).
 async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
-    alloc::enable();
     let pb = Progress::new(true);
     let parts: Vec<&str> = name.split(':').collect();
+    // Instruction counts (under callgrind, see callgrind.sh): the plain
+    // loop, without the counting allocator's extra work.
+    if parts[0] == "instr" {
+        let count: u64 = parts.get(2).ok_or("instr:send|e2e:COUNT")?.parse()?;
+        let load = Load {
+            payload: 128,
+            window: 1000,
+            count,
+            rate: None,
+            disk: false,
+        };
+        let row = match parts.get(1).copied() {
+            Some("send") => publish::run(load, &pb).await?,
+            Some("e2e") => e2e::run(load, &pb).await?,
+            _ => return Err("instr:send|e2e:COUNT".into()),
+        };
+        println!("{}", row.json());
+        return Ok(());
+    }
+    alloc::enable();
     let num = |i: usize| -> BenchResult<u64> {
         Ok(parts
             .get(i)
@@ -293,6 +355,7 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
         }
         "recovery" => durable::recovery(num(1)?, &pb).await?,
         "rss-at-limit" => durable::rss_at_limit(num(1)? as usize, &pb).await?,
+        "idle-conns" => fan::idle_connections(num(1)? as usize, &pb).await?,
         other => return Err(format!("unknown scenario {other}").into()),
     };
     println!("{out}");
@@ -327,7 +390,11 @@ async fn memory_children(
 
 #[tokio::main]
 async fn main() -> BenchResult<()> {
+    alloc::disable();
     let args = Args::parse();
+    if args.serve_broker {
+        return fan::serve_broker().await;
+    }
     if let Some(s) = &args.scenario {
         return scenario(s, &args).await;
     }
@@ -346,6 +413,8 @@ async fn main() -> BenchResult<()> {
                 "in-flight:4096:20000",
                 "dedup:1:1000000",
                 "dedup:1000:1000000",
+                "dedup:10000:1000000",
+                "idle-conns:1000",
                 "e2e-peak:128",
             ]
             .map(String::from),
@@ -357,7 +426,7 @@ async fn main() -> BenchResult<()> {
     }
     let memory = memory_children(&pb, &children).await?;
     pb.finish();
-    report::print(&rows, &memory, args.runs);
+    report::print(&rows, &memory, args.runs, args.charts.as_deref());
     println!(
         "{}",
         serde_json::json!({

@@ -18,6 +18,8 @@ pub struct Row {
     pub ceiling: Option<f64>,
     /// The ceiling's p99 latency (µs) in the same conditions.
     pub ceiling_p99_us: Option<u64>,
+    /// The latency distribution as (quantile, µs) points, for the charts.
+    pub curve: Vec<(f64, u64)>,
     pub extra: Vec<(String, serde_json::Value)>,
 }
 
@@ -38,6 +40,7 @@ impl Row {
             latency_us: None,
             ceiling: None,
             ceiling_p99_us: None,
+            curve: Vec::new(),
             extra: Vec::new(),
         }
     }
@@ -49,6 +52,10 @@ impl Row {
                 h.value_at_quantile(0.99),
                 h.value_at_quantile(0.999),
             ));
+            self.curve = [0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999]
+                .iter()
+                .map(|&q| (q, h.value_at_quantile(q)))
+                .collect();
         }
         self
     }
@@ -144,8 +151,14 @@ fn median(xs: impl Iterator<Item = f64>) -> Option<f64> {
     v.get(v.len() / 2).copied()
 }
 
-/// Every run as a JSON line, then the table of medians and the memory figures.
-pub fn print(rows: &[Row], memory: &[serde_json::Value], runs: usize) {
+/// Every run as a JSON line, then the table of medians and the memory
+/// figures; the charts into `charts` when given.
+pub fn print(
+    rows: &[Row],
+    memory: &[serde_json::Value],
+    runs: usize,
+    charts: Option<&std::path::Path>,
+) {
     println!("\n# every run");
     for r in rows {
         println!("{}", r.json());
@@ -158,6 +171,17 @@ pub fn print(rows: &[Row], memory: &[serde_json::Value], runs: usize) {
     println!("\n# medians as JSON");
     for r in &med {
         println!("{}", r.json());
+    }
+    if let Some(dir) = charts {
+        match crate::charts::write_all(dir, &med) {
+            Ok(files) => {
+                println!("\n# charts");
+                for f in files {
+                    println!("{f}");
+                }
+            }
+            Err(e) => eprintln!("charts not written: {e}"),
+        }
     }
     if !memory.is_empty() {
         println!("\n# memory (each in a fresh child process)");

@@ -136,7 +136,7 @@ impl Sender {
     /// `connect_timeout`), and starts the driver task.
     ///
     /// Connecting fails if no broker is reachable now (use
-    /// [`SenderBuilder::lazy_connect`] to start disconnected). After this
+    /// [`crate::SenderBuilder::lazy_connect`] to start disconnected). After this
     /// returns, a lost connection is handled by reconnect rounds over all
     /// addresses with `config.reconnect` backoff between failed rounds.
     ///

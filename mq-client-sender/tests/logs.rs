@@ -94,3 +94,34 @@ async fn a_cut_connection_is_logged_once_as_lost_and_once_as_reconnected() {
     sender.close(Duration::from_secs(5)).await;
     broker.shutdown().await;
 }
+
+// The driver's trace events for a message sit in a `mq_send` span that
+// carries its ID, so a subscriber can follow one message.
+#[tokio::test(flavor = "current_thread")]
+async fn driver_events_carry_the_message_id_in_a_span() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("mq_client_sender=trace")
+        .with_writer(lines.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let broker = MockBroker::start(BrokerConfig::default())
+        .await
+        .expect("broker");
+    let sender = Sender::connect(SenderConfig::new(broker.addr().to_string()))
+        .await
+        .expect("connect");
+    let pending = sender
+        .enqueue(OutgoingMessage::new("orders", "traced"))
+        .await
+        .expect("accepted");
+    let id = pending.id();
+    pending.await.expect("confirmed");
+    sender.close(Duration::from_secs(5)).await;
+    let span = format!("mq_send{{id={id}}}");
+    // `matching` looks for both substrings in one line.
+    assert_eq!(lines.matching(&span, "confirmed"), 1);
+    broker.shutdown().await;
+}

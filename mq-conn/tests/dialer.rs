@@ -23,6 +23,8 @@ enum Peer {
     Silent,
     /// Answers with a frame that is not a Welcome.
     Garbage,
+    /// Answers with bytes that are no frame at all (a huge length prefix).
+    Malformed,
 }
 
 fn welcome() -> Welcome {
@@ -66,6 +68,7 @@ async fn broker(mut io: DuplexStream, peer: Peer, seen: Arc<Mutex<Vec<Hello>>>) 
             std::future::pending::<()>().await;
         }
         Peer::Garbage => Frame::Ping(Ping { nonce: 1 }).encode(&mut out).unwrap(),
+        Peer::Malformed => out.extend_from_slice(&[0xff; 16]),
     }
     let _ = io.write_all(&out).await;
     // Keep the pipe open until the client drops it.
@@ -224,4 +227,15 @@ async fn a_failed_round_reports_unreachable_or_the_refusal() {
     let (d, _, _) = dialer(vec![]);
     let err = d.connect_round(&[]).await.unwrap_err();
     assert!(matches!(err, ConnectError::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_bytes_are_a_handshake_error_not_a_panic() {
+    let (d, _, _) = dialer(vec![Peer::Malformed]);
+    let err = d.connect("a0").await.unwrap_err();
+    assert!(
+        matches!(err, ConnectError::Handshake { ref address, .. } if address == "a0"),
+        "{err}"
+    );
+    assert!(!err.is_transient());
 }

@@ -134,12 +134,14 @@ macro_rules! purge_in {
 macro_rules! purge {
     ($db:expr, $cond:expr, $arg:expr) => {
         match $db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let p = purge_in!(tx, $cond, $arg);
                 tx.commit().await?;
                 p
             }
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let p = purge_in!(tx, $cond, $arg);
@@ -168,7 +170,9 @@ impl Inbox {
     /// ```
     pub async fn stats(&self) -> Result<InboxStats, AdminError> {
         Ok(match self.db() {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => stats_in!(pool),
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => stats_in!(pool),
         })
     }

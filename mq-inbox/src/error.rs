@@ -18,7 +18,7 @@ pub enum OpenError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The URL is neither `sqlite:` nor `postgres:`/`postgresql:`.
-    #[error("unsupported database URL {0:?}: expected sqlite:... or postgres://...")]
+    #[error("unsupported database URL {0:?}: expected sqlite:... or postgres://... (each needs its cargo feature of mq-inbox, `sqlite` or `postgres`; both are on by default)")]
     UnsupportedUrl(String),
     /// The database could not be reached or the URL is malformed; check the
     /// URL, credentials, file permissions and that the server runs.

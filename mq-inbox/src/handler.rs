@@ -10,7 +10,11 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use mq_client_receiver::{Delivery, HandlerError, RecvCallback};
 use mq_protocol::MessageId;
-use sqlx::{PgConnection, Pool, Postgres, Sqlite, SqliteConnection, Transaction};
+#[cfg(feature = "postgres")]
+use sqlx::{PgConnection, Postgres};
+use sqlx::{Pool, Transaction};
+#[cfg(feature = "sqlite")]
+use sqlx::{Sqlite, SqliteConnection};
 
 use crate::error::InboxError;
 use crate::inbox::{now_ms, Db, Inbox};
@@ -18,7 +22,9 @@ use crate::ranges::{self, MarkOutcome, Marked};
 
 mod sealed {
     pub trait Sealed {}
+    #[cfg(feature = "sqlite")]
     impl Sealed for sqlx::Sqlite {}
+    #[cfg(feature = "postgres")]
     impl Sealed for sqlx::Postgres {}
 }
 
@@ -67,6 +73,7 @@ pub trait InboxDatabase: sqlx::Database + sealed::Sealed {
     ) -> BoxFuture<'_, Result<MarkOutcome, sqlx::Error>>;
 }
 
+#[cfg(feature = "sqlite")]
 impl InboxDatabase for Sqlite {
     const KIND: &'static str = "SQLite";
 
@@ -97,6 +104,7 @@ impl InboxDatabase for Sqlite {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl InboxDatabase for Postgres {
     const KIND: &'static str = "Postgres";
 
@@ -203,7 +211,9 @@ impl Inbox {
     /// ```
     pub async fn contains(&self, id: MessageId) -> Result<bool, InboxError> {
         Ok(match self.db() {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => ranges::contains_sqlite(&mut *pool.acquire().await?, id).await?,
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => ranges::contains_pg(&mut *pool.acquire().await?, id).await?,
         })
     }

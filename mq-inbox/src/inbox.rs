@@ -5,9 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
 use crate::config::InboxConfig;
 use crate::error::OpenError;
@@ -32,8 +37,10 @@ pub enum OpenTarget {
     Url(String),
     /// An existing SQLite pool. Its connections must use WAL and
     /// `synchronous` FULL or EXTRA (checked on one connection).
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
     /// An existing Postgres pool.
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
@@ -47,11 +54,13 @@ impl From<String> for OpenTarget {
         OpenTarget::Url(url)
     }
 }
+#[cfg(feature = "sqlite")]
 impl From<SqlitePool> for OpenTarget {
     fn from(pool: SqlitePool) -> Self {
         OpenTarget::Sqlite(pool)
     }
 }
+#[cfg(feature = "postgres")]
 impl From<PgPool> for OpenTarget {
     fn from(pool: PgPool) -> Self {
         OpenTarget::Postgres(pool)
@@ -61,14 +70,18 @@ impl From<PgPool> for OpenTarget {
 /// The inbox's database, one of the two supported kinds.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
 impl Db {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(_) => "SQLite",
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => "Postgres",
         }
     }
@@ -182,14 +195,18 @@ impl Inbox {
         config.validate()?;
         let db = match target.into() {
             OpenTarget::Url(url) => connect_url(&url, &config).await?,
+            #[cfg(feature = "sqlite")]
             OpenTarget::Sqlite(pool) => Db::Sqlite(pool),
+            #[cfg(feature = "postgres")]
             OpenTarget::Postgres(pool) => Db::Postgres(pool),
         };
         match &db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
                 schema::check_sqlite_pragmas(pool).await?;
                 schema::migrate_sqlite(pool).await?;
             }
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => schema::migrate_postgres(pool).await?,
         }
         tracing::debug!(db = db.kind(), "inbox opened");
@@ -228,9 +245,12 @@ impl Inbox {
     /// assert!(i.sqlite_pool().is_some() && i.pg_pool().is_none());
     /// # });
     /// ```
+    #[cfg(feature = "sqlite")]
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.inner.db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(p) => Some(p),
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => None,
         }
     }
@@ -245,9 +265,12 @@ impl Inbox {
     /// let mut tx = i.pg_pool().ok_or("not postgres")?.begin().await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "postgres")]
     pub fn pg_pool(&self) -> Option<&PgPool> {
         match &self.inner.db {
+            #[cfg(feature = "postgres")]
             Db::Postgres(p) => Some(p),
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(_) => None,
         }
     }
@@ -298,6 +321,7 @@ impl Inbox {
 }
 
 async fn connect_url(url: &str, config: &InboxConfig) -> Result<Db, OpenError> {
+    #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(OpenError::Unreachable)?
@@ -320,18 +344,20 @@ async fn connect_url(url: &str, config: &InboxConfig) -> Result<Db, OpenError> {
             .connect_with(opts)
             .await
             .map_err(OpenError::Unreachable)?;
-        Ok(Db::Sqlite(pool))
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Ok(Db::Sqlite(pool));
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let opts = PgConnectOptions::from_str(url).map_err(OpenError::Unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .connect_with(opts)
             .await
             .map_err(OpenError::Unreachable)?;
-        Ok(Db::Postgres(pool))
-    } else {
-        Err(OpenError::UnsupportedUrl(redact(url)))
+        return Ok(Db::Postgres(pool));
     }
+    let _ = config;
+    Err(OpenError::UnsupportedUrl(redact(url)))
 }
 
 /// The URL without anything that could be a password.

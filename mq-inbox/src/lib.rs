@@ -67,6 +67,20 @@
 //! # receiver.shutdown(std::time::Duration::from_secs(10)).await?; Ok(()) }
 //! ```
 //!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `sqlite` | on | SQLite (sqlx's `sqlite`): `sqlite:` URLs, `SqlitePool`, `sqlx::Sqlite` transactions |
+//! | `postgres` | on | PostgreSQL (sqlx's `postgres`): `postgres://` URLs, `PgPool`, `sqlx::Postgres` transactions |
+//!
+//! At least one database is needed (the crate refuses to compile without
+//! one). A library that uses only one says so, for example
+//! `mq-inbox = { version = "0.1", default-features = false, features = ["sqlite"] }`,
+//! and does not compile the other. A URL of a kind left out is refused
+//! with `OpenError::UnsupportedUrl`. The other default features are
+//! `cli` (the `mq-inbox` binary).
+//!
 //! # Layout
 //!
 //! * [`config`]: [`InboxConfig`], [`Retention`], [`ConfigError`].
@@ -80,6 +94,11 @@
 //! * `admin`: [`Inbox::stats`], [`Inbox::compact`], purges.
 //! * `bin/mq-inbox.rs`: the admin command line.
 #![warn(missing_docs)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "mq-inbox needs a database: enable its `sqlite` or `postgres` feature (or both, the default)"
+);
 
 mod admin;
 pub mod config;

@@ -229,6 +229,7 @@ macro_rules! mark_in {
 }
 
 /// Is `id` recorded? (SQLite.)
+#[cfg(feature = "sqlite")]
 pub(crate) async fn contains_sqlite(
     conn: &mut sqlx::SqliteConnection,
     id: MessageId,
@@ -237,6 +238,7 @@ pub(crate) async fn contains_sqlite(
 }
 
 /// Is `id` recorded? (Postgres.)
+#[cfg(feature = "postgres")]
 pub(crate) async fn contains_pg(
     conn: &mut sqlx::PgConnection,
     id: MessageId,
@@ -246,6 +248,7 @@ pub(crate) async fn contains_pg(
 
 /// Records `id` inside the caller's SQLite transaction (begun with
 /// `BEGIN IMMEDIATE`).
+#[cfg(feature = "sqlite")]
 pub(crate) async fn mark_sqlite(
     conn: &mut sqlx::SqliteConnection,
     id: MessageId,
@@ -256,6 +259,7 @@ pub(crate) async fn mark_sqlite(
 }
 
 /// Records `id` inside the caller's Postgres transaction.
+#[cfg(feature = "postgres")]
 pub(crate) async fn mark_pg(
     conn: &mut sqlx::PgConnection,
     id: MessageId,
@@ -274,12 +278,14 @@ pub(crate) async fn ranges_of(
     const Q: &str = "SELECT start_seq, end_seq FROM mq_inbox_ranges WHERE producer = $1 \
                      ORDER BY start_seq";
     let rows: Vec<(i64, i64)> = match db {
+        #[cfg(feature = "sqlite")]
         crate::inbox::Db::Sqlite(pool) => {
             sqlx::query_as(Q)
                 .bind(to_db_producer(producer))
                 .fetch_all(pool)
                 .await?
         }
+        #[cfg(feature = "postgres")]
         crate::inbox::Db::Postgres(pool) => {
             sqlx::query_as(Q)
                 .bind(to_db_producer(producer))

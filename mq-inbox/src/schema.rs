@@ -15,7 +15,10 @@
 //! ranges and producers deleted by the retention rule.
 
 use sqlx::migrate::Migrator;
-use sqlx::{PgPool, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 
 use crate::error::OpenError;
 
@@ -30,13 +33,16 @@ use crate::error::OpenError;
 /// ```
 pub const SCHEMA_VERSION: i64 = 1;
 
+#[cfg(feature = "sqlite")]
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+#[cfg(feature = "postgres")]
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
 const META_DDL: &str =
     "CREATE TABLE IF NOT EXISTS mq_inbox_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)";
 
 /// Key of the advisory lock that serialises concurrent `open`s on Postgres.
+#[cfg(feature = "postgres")]
 const PG_MIGRATION_LOCK: i64 = 0x6d71_696e_626f_7821; // "mqinbox!"
 
 /// Creates or upgrades the tables in one transaction.
@@ -85,6 +91,7 @@ macro_rules! migrate_in {
 }
 
 /// Creates or upgrades the SQLite tables.
+#[cfg(feature = "sqlite")]
 pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), OpenError> {
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
@@ -96,6 +103,7 @@ pub(crate) async fn migrate_sqlite(pool: &SqlitePool) -> Result<(), OpenError> {
 }
 
 /// Creates or upgrades the Postgres tables.
+#[cfg(feature = "postgres")]
 pub(crate) async fn migrate_postgres(pool: &PgPool) -> Result<(), OpenError> {
     let mut tx = pool.begin().await.map_err(OpenError::Unreachable)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -111,6 +119,7 @@ pub(crate) async fn migrate_postgres(pool: &PgPool) -> Result<(), OpenError> {
 /// Reads the durability pragmas back and fails if they did not take:
 /// WAL journal (or `memory` for an in-memory database), a positive
 /// `busy_timeout`, and `synchronous` FULL or EXTRA.
+#[cfg(feature = "sqlite")]
 pub(crate) async fn check_sqlite_pragmas(pool: &SqlitePool) -> Result<(), OpenError> {
     let mut conn = pool.acquire().await.map_err(OpenError::Unreachable)?;
     let file: Option<String> =
@@ -162,7 +171,15 @@ mod tests {
 
     #[test]
     fn schema_version_matches_newest_migration() {
-        for m in [&SQLITE_MIGRATIONS, &POSTGRES_MIGRATIONS] {
+        #[cfg(feature = "sqlite")]
+        let sqlite = [&SQLITE_MIGRATIONS];
+        #[cfg(not(feature = "sqlite"))]
+        let sqlite: [&Migrator; 0] = [];
+        #[cfg(feature = "postgres")]
+        let postgres = [&POSTGRES_MIGRATIONS];
+        #[cfg(not(feature = "postgres"))]
+        let postgres: [&Migrator; 0] = [];
+        for m in sqlite.into_iter().chain(postgres) {
             let newest = m.migrations.iter().map(|m| m.version).max();
             assert_eq!(newest, Some(SCHEMA_VERSION));
         }

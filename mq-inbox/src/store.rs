@@ -89,6 +89,7 @@ impl DedupStore for InboxStore {
         StoreFuture::new(async move {
             let max = inbox.inner.config.retention.max_ranges_per_producer;
             let out = match inbox.db() {
+                #[cfg(feature = "sqlite")]
                 Db::Sqlite(pool) => {
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
                     let out = ranges::mark_sqlite(&mut tx, id, now_ms(), max)
@@ -97,6 +98,7 @@ impl DedupStore for InboxStore {
                     tx.commit().await.map_err(backend)?;
                     out
                 }
+                #[cfg(feature = "postgres")]
                 Db::Postgres(pool) => {
                     let mut tx = pool.begin().await.map_err(backend)?;
                     let out = ranges::mark_pg(&mut tx, id, now_ms(), max)

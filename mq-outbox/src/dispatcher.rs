@@ -434,7 +434,7 @@ async fn record(
                     }
                 } else {
                     let n = u32::try_from(o.attempts).unwrap_or(1);
-                    let delay = cfg.backoff.delay(n, rng);
+                    let delay = cfg.backoff.delay_with(n, rand::Rng::gen(rng));
                     tracing::debug!(seq = o.seq, attempts = o.attempts, error = %e, ?delay, "outbox attempt failed; backing off");
                     let due = Instant::now() + delay;
                     *next_due = Some(next_due.map_or(due, |d| d.min(due)));

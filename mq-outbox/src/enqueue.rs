@@ -11,14 +11,20 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use mq_protocol::{Headers, MessageId, MAX_TOPIC_LEN, MESSAGE_OVERHEAD};
-use sqlx::{PgConnection, Postgres, Sqlite, SqliteConnection, Transaction};
+use sqlx::Transaction;
+#[cfg(feature = "postgres")]
+use sqlx::{PgConnection, Postgres};
+#[cfg(feature = "sqlite")]
+use sqlx::{Sqlite, SqliteConnection};
 
 use crate::error::EnqueueError;
 use crate::outbox::{now_ms, Db, Outbox};
 
 mod sealed {
     pub trait Sealed {}
+    #[cfg(feature = "sqlite")]
     impl Sealed for sqlx::Sqlite {}
+    #[cfg(feature = "postgres")]
     impl Sealed for sqlx::Postgres {}
 }
 
@@ -59,6 +65,7 @@ const INSERT: &str = "INSERT INTO mq_outbox \
      (topic, headers, payload, status, attempts, next_attempt_at, created_at, updated_at) \
      VALUES ($1, $2, $3, 0, 0, $4, $4, $4) RETURNING seq";
 
+#[cfg(feature = "sqlite")]
 impl OutboxDatabase for Sqlite {
     const KIND: &'static str = "SQLite";
 
@@ -81,6 +88,7 @@ impl OutboxDatabase for Sqlite {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl OutboxDatabase for Postgres {
     const KIND: &'static str = "Postgres";
 
@@ -191,7 +199,9 @@ impl Outbox {
             return Err(EnqueueError::TooLarge { size, max });
         }
         let kind = match self.db() {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(_) => Sqlite::KIND,
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => Postgres::KIND,
         };
         if kind != DB::KIND {

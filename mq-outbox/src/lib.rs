@@ -117,6 +117,20 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `sqlite` | on | SQLite (sqlx's `sqlite`): `sqlite:` URLs, `SqlitePool`, `sqlx::Sqlite` transactions |
+//! | `postgres` | on | PostgreSQL (sqlx's `postgres`): `postgres://` URLs, `PgPool`, `sqlx::Postgres` transactions |
+//!
+//! At least one database is needed (the crate refuses to compile without
+//! one). A library that uses only one says so, for example
+//! `mq-outbox = { version = "0.1", default-features = false, features = ["sqlite"] }`,
+//! and does not compile the other. A URL of a kind left out is refused
+//! with `OpenError::UnsupportedUrl`. The other default features are
+//! `cli` (the `mq-outbox` binary) and `web` (its `serve` page).
+//!
 //! # Layout
 //!
 //! * [`config`]: [`OutboxConfig`], [`Retention`], [`ConfigError`].
@@ -136,6 +150,11 @@
 //! One async API for SQLite and Postgres with typed transactions the caller
 //! already uses for business data, and migrations embedded in the binary.
 #![warn(missing_docs)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "mq-outbox needs a database: enable its `sqlite` or `postgres` feature (or both, the default)"
+);
 
 mod admin;
 pub mod config;
@@ -158,7 +177,7 @@ pub use outbox::{OpenTarget, Outbox};
 pub use schema::SCHEMA_VERSION;
 pub use sender::connect_sender;
 /// The `sqlx` this crate is built with (0.8, features `runtime-tokio`,
-/// `sqlite`, `postgres`), so that the transactions you pass to
+/// and the `sqlite` / `postgres` features this crate was built with), so that the transactions you pass to
 /// [`Outbox::enqueue`] are of the same `sqlx`. Use it as `mq_outbox::sqlx`,
 /// or depend on `sqlx = { version = "0.8", default-features = false,
 /// features = ["runtime-tokio", "sqlite"] }` (add `"postgres"` for

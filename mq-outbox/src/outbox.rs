@@ -4,9 +4,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+#[cfg(feature = "postgres")]
+use sqlx::PgPool;
+#[cfg(feature = "sqlite")]
+use sqlx::SqlitePool;
 use tokio::sync::watch;
 
 use crate::config::OutboxConfig;
@@ -35,9 +40,12 @@ pub enum OpenTarget {
     /// `synchronous=FULL` and the configured busy timeout.
     Url(String),
     /// An existing SQLite pool. Its connections must use WAL and
-    /// `synchronous` FULL or EXTRA (checked on one connection).
+    /// `synchronous` FULL or EXTRA (checked on one connection). Feature
+    /// `sqlite`.
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
-    /// An existing Postgres pool.
+    /// An existing Postgres pool. Feature `postgres`.
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
@@ -56,11 +64,13 @@ impl From<&String> for OpenTarget {
         OpenTarget::Url(url.clone())
     }
 }
+#[cfg(feature = "sqlite")]
 impl From<SqlitePool> for OpenTarget {
     fn from(pool: SqlitePool) -> Self {
         OpenTarget::Sqlite(pool)
     }
 }
+#[cfg(feature = "postgres")]
 impl From<PgPool> for OpenTarget {
     fn from(pool: PgPool) -> Self {
         OpenTarget::Postgres(pool)
@@ -69,19 +79,24 @@ impl From<PgPool> for OpenTarget {
 
 /// The lease owner of an SQLite outbox without [`OutboxConfig::owner`]: one
 /// producer process per database file.
+#[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_SINGLE_PRODUCER: &str = "sqlite-single-producer";
 
 /// The outbox's database, one of the two supported kinds.
 #[derive(Debug, Clone)]
 pub(crate) enum Db {
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
 impl Db {
     pub(crate) fn kind(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(_) => "SQLite",
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => "Postgres",
         }
     }
@@ -95,6 +110,7 @@ impl Db {
 macro_rules! write_tx {
     ($db:expr, |$tx:ident, $lock:ident| $body:expr) => {
         match $db {
+            #[cfg(feature = "sqlite")]
             $crate::outbox::Db::Sqlite(pool) => {
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 #[allow(unused_variables)]
@@ -103,6 +119,7 @@ macro_rules! write_tx {
                 $tx.commit().await?;
                 out
             }
+            #[cfg(feature = "postgres")]
             $crate::outbox::Db::Postgres(pool) => {
                 let mut $tx = pool.begin().await?;
                 #[allow(unused_variables)]
@@ -120,10 +137,12 @@ pub(crate) use write_tx;
 macro_rules! read_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
         match $db {
+            #[cfg(feature = "sqlite")]
             $crate::outbox::Db::Sqlite(pool) => {
                 let mut $conn = pool.acquire().await?;
                 $body
             }
+            #[cfg(feature = "postgres")]
             $crate::outbox::Db::Postgres(pool) => {
                 let mut $conn = pool.acquire().await?;
                 $body
@@ -216,19 +235,25 @@ impl Outbox {
         config.validate()?;
         let db = match target.into() {
             OpenTarget::Url(url) => connect_url(&url, &config).await?,
+            #[cfg(feature = "sqlite")]
             OpenTarget::Sqlite(pool) => Db::Sqlite(pool),
+            #[cfg(feature = "postgres")]
             OpenTarget::Postgres(pool) => Db::Postgres(pool),
         };
         let producer_id = match &db {
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => {
                 schema::check_sqlite_pragmas(pool).await?;
                 schema::migrate_sqlite(pool).await?
             }
+            #[cfg(feature = "postgres")]
             Db::Postgres(pool) => schema::migrate_postgres(pool).await?,
         };
         let owner = match (&config.owner, &db) {
             (Some(o), _) => Some(o.clone()),
+            #[cfg(feature = "sqlite")]
             (None, Db::Sqlite(_)) => Some(SQLITE_SINGLE_PRODUCER.to_owned()),
+            #[cfg(feature = "postgres")]
             (None, Db::Postgres(_)) => None,
         };
         let instance = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=i64::MAX);
@@ -294,9 +319,11 @@ impl Outbox {
     /// assert!(o.sqlite_pool().is_some() && o.pg_pool().is_none());
     /// # });
     /// ```
+    #[cfg(feature = "sqlite")]
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.inner.db {
             Db::Sqlite(p) => Some(p),
+            #[cfg(feature = "postgres")]
             Db::Postgres(_) => None,
         }
     }
@@ -311,9 +338,11 @@ impl Outbox {
     /// let mut tx = o.pg_pool().ok_or("not postgres")?.begin().await?;
     /// # Ok(()) }
     /// ```
+    #[cfg(feature = "postgres")]
     pub fn pg_pool(&self) -> Option<&PgPool> {
         match &self.inner.db {
             Db::Postgres(p) => Some(p),
+            #[cfg(feature = "sqlite")]
             Db::Sqlite(_) => None,
         }
     }
@@ -364,6 +393,7 @@ impl Outbox {
 }
 
 async fn connect_url(url: &str, config: &OutboxConfig) -> Result<Db, OpenError> {
+    #[cfg(feature = "sqlite")]
     if url.starts_with("sqlite:") {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(OpenError::Unreachable)?
@@ -384,18 +414,20 @@ async fn connect_url(url: &str, config: &OutboxConfig) -> Result<Db, OpenError> 
             .connect_with(opts)
             .await
             .map_err(OpenError::Unreachable)?;
-        Ok(Db::Sqlite(pool))
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Ok(Db::Sqlite(pool));
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let opts = PgConnectOptions::from_str(url).map_err(OpenError::Unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .connect_with(opts)
             .await
             .map_err(OpenError::Unreachable)?;
-        Ok(Db::Postgres(pool))
-    } else {
-        Err(OpenError::UnsupportedUrl(redact(url)))
+        return Ok(Db::Postgres(pool));
     }
+    let _ = config;
+    Err(OpenError::UnsupportedUrl(redact(url)))
 }
 
 /// The URL without anything that could be a password.

@@ -18,14 +18,13 @@ use rand::Rng;
 /// ```
 /// use std::time::Duration;
 /// use mq_protocol::Backoff;
-/// use rand::{rngs::StdRng, SeedableRng};
 ///
 /// let b = Backoff { initial: Duration::from_millis(100), multiplier: 2.0,
 ///                   max: Duration::from_secs(1), jitter: 0.0 };
-/// let mut rng = StdRng::seed_from_u64(7);
-/// assert_eq!(b.delay(1, &mut rng), Duration::from_millis(100));
-/// assert_eq!(b.delay(3, &mut rng), Duration::from_millis(400));
-/// assert_eq!(b.delay(10, &mut rng), Duration::from_secs(1));
+/// let unit = 0.37; // any uniform sample in 0..1, e.g. rand::random::<f64>()
+/// assert_eq!(b.delay_with(1, unit), Duration::from_millis(100));
+/// assert_eq!(b.delay_with(3, unit), Duration::from_millis(400));
+/// assert_eq!(b.delay_with(10, unit), Duration::from_secs(1));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
@@ -118,20 +117,44 @@ impl Backoff {
 
     /// The delay before retry `n`, with jitter drawn from `rng`.
     ///
+    /// Kept for the crates of this workspace during the move to
+    /// [`Backoff::delay_with`]; it ties the caller to the `rand` version
+    /// this crate is built with, so new code uses `delay_with`.
+    #[doc(hidden)]
+    pub fn delay<R: Rng + ?Sized>(&self, n: u32, rng: &mut R) -> Duration {
+        self.delay_with(n, rng.gen::<f64>())
+    }
+
+    /// The delay before retry `n`, with jitter from `unit`: a uniform random
+    /// sample in `0.0..1.0` drawn by the caller from any random source
+    /// (`rand::random::<f64>()`, a seeded generator in a test). `unit` 0
+    /// gives the full base delay, values toward 1 cut it by up to
+    /// `jitter`. Values outside `0.0..=1.0` (or NaN) are clamped, so the
+    /// result always lies in `base_delay(n) * (1 - jitter) ..= base_delay(n)`.
+    ///
+    /// No random-number type appears in this signature, so a `rand` major
+    /// version of the caller's choosing works.
+    ///
     /// # Examples
     ///
     /// ```
-    /// use rand::SeedableRng;
-    /// let b = mq_protocol::Backoff::default();
-    /// let d = b.delay(1, &mut rand::rngs::StdRng::seed_from_u64(1));
-    /// assert!(d <= b.initial && d >= b.initial.mul_f64(1.0 - b.jitter));
+    /// let b = mq_protocol::Backoff::default(); // 100 ms, x2, 20 % jitter
+    /// assert_eq!(b.delay_with(1, 0.0), b.initial);
+    /// assert_eq!(b.delay_with(1, 1.0), b.initial.mul_f64(0.8));
+    /// let d = b.delay_with(3, 0.5); // 400 ms cut by 10 %
+    /// assert_eq!(d, std::time::Duration::from_millis(360));
     /// ```
-    pub fn delay<R: Rng + ?Sized>(&self, n: u32, rng: &mut R) -> Duration {
+    pub fn delay_with(&self, n: u32, unit: f64) -> Duration {
         let base = self.base_delay(n);
         if self.jitter <= 0.0 {
             return base;
         }
-        let cut: f64 = rng.gen::<f64>() * self.jitter;
+        let unit = if unit.is_nan() {
+            0.0
+        } else {
+            unit.clamp(0.0, 1.0)
+        };
+        let cut = unit * self.jitter;
         base.mul_f64((1.0 - cut).clamp(0.0, 1.0))
     }
 }
@@ -210,6 +233,27 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn unit_sample_sets_the_cut_and_is_clamped() {
+        let b = Backoff {
+            initial: Duration::from_millis(1000),
+            multiplier: 2.0,
+            max: Duration::from_secs(60),
+            jitter: 0.5,
+        };
+        assert_eq!(b.delay_with(1, 0.0), Duration::from_millis(1000));
+        assert_eq!(b.delay_with(1, 0.5), Duration::from_millis(750));
+        assert_eq!(b.delay_with(1, 1.0), Duration::from_millis(500));
+        assert_eq!(b.delay_with(2, 1.0), Duration::from_millis(1000));
+        // Out-of-range samples stay within the jitter band.
+        assert_eq!(b.delay_with(1, 7.0), Duration::from_millis(500));
+        assert_eq!(b.delay_with(1, -3.0), Duration::from_millis(1000));
+        assert_eq!(b.delay_with(1, f64::NAN), Duration::from_millis(1000));
+        // No jitter: the sample does not matter.
+        let flat = Backoff { jitter: 0.0, ..b };
+        assert_eq!(flat.delay_with(1, 0.9), Duration::from_millis(1000));
+    }
+
     proptest! {
         #[test]
         fn delay_within_jitter_bounds(seed: u64, n in 1u32..100, jitter in 0.0f64..=1.0,
@@ -219,6 +263,7 @@ mod tests {
             let mut rng = StdRng::seed_from_u64(seed);
             let base = b.base_delay(n);
             let d = b.delay(n, &mut rng);
+            prop_assert_eq!(d, b.delay_with(n, rand::Rng::gen::<f64>(&mut StdRng::seed_from_u64(seed))));
             prop_assert!(d <= base);
             prop_assert!(d <= b.max);
             prop_assert!(d >= base.mul_f64(1.0 - jitter) - Duration::from_nanos(1));

@@ -2,39 +2,13 @@
 //! size: a counting global allocator records the largest single request made
 //! while decoding.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use bytes::BytesMut;
 use mq_protocol::Codec;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use tokio_util::codec::Decoder;
 
-struct Counting;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-static ON: AtomicBool = AtomicBool::new(false);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
-            LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
-            LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOC: mq_test_alloc::CountingAlloc = mq_test_alloc::CountingAlloc;
 
 #[test]
 fn hostile_streams_stay_within_the_frame_limit() {
@@ -61,8 +35,7 @@ fn hostile_streams_stay_within_the_frame_limit() {
         }
         let mut codec = Codec::new(MAX);
         let mut buf = BytesMut::with_capacity(64);
-        LARGEST.store(0, Ordering::Relaxed);
-        ON.store(true, Ordering::Relaxed);
+        mq_test_alloc::reset_largest();
         'feed: for chunk in stream.chunks(rng.gen_range(1..64)) {
             buf.extend_from_slice(chunk);
             loop {
@@ -73,8 +46,7 @@ fn hostile_streams_stay_within_the_frame_limit() {
                 }
             }
         }
-        ON.store(false, Ordering::Relaxed);
-        let largest = LARGEST.load(Ordering::Relaxed);
+        let largest = mq_test_alloc::largest();
         // BytesMut may round a reservation up to twice its request.
         assert!(
             largest <= 2 * (MAX as usize + 4) + 256,

@@ -54,7 +54,7 @@ impl Driver {
                 if let Some(t) = ticket.accepted {
                     metrics
                         .confirm_latency
-                        .record(Instant::now().saturating_duration_since(t));
+                        .record(self.turn_now.saturating_duration_since(t));
                 }
                 if r.duplicate {
                     stats.duplicates.fetch_add(1, Relaxed);
@@ -109,6 +109,7 @@ impl Driver {
     pub(super) async fn shutdown(mut self) {
         self.shared.set_driver_closed();
         let now = Instant::now();
+        self.turn_now = now;
         let mut unresolved = self.core.abandon_all();
         self.deliver_outcomes();
         self.rx.close();

@@ -132,6 +132,9 @@ pub(crate) struct Driver {
     /// end of [`Driver::deliver_outcomes`]: one semaphore update (and one
     /// lock) per turn instead of two per message.
     released: Option<Permits>,
+    /// The clock as read at the start of this turn's work (the confirm
+    /// latency uses it: one clock read per turn, not per message).
+    turn_now: Instant,
 }
 
 fn std_now(t: Instant) -> std::time::Instant {
@@ -175,6 +178,7 @@ impl Driver {
             flush: FlushTracker::default(),
             closing: None,
             released: None,
+            turn_now: Instant::now(),
         };
         let now = Instant::now();
         match est {
@@ -191,6 +195,7 @@ impl Driver {
         let mut sleep = pin!(tokio::time::sleep_until(Instant::now()));
         loop {
             let now = Instant::now();
+            self.turn_now = now;
             self.on_time(now);
             self.fill_writes();
             self.deliver_outcomes();
