@@ -177,3 +177,21 @@ async fn a_topic_named_twice_is_a_config_error() {
         .expect_err("refused");
     assert!(err.to_string().contains("\"orders\""), "{err}");
 }
+
+#[test]
+fn debug_hides_the_auth_token_in_the_config_and_the_builder() {
+    let c = ReceiverConfig {
+        auth_token: Some("s3cr3t-token".into()),
+        ..Default::default()
+    };
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("s3cr3t-token") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    let shown = format!("{:?}", Receiver::builder(c).topic("more"));
+    assert!(
+        !shown.contains("s3cr3t-token") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
