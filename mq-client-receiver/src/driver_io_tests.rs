@@ -95,3 +95,38 @@ async fn writes_stalled_past_the_write_limit_drop_the_connection() {
     drop(peer);
     r.shutdown(Duration::from_secs(1)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_is_not_a_stuck_one() {
+    const N: u64 = 40;
+    let (c, mut conns) = tiny_pipe_connector(64);
+    let cfg = ReceiverConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..config(64, 64, AckMode::Auto)
+    };
+    let (r, (mut peer, _)) = tokio::join!(
+        ReceiverBuilder::new(cfg)
+            .connector(c)
+            .start(counting_ok(Default::default())),
+        accept(&mut conns, 0)
+    );
+    let r = r.unwrap();
+    for seq in 1..=N {
+        peer.send(deliver(seq, 1)).await.unwrap();
+    }
+    // The broker takes one frame every 500 ms (a read of the 64-byte pipe
+    // every 1.5 s at most, an ack being 25 bytes): the acks need ten times
+    // the 2 s write limit in all, but the writes keep making progress.
+    let started = Instant::now();
+    let mut acks = 0;
+    while acks < N {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Frame::Ack(_) = next(&mut peer).await {
+            acks += 1;
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(N / 2));
+    assert!(conns.try_recv().is_err(), "the slow connection was dropped");
+    assert_eq!(r.stats().reconnects, 0);
+    r.shutdown(Duration::from_secs(1)).await.unwrap();
+}
