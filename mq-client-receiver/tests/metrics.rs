@@ -90,7 +90,7 @@ async fn metrics_agree_with_stats_after_a_chaos_run() {
                 duplicate: 0.3,
                 ..Default::default()
             },
-            cut_probability: 0.02,
+            cut_probability: 0.05,
             roles: RoleFilter::Receiver,
             ..Default::default()
         },
