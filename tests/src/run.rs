@@ -179,11 +179,11 @@ async fn start_receiver(
             Ok(())
         }
     };
-    Ok(ReceiverBuilder::new(receiver_config(s, addr))
+    ReceiverBuilder::new(receiver_config(s, addr))
         .dedup_store(store)
-        .start(handler)
+        .connect(handler)
         .await
-        .map_err(HarnessError::Receiver)?)
+        .map_err(HarnessError::Receiver)
 }
 
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
