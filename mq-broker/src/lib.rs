@@ -228,6 +228,7 @@ mod state;
 mod stats;
 mod store;
 mod timers;
+mod tls;
 mod views;
 
 pub use config::{
@@ -239,6 +240,7 @@ pub use inspect::{DeadLetter, GroupInfo, Inspection, StoredInfo, SubscriptionInf
 pub use jetstream::{Gateway, GatewayError, GatewayStats, JetStreamConfig};
 pub use server::{Broker, RestartMode};
 pub use stats::BrokerStats;
+pub use tls::TlsConfig;
 pub use views::{
     DeadLetterError, DeadLetterView, GroupView, MemberView, Overview, ProducerView, TopicSummary,
     TopicView, PREVIEW_BYTES,
