@@ -13,6 +13,7 @@ use mq_protocol::{
     Close, Codec, ErrorCode, Frame, Hello, Pong, Refuse, Role, SubscribeOk, Welcome,
     PROTOCOL_VERSION,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::timeout;
@@ -40,9 +41,48 @@ pub(crate) fn close_frame(code: ErrorCode, why: impl Into<String>) -> Frame {
     })
 }
 
-pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// The read half of a connection, plain TCP or TLS.
+type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half of a connection, plain TCP or TLS.
+type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Serves one connection accepted on the plaintext listener.
+pub(crate) async fn serve_tcp(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let (rd, wr) = tcp.into_split();
+    serve(shared, Box::new(rd), Box::new(wr), peer).await;
+}
+
+/// Serves one connection accepted on the TLS listener: the TLS handshake
+/// in this connection's task, within `handshake_timeout`, then the
+/// protocol. A failed handshake is logged and counted and closes this
+/// connection only.
+pub(crate) async fn serve_tls(
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = tcp.set_nodelay(true);
+    let limit = shared.config.handshake_timeout;
+    let shaken = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        r = crate::tls::handshake(&acceptor, tcp, limit) => r,
+    };
+    match shaken {
+        Ok(tls) => {
+            bump(&shared.counters.tls_handshakes);
+            let (rd, wr) = tokio::io::split(tls);
+            serve(shared, Box::new(rd), Box::new(wr), peer).await;
+        }
+        Err(why) => {
+            tracing::info!(%peer, "TLS handshake failed, connection closed: {why}");
+            bump(&shared.counters.tls_handshake_failures);
+        }
+    }
+}
+
+async fn serve(shared: Arc<Shared>, rd: ReadHalf, wr: WriteHalf, peer: SocketAddr) {
     let codec = Codec::new(shared.config.max_frame_size);
     let mut reader = FramedRead::new(rd, codec);
     let mut writer = FramedWrite::new(wr, codec);
@@ -159,7 +199,7 @@ fn check_hello(shared: &Shared, h: &Hello) -> Option<(ErrorCode, String)> {
     None
 }
 
-type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
+type Reader = FramedRead<ReadHalf, Codec>;
 
 /// Next frame, answering pings; `Err(close)` to end the connection with
 /// that frame, `Ok(None)` at EOF, shutdown or a `Close` from the peer.
@@ -313,7 +353,7 @@ async fn receiver_loop(
 }
 
 async fn write_loop(
-    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, Codec>,
+    mut writer: FramedWrite<WriteHalf, Codec>,
     mut rx: mpsc::UnboundedReceiver<Frame>,
     kill: CancellationToken,
     heartbeat: Duration,
