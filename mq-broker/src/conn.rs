@@ -68,21 +68,19 @@ pub(crate) async fn serve_tls(
 ) {
     let _ = stream.set_nodelay(true);
     let limit = shared.config.handshake_timeout;
+    let failed = |why: String| {
+        tracing::info!(%peer, "TLS handshake failed, connection closed: {why}");
+        shared.count(|s| s.tls_handshake_failures += 1);
+    };
     let shaken = tokio::select! {
         _ = crash.cancelled() => return,
         _ = shared.shutdown.cancelled() => return,
-        r = crate::tls::handshake(&acceptor, stream, limit) => r,
+        r = crate::tls::handshake(&acceptor, stream, limit, failed) => r,
     };
-    match shaken {
-        Ok(tls) => {
-            shared.count(|s| s.tls_handshakes += 1);
-            let (rd, wr) = tokio::io::split(tls);
-            serve(shared, rd, wr, Some(peer), crash).await;
-        }
-        Err(why) => {
-            tracing::info!(%peer, "TLS handshake failed, connection closed: {why}");
-            shared.count(|s| s.tls_handshake_failures += 1);
-        }
+    if let Some(tls) = shaken {
+        shared.count(|s| s.tls_handshakes += 1);
+        let (rd, wr) = tokio::io::split(tls);
+        serve(shared, rd, wr, Some(peer), crash).await;
     }
 }
 

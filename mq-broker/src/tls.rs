@@ -323,23 +323,30 @@ fn build(
 }
 
 /// Runs the TLS handshake of one accepted connection, within `limit`.
-///
-/// # Errors
-///
-/// Why it failed (the peer's or rustls's reason, or the timeout), for the
-/// log.
+/// On failure `failed` gets the reason (the peer's or rustls's, or the
+/// timeout) before the socket is closed, so the failure is counted by the
+/// time the peer sees the connection end.
 pub(crate) async fn handshake(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     limit: Duration,
-) -> Result<TlsStream<TcpStream>, String> {
-    match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok(tls),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "TLS handshake not finished within {} ms",
-            limit.as_millis()
-        )),
+    failed: impl FnOnce(String),
+) -> Option<TlsStream<TcpStream>> {
+    let accept = acceptor.accept(tcp).into_fallible();
+    tokio::pin!(accept);
+    tokio::select! {
+        r = &mut accept => match r {
+            Ok(tls) => Some(tls),
+            Err((e, tcp)) => {
+                failed(e.to_string());
+                drop(tcp);
+                None
+            }
+        },
+        _ = tokio::time::sleep(limit) => {
+            failed(format!("TLS handshake not finished within {} ms", limit.as_millis()));
+            None // the socket closes with `accept`
+        }
     }
 }
 

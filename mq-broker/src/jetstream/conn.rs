@@ -65,20 +65,18 @@ pub(crate) async fn serve_tls(
 ) {
     let _ = tcp.set_nodelay(true);
     let limit = shared.config.handshake_timeout;
+    let failed = |why: String| {
+        tracing::info!(%peer, "TLS handshake failed, connection closed: {why}");
+        bump(&shared.counters.tls_handshake_failures);
+    };
     let shaken = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        r = crate::tls::handshake(&acceptor, tcp, limit) => r,
+        r = crate::tls::handshake(&acceptor, tcp, limit, failed) => r,
     };
-    match shaken {
-        Ok(tls) => {
-            bump(&shared.counters.tls_handshakes);
-            let (rd, wr) = tokio::io::split(tls);
-            serve(shared, Box::new(rd), Box::new(wr), peer).await;
-        }
-        Err(why) => {
-            tracing::info!(%peer, "TLS handshake failed, connection closed: {why}");
-            bump(&shared.counters.tls_handshake_failures);
-        }
+    if let Some(tls) = shaken {
+        bump(&shared.counters.tls_handshakes);
+        let (rd, wr) = tokio::io::split(tls);
+        serve(shared, Box::new(rd), Box::new(wr), peer).await;
     }
 }
 
