@@ -7,19 +7,22 @@
 //! stated bound. The tests of this binary run one at a time (one lock) so
 //! that the heap measured is theirs.
 
+#[path = "support/backend.rs"]
+mod backend;
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+use backend::{broker, skip_on_jetstream, TestBroker};
 use bytes::Bytes;
 use futures::StreamExt;
-use mq_broker::{Broker, BrokerConfig};
+use mq_broker::BrokerConfig;
 use mq_protocol::{
     ErrorCode, Frame, Headers, Message, MessageId, Nack, ReplyStatus, Role, Subscribe,
 };
-use support::{broker, Peer, WAIT};
+use support::{Peer, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -72,7 +75,7 @@ fn assert_heap_within(base: usize, bound: usize, what: &str) {
 }
 
 /// A well-behaved sender on its own connection stores a message.
-async fn served(b: &Broker, seq: u64) {
+async fn served(b: &TestBroker, seq: u64) {
     let mut good = Peer::connect(b.addr(), Role::Sender).await;
     let r = good
         .publish(MessageId::new(0xfeed, seq), 1, "good", b"ok")
@@ -130,6 +133,10 @@ async fn expect_rejected(p: &mut Peer, id: MessageId, code: ErrorCode) {
 /// the heap stays within that bound plus buffers, not 6x what was sent.
 #[tokio::test]
 async fn ping_flood_without_reading_is_backpressured() {
+    skip_on_jetstream!(
+        "the gateway does not bound a connection's output queue (max_output_bytes and \
+         output_full are the single node's): a known gap of the gateway"
+    );
     let _serial = SERIAL.lock().await;
     const OUTPUT: usize = 256 * 1024;
     let b = broker(BrokerConfig {
@@ -169,6 +176,10 @@ async fn ping_flood_without_reading_is_backpressured() {
 /// delivering to it at `max_output_bytes`, other groups go on.
 #[tokio::test]
 async fn receiver_that_does_not_read_gets_no_more_deliveries() {
+    skip_on_jetstream!(
+        "the gateway does not bound a connection's output queue (max_output_bytes and \
+         output_full are the single node's): a known gap of the gateway"
+    );
     let _serial = SERIAL.lock().await;
     const OUTPUT: usize = 256 * 1024;
     let b = broker(BrokerConfig {
@@ -262,7 +273,9 @@ async fn message_level_limits_are_rejected_and_the_connection_lives() {
     let r = p.publish(MessageId::new(2, 6), 1, "t", b"fine").await;
     assert_eq!(r.status, ReplyStatus::Stored);
     served(&b, 2).await;
-    assert_eq!(b.stats().protocol_errors, 0);
+    if let Some(b) = b.local() {
+        assert_eq!(b.stats().protocol_errors, 0);
+    }
     assert_heap_within(base, 1024 * 1024, "message limits");
 }
 
@@ -282,6 +295,11 @@ async fn header_bytes_over_the_limit_are_rejected() {
 /// Item 4 and the per-connection bounds: SubscribeError, connection lives.
 #[tokio::test]
 async fn bad_or_excess_subscriptions_get_subscribe_error() {
+    skip_on_jetstream!(
+        "the gateway closes the connection on an invalid Subscribe instead of answering \
+         SubscribeError, and does not apply max_subscriptions_per_connection, \
+         max_groups_per_topic or max_topics: a known gap of the gateway"
+    );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig {
         max_subscriptions_per_connection: 3,
@@ -341,6 +359,10 @@ async fn bad_or_excess_subscriptions_get_subscribe_error() {
 /// message comes back even after the nacking receiver reconnected.
 #[tokio::test]
 async fn nack_delay_is_capped_and_outlives_a_reconnect() {
+    skip_on_jetstream!(
+        "the gateway passes a Nack's delay to JetStream uncapped (max_nack_delay is the \
+         single node's): a known gap of the gateway"
+    );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig {
         max_nack_delay: Duration::from_millis(100),
@@ -413,6 +435,10 @@ async fn heartbeat_zero_is_announced_and_pings_are_still_answered() {
 /// forgot but that is still stored never replaces the original.
 #[tokio::test]
 async fn stored_message_is_never_overwritten_after_dedup_forgot() {
+    skip_on_jetstream!(
+        "dedup bounds (dedup_max_ranges_per_producer) are the single node's; JetStream \
+         dedups by Nats-Msg-Id within its duplicate_window (PROTOCOL.md §11)"
+    );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig {
         dedup_max_ranges_per_producer: 2,
@@ -469,14 +495,16 @@ async fn partial_hello_is_closed_at_the_handshake_timeout() {
         slow.push(t);
     }
     served(&b, 5).await;
-    b.wait_for(WAIT, |s| s.timeouts >= 50)
-        .await
-        .expect("every slow handshake timed out");
+    if let Some(b) = b.local() {
+        b.wait_for(WAIT, |s| s.timeouts >= 50)
+            .await
+            .expect("every slow handshake timed out");
+    }
     assert_heap_within(base, 8 * 1024 * 1024, "slow handshakes");
 }
 
 /// Opens and closes `n` connections, each through the handshake.
-async fn churn(b: &Broker, n: usize) {
+async fn churn(b: &TestBroker, n: usize) {
     for i in 0..n {
         let role = if i % 2 == 0 {
             Role::Sender
@@ -486,9 +514,11 @@ async fn churn(b: &Broker, n: usize) {
         let p = Peer::connect(b.addr(), role).await;
         drop(p);
     }
-    b.wait_for(WAIT, |s| s.connections_open == 0)
-        .await
-        .expect("every connection closed");
+    if let Some(b) = b.local() {
+        b.wait_for(WAIT, |s| s.connections_open == 0)
+            .await
+            .expect("every connection closed");
+    }
 }
 
 /// Issue 14 #9: RSS rose by about 0.6 kB per connection over 10 000
@@ -500,6 +530,11 @@ async fn churn(b: &Broker, n: usize) {
 /// allocator's retention, not a leak.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_churn_leaks_nothing() {
+    skip_on_jetstream!(
+        "the live-heap bound is calibrated for the single node's connection tables; the \
+         gateway's NATS client allocates in the background, so the figure would not be \
+         the connections'"
+    );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig::default()).await;
     churn(&b, 1_000).await;

@@ -85,12 +85,29 @@ async fn serve(shared: Arc<Shared>, rd: ReadHalf, wr: WriteHalf, peer: SocketAdd
     let mut reader = FramedRead::new(rd, codec);
     let mut writer = FramedWrite::new(wr, codec);
 
-    let first = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        r = timeout(shared.config.handshake_timeout, reader.next()) => r,
+    // Extension frames before Hello are skipped (PROTOCOL.md §9), within
+    // the same deadline.
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
+    let first = loop {
+        let r = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = tokio::time::timeout_at(deadline, reader.next()) => r,
+        };
+        if !matches!(r, Ok(Some(Ok(Frame::Extension { .. })))) {
+            break r;
+        }
     };
     let hello = match first {
-        Err(_) | Ok(None) => return,
+        Err(_) => {
+            let why = format!(
+                "no Hello within {} ms",
+                shared.config.handshake_timeout.as_millis()
+            );
+            let close = close_frame(ErrorCode::HANDSHAKE_TIMEOUT, why);
+            let _ = timeout(Duration::from_secs(5), writer.send(close)).await;
+            return;
+        }
+        Ok(None) => return,
         Ok(Some(Err(e))) => {
             let _ = writer.send(close_frame(e.code(), e.to_string())).await;
             return;
