@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use mq_protocol::{
-    Close, Codec, ErrorCode, Frame, Hello, Pong, Refuse, Role, SubscribeOk, Welcome,
-    PROTOCOL_VERSION,
+    Close, Codec, ErrorCode, Frame, Hello, Pong, Refuse, Role, SubscribeError, SubscribeOk,
+    Welcome, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -310,13 +310,30 @@ async fn receiver_loop(
         };
         let (sub_id, cmd) = match f {
             Frame::Subscribe(s) => {
-                if subs.contains_key(&s.sub_id) || s.topic.is_empty() {
-                    let why = if s.topic.is_empty() {
-                        "empty topic".to_owned()
-                    } else {
-                        format!("sub_id {} is already in use on this connection", s.sub_id)
-                    };
+                if subs.contains_key(&s.sub_id) {
+                    let why = format!("sub_id {} is already in use on this connection", s.sub_id);
                     return Some(close_frame(ErrorCode::UNEXPECTED_FRAME, why));
+                }
+                // Names out of the protocol's limits, or one subscription
+                // past the connection's: SubscribeError, the connection
+                // lives and the sub_id stays free (PROTOCOL.md §3.7a).
+                let max = shared.config.max_subscriptions_per_connection;
+                let refused = crate::limits::check_subscribe_names(&s.topic, &s.group)
+                    .err()
+                    .or_else(|| {
+                        (subs.len() >= max).then(|| {
+                            let why =
+                                format!("this connection holds its limit of {max} subscriptions");
+                            (ErrorCode::LIMIT_REACHED, why)
+                        })
+                    });
+                if let Some((code, why)) = refused {
+                    let _ = out.send(Frame::SubscribeError(SubscribeError {
+                        sub_id: s.sub_id,
+                        code,
+                        reason: reason(why),
+                    }));
+                    continue;
                 }
                 // The consumer must exist before SubscribeOk: a message
                 // published after SubscribeOk is then the group's.

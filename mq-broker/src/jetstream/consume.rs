@@ -115,10 +115,12 @@ pub(crate) async fn run(
                 },
                 Some(SubCmd::Nack(id, ms)) => match outstanding.remove(&id) {
                     Some(o) => {
+                        // Capped like the single node's (max_nack_delay).
                         let delay = if ms == 0 {
                             shared.config.redelivery.delay(o.attempt, &mut rng)
                         } else {
                             Duration::from_millis(u64::from(ms))
+                                .min(shared.config.max_nack_delay)
                         };
                         bump(&shared.counters.nacked);
                         let _ = o.acker.ack_with(AckKind::Nak(Some(delay))).await;
