@@ -134,8 +134,9 @@ async fn expect_rejected(p: &mut Peer, id: MessageId, code: ErrorCode) {
 #[tokio::test]
 async fn ping_flood_without_reading_is_backpressured() {
     skip_on_jetstream!(
-        "the gateway does not bound a connection's output queue (max_output_bytes and \
-         output_full are the single node's): a known gap of the gateway"
+        "the heap bound is calibrated for the single node (the gateway's NATS client \
+         allocates in the background); the gateway's output bound is checked by \
+         slow_readers_are_bounded_on_every_backend"
     );
     let _serial = SERIAL.lock().await;
     const OUTPUT: usize = 256 * 1024;
@@ -177,8 +178,9 @@ async fn ping_flood_without_reading_is_backpressured() {
 #[tokio::test]
 async fn receiver_that_does_not_read_gets_no_more_deliveries() {
     skip_on_jetstream!(
-        "the gateway does not bound a connection's output queue (max_output_bytes and \
-         output_full are the single node's): a known gap of the gateway"
+        "the heap bound is calibrated for the single node (the gateway's NATS client \
+         allocates in the background); the gateway's output bound is checked by \
+         slow_readers_are_bounded_on_every_backend"
     );
     let _serial = SERIAL.lock().await;
     const OUTPUT: usize = 256 * 1024;
@@ -221,6 +223,68 @@ async fn receiver_that_does_not_read_gets_no_more_deliveries() {
         let d = lazy.deliver().await;
         lazy.ack(1, d.id).await;
         got += 1;
+    }
+}
+
+/// The output bound of PROTOCOL.md §7.1 on every backend (without the
+/// single node's heap measure): a peer that floods Pings and never reads
+/// meets TCP backpressure once its queue is full, others are served; a
+/// receiver that grants a huge credit and does not read gets nothing more
+/// once its queue is full, another group is served, and reading again
+/// resumes its deliveries.
+#[tokio::test]
+async fn slow_readers_are_bounded_on_every_backend() {
+    let _serial = SERIAL.lock().await;
+    let b = broker(BrokerConfig {
+        max_output_bytes: 256 * 1024,
+        max_frame_size: 64 * 1024,
+        ..BrokerConfig::default()
+    })
+    .await;
+    let bad = Peer::connect(b.addr(), Role::Sender).await;
+    let mut sock = bad.io.into_inner();
+    // 32 MiB of Pings, written without ever reading.
+    let ping = [0u8, 0, 0, 9, 0x30, 0, 0, 0, 0, 0, 0, 0, 1];
+    let chunk: Vec<u8> = ping.iter().copied().cycle().take(13 * 4096).collect();
+    let flood = tokio::spawn(async move {
+        for _ in 0..(32 << 20) / chunk.len() {
+            if sock.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        sock
+    });
+    b.wait_output_full(1).await;
+    served(&b, 11).await;
+    assert!(!flood.is_finished(), "the flood should be blocked");
+
+    let mut sender = Peer::connect(b.addr(), Role::Sender).await;
+    static PAYLOAD: [u8; 60_000] = [7u8; 60_000];
+    for seq in 1..=100 {
+        let r = sender
+            .publish(MessageId::new(12, seq), 1, "big", &PAYLOAD)
+            .await;
+        assert_eq!(r.status, ReplyStatus::Stored);
+    }
+    let full = b.output_full();
+    let mut lazy = Peer::connect(b.addr(), Role::Receiver).await;
+    lazy.subscribe(1, u32::MAX, "big", "lazy").await;
+    b.wait_output_full(full + 1).await;
+    let mut good = Peer::connect(b.addr(), Role::Receiver).await;
+    good.subscribe(1, 10, "big", "good").await;
+    assert_eq!(good.deliver().await.payload.len(), PAYLOAD.len());
+    // The good group's 10 plus what the lazy one's queue and socket
+    // buffers hold: not all 100 of the lazy group's.
+    let sent = b.deliveries();
+    assert!(
+        sent < 100 + 10,
+        "deliveries to the lazy receiver were held back ({sent} sent)"
+    );
+    assert!(!flood.is_finished(), "the flood is still blocked");
+    flood.abort();
+    for _ in 0..100 {
+        let d = lazy.deliver().await;
+        lazy.ack(1, d.id).await;
     }
 }
 

@@ -31,8 +31,8 @@ const MAX_PUBLISHING: usize = 4096;
 /// Frames written per flush.
 const MAX_BATCH: usize = 256;
 
-/// What the reader hands the writer.
-pub(crate) type Out = mpsc::UnboundedSender<Frame>;
+pub(crate) use super::out::Out;
+use super::out::Queue;
 
 pub(crate) fn close_frame(code: ErrorCode, why: impl Into<String>) -> Frame {
     Frame::Close(Close {
@@ -160,10 +160,10 @@ async fn serve(shared: Arc<Shared>, rd: ReadHalf, wr: WriteHalf, peer: SocketAdd
         return;
     }
     tracing::debug!(%peer, role = ?hello.role, client = %hello.client_name, "connected");
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx, queue) = Out::new(shared.clone(), shared.config.max_output_bytes);
     let kill = CancellationToken::new();
     let heartbeat = shared.config.heartbeat;
-    let wtask = tokio::spawn(write_loop(writer, rx, kill.clone(), heartbeat));
+    let wtask = tokio::spawn(write_loop(writer, rx, kill.clone(), heartbeat, queue));
     let why = match hello.role {
         Role::Sender => sender_loop(&shared, &mut reader, &tx, &kill).await,
         Role::Receiver => receiver_loop(&shared, &mut reader, &tx, &kill).await,
@@ -226,6 +226,17 @@ async fn next(
 ) -> Result<Option<Frame>, Frame> {
     let silent = shared.config.heartbeat * 3;
     loop {
+        // Output full (§7.1): read nothing until the writer drained it.
+        if out.is_full() {
+            tokio::select! {
+                _ = kill.cancelled() => return Ok(None),
+                _ = shared.shutdown.cancelled() => {
+                    return Err(close_frame(ErrorCode::SHUTTING_DOWN, "the gateway is shutting down"));
+                }
+                _ = out.room() => {}
+            }
+            continue;
+        }
         let read = async {
             if silent.is_zero() {
                 Ok(reader.next().await)
@@ -389,7 +400,15 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<Frame>,
     kill: CancellationToken,
     heartbeat: Duration,
+    queue: Arc<Queue>,
 ) {
+    // A write that makes no progress this long drops the connection (a
+    // peer that does not read): three heartbeats, 30 s without them.
+    let stall = if heartbeat.is_zero() {
+        Duration::from_secs(30)
+    } else {
+        heartbeat * 3
+    };
     let mut nonce = 0u64;
     loop {
         let idle = async {
@@ -411,10 +430,19 @@ async fn write_loop(
             let _ = SinkExt::<Frame>::flush(&mut writer).await;
             return;
         };
+        // What this batch takes off the queue (the writer's own Ping was
+        // never on it).
+        let mut cost = match &first {
+            Frame::Ping(_) => 0,
+            f => crate::core::out_cost(f),
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(f) => batch.push(f),
+                Ok(f) => {
+                    cost += crate::core::out_cost(&f);
+                    batch.push(f);
+                }
                 Err(_) => break,
             }
         }
@@ -427,9 +455,17 @@ async fn write_loop(
         };
         let ok = tokio::select! {
             _ = kill.cancelled() => return,
-            r = wrote => r.is_ok(),
+            r = timeout(stall, wrote) => matches!(r, Ok(Ok(()))),
         };
-        if !ok || closing {
+        queue.written(cost);
+        if !ok {
+            // Failed or stalled: end the connection (the reader may be
+            // waiting for the queue to drain).
+            tracing::debug!("write failed or made no progress for {stall:?}: connection dropped");
+            kill.cancel();
+            return;
+        }
+        if closing {
             return;
         }
     }

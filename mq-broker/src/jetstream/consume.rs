@@ -128,7 +128,10 @@ pub(crate) async fn run(
                     None => bump(&shared.counters.acks_ignored),
                 },
             },
-            m = pulled.recv() => match m {
+            // Output full (PROTOCOL.md §7.1): deliver nothing until the
+            // writer drained it; acks and nacks go on.
+            _ = out.room(), if out.is_full() => {}
+            m = pulled.recv(), if !out.is_full() => match m {
                 None => break,
                 Some(m) => {
                     if let Some((id, o, d)) = take(&shared, &sub, &consumer_name, m, &credit).await {

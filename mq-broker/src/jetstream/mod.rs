@@ -55,6 +55,7 @@
 //! * `names`: topic and group names as subject tokens and consumer names.
 //! * `envelope`: the body of a JetStream message.
 //! * `conn`: one client connection: handshake, heartbeat, writer.
+//! * `out`: a connection's output queue, bounded by `max_output_bytes`.
 //! * `publish`: the first half (Message → publish → Reply) and the
 //!   holding consumers.
 //! * `consume`: the second half (a subscription's consumer, pulls,
@@ -65,6 +66,7 @@ mod conn;
 mod consume;
 mod envelope;
 mod names;
+mod out;
 mod publish;
 mod setup;
 
@@ -140,6 +142,10 @@ pub struct GatewayStats {
     pub dead_lettered: u64,
     /// Connections accepted past the handshake.
     pub connections: u64,
+    /// Times a connection's output queue reached `max_output_bytes`, so the
+    /// gateway stopped reading from it and delivering to it until it
+    /// drained (PROTOCOL.md §7.1).
+    pub output_full: u64,
     /// TLS handshakes completed on the TLS listener.
     pub tls_handshakes: u64,
     /// TLS handshakes that failed or timed out (each closed its
@@ -158,6 +164,7 @@ struct Counters {
     acks_ignored: AtomicU64,
     dead_lettered: AtomicU64,
     connections: AtomicU64,
+    output_full: AtomicU64,
     tls_handshakes: AtomicU64,
     tls_handshake_failures: AtomicU64,
 }
@@ -208,9 +215,10 @@ impl Gateway {
     /// one in TLS-only mode) and serves. Of `config` the gateway uses
     /// `listen`, `tls`, `server_name`, `max_frame_size`,
     /// `max_message_size`, `heartbeat`, `handshake_timeout`, `auth_token`,
-    /// `max_connections`, `max_deliveries`, `redelivery` and `seed`; the
-    /// storage, store limits, dedup bounds and faults are the single node's
-    /// and are ignored.
+    /// `max_connections`, `max_deliveries`, `redelivery`, `max_output_bytes`,
+    /// `max_subscriptions_per_connection`, `max_nack_delay` and `seed`; the
+    /// storage, store limits, dedup bounds, group and topic counts and
+    /// faults are the single node's and are ignored.
     ///
     /// # Errors
     ///
@@ -329,6 +337,7 @@ impl Gateway {
             acks_ignored: l(&c.acks_ignored),
             dead_lettered: l(&c.dead_lettered),
             connections: l(&c.connections),
+            output_full: l(&c.output_full),
             tls_handshakes: l(&c.tls_handshakes),
             tls_handshake_failures: l(&c.tls_handshake_failures),
         }

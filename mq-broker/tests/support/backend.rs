@@ -55,6 +55,48 @@ impl TestBroker {
         self.addr
     }
 
+    /// Times a connection's output queue reached its bound (the
+    /// `output_full` counter of either backend).
+    pub fn output_full(&self) -> u64 {
+        match (&self.local, &self.gateway) {
+            (Some(b), _) => b.stats().output_full,
+            (None, Some((g, _))) => g.stats().output_full,
+            (None, None) => 0,
+        }
+    }
+
+    /// `Deliver` frames sent so far (either backend's counter).
+    pub fn deliveries(&self) -> u64 {
+        match (&self.local, &self.gateway) {
+            (Some(b), _) => b.stats().deliveries_sent,
+            (None, Some((g, _))) => g.stats().delivered,
+            (None, None) => 0,
+        }
+    }
+
+    /// Waits until a connection's output queue has been full (the
+    /// `output_full` counter of either backend) at least `n` times.
+    pub async fn wait_output_full(&self, n: u64) {
+        if let Some(b) = &self.local {
+            b.wait_for(crate::support::WAIT, |s| s.output_full >= n)
+                .await
+                .expect("the output queue filled");
+            return;
+        }
+        if let Some((g, _)) = &self.gateway {
+            // The gateway has no change notification: poll with a deadline.
+            let deadline = tokio::time::Instant::now() + crate::support::WAIT;
+            while g.stats().output_full < n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the output queue never filled: {:?}",
+                    g.stats()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     /// The single-node broker, if that is what runs.
     pub fn local(&self) -> Option<&Broker> {
         self.local.as_ref()
