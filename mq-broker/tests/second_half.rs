@@ -181,3 +181,46 @@ async fn every_group_gets_every_message() {
             .expect("deleted");
     }
 }
+
+#[tokio::test]
+async fn acks_sent_just_before_a_close_are_kept() {
+    let b = broker(slow_redelivery()).await;
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    r.subscribe(1, 100, "t", "g").await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    for seq in 1..=20 {
+        s.publish(MessageId::new(5, seq), 1, "t", b"x").await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(r.deliver().await.id);
+    }
+    // Every ack and then Close in one write: the acks must not be lost to
+    // the close (which returns the connection's outstanding deliveries).
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::Encoder;
+    let mut bytes = bytes::BytesMut::new();
+    let mut codec = mq_protocol::Codec::default();
+    for id in ids {
+        let ack = mq_protocol::Frame::Ack(mq_protocol::Ack { sub_id: 1, id });
+        codec.encode(ack, &mut bytes).expect("encode");
+    }
+    let close = mq_protocol::Frame::Close(mq_protocol::Close {
+        code: mq_protocol::ErrorCode::NORMAL,
+        reason: "bye".into(),
+    });
+    codec.encode(close, &mut bytes).expect("encode");
+    r.io.get_mut().write_all(&bytes).await.expect("write");
+    drop(r);
+    let marker = MessageId::new(5, 100);
+    s.publish(marker, 1, "t", b"marker").await;
+    let mut r2 = Peer::connect(b.addr(), Role::Receiver).await;
+    r2.subscribe(1, 100, "t", "g").await;
+    let d = r2.deliver().await;
+    assert_eq!(d.id, marker, "an acked message came back: {d:?}");
+    if b.local().is_some() {
+        assert_eq!(d.delivery_attempt, 1);
+    }
+    // On JetStream the marker's delivery count may include deliveries to
+    // the closed connection's pull requests (PROTOCOL.md §11).
+}

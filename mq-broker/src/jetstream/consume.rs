@@ -143,6 +143,17 @@ pub(crate) async fn run(
             },
         }
     }
+    // Acks the receiver sent before it closed are still queued (the reader
+    // hands every frame over before it ends the connection): honour them,
+    // or those messages would come back as redeliveries.
+    while let Ok(c) = cmds.try_recv() {
+        if let SubCmd::Ack(id) = c {
+            if let Some(o) = outstanding.remove(&id) {
+                bump(&shared.counters.acked);
+                let _ = o.acker.ack().await;
+            }
+        }
+    }
     // The connection is gone: every delivery it held goes back at once.
     // First let the puller finish its open pull request (naking what it
     // still brings): a nak'ed message must not land in that request and be
