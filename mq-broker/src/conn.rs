@@ -30,6 +30,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::out_cost;
+use crate::idle::IdleTimer;
 use crate::state::{reason, Flow, OpenError, Out, OutQueue, Shared};
 
 /// Most frames handled under one lock, or written per flush.
@@ -276,17 +277,6 @@ enum End {
     Silent,
 }
 
-/// Reads the next frame, within the silence timeout if there is one.
-async fn next_frame<R: AsyncRead + Unpin>(
-    reader: &mut Reader<R>,
-    silent: Option<Duration>,
-) -> Result<Option<Result<Frame, ProtocolError>>, tokio::time::error::Elapsed> {
-    match silent {
-        Some(d) => timeout(d, reader.next()).await,
-        None => Ok(reader.next().await),
-    }
-}
-
 async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     conn: u64,
@@ -297,29 +287,34 @@ async fn read_loop<R: AsyncRead + Unpin>(
     silent: Option<Duration>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // One registration each for the connection's life, not one per wake-up.
+    let killed = kill.cancelled();
+    let stopped = stop.cancelled();
+    tokio::pin!(killed, stopped);
+    let mut idle = IdleTimer::new(silent, Instant::now());
     loop {
-        // Backpressure: read nothing while the peer's output queue is full.
-        // The writer wakes us when it drained below half; a peer that does
-        // not read at all is dropped by the writer's stall timeout.
         while queue.is_full() {
             tokio::select! {
                 biased;
-                _ = kill.cancelled() => return,
-                _ = stop.cancelled() => return,
+                _ = &mut killed => return,
+                _ = &mut stopped => return,
                 _ = queue.drained.notified() => {}
             }
         }
+        // Silence counts from here, as a `timeout` around the read would.
+        idle.touch(Instant::now());
         let first = tokio::select! {
             biased;
-            _ = kill.cancelled() => return,
-            _ = stop.cancelled() => return,
-            r = next_frame(reader, silent) => r,
+            _ = &mut killed => return,
+            _ = &mut stopped => return,
+            r = reader.next() => Some(r),
+            _ = idle.expired() => None,
         };
         let mut end = match first {
-            Err(_) => Some(End::Silent),
-            Ok(None) => Some(End::Eof),
-            Ok(Some(Err(e))) => Some(End::Error(e)),
-            Ok(Some(Ok(f))) => {
+            None => Some(End::Silent),
+            Some(None) => Some(End::Eof),
+            Some(Some(Err(e))) => Some(End::Error(e)),
+            Some(Some(Ok(f))) => {
                 batch.push(f);
                 None
             }
@@ -430,33 +425,28 @@ struct WriterTask {
     stuck: Duration,
 }
 
-/// Waits for the next frame to write, or `Err` after an idle heartbeat.
-async fn next_out(
-    rx: &mut mpsc::UnboundedReceiver<Out>,
-    heartbeat: Option<Duration>,
-) -> Result<Option<Out>, tokio::time::error::Elapsed> {
-    match heartbeat {
-        Some(h) => timeout(h, rx.recv()).await,
-        None => Ok(rx.recv().await),
-    }
-}
-
 async fn write_loop<W: AsyncWrite + Unpin>(
     t: WriterTask,
     mut writer: Writer<W>,
     mut rx: mpsc::UnboundedReceiver<Out>,
 ) {
     let mut nonce = 0u64;
+    let killed = t.kill.cancelled();
+    tokio::pin!(killed);
+    let mut idle = IdleTimer::new(t.heartbeat, Instant::now());
     loop {
+        // The heartbeat counts from here, as a `timeout` around the wait would.
+        idle.touch(Instant::now());
         let first = tokio::select! {
             biased;
-            _ = t.kill.cancelled() => return,
-            r = next_out(&mut rx, t.heartbeat) => r,
+            _ = &mut killed => return,
+            r = rx.recv() => Next::Out(r),
+            _ = idle.expired() => Next::Ping,
         };
         let mut cost = 0;
         let wrote = tokio::select! {
             biased;
-            _ = t.kill.cancelled() => return,
+            _ = &mut killed => return,
             r = timeout(t.stuck, write_batch(&mut writer, &mut rx, first, &mut nonce, &mut cost)) => r,
         };
         match wrote {
@@ -486,29 +476,37 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
+/// What the writer does next.
+enum Next {
+    /// Write this (`None`: every sender is gone, flush and end).
+    Out(Option<Out>),
+    /// Nothing written for a heartbeat interval: write a `Ping`.
+    Ping,
+}
+
 /// Writes one batch; `Ok(false)` once the connection is done. Adds the
 /// queue cost of every frame taken from `rx` to `cost`.
 async fn write_batch<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     rx: &mut mpsc::UnboundedReceiver<Out>,
-    first: Result<Option<Out>, tokio::time::error::Elapsed>,
+    first: Next,
     nonce: &mut u64,
     cost: &mut usize,
 ) -> Result<bool, ProtocolError> {
     match first {
-        Err(_) => {
+        Next::Ping => {
             *nonce += 1;
             writer.feed(Frame::Ping(Ping { nonce: *nonce })).await?;
         }
-        Ok(None) => {
+        Next::Out(None) => {
             SinkExt::<Frame>::flush(writer).await?;
             return Ok(false);
         }
-        Ok(Some(Out::Frame(f))) => {
+        Next::Out(Some(Out::Frame(f))) => {
             *cost += out_cost(&f);
             writer.feed(f).await?
         }
-        Ok(Some(Out::Close(c))) => {
+        Next::Out(Some(Out::Close(c))) => {
             writer.send(Frame::Close(c)).await?;
             writer.get_mut().shutdown().await?;
             return Ok(false);

@@ -250,6 +250,7 @@ mod faults;
 #[doc(hidden)]
 pub mod fuzzing;
 mod groups;
+mod idle;
 mod inspect;
 #[cfg(feature = "jetstream")]
 mod jetstream;

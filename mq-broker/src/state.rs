@@ -89,9 +89,16 @@ impl OutQueue {
     /// The writer wrote frames costing `n`. True if the state must be told
     /// (deliveries were held back and the queue is now below half).
     pub(crate) fn written(&self, n: usize) -> bool {
-        let left = self.bytes.fetch_sub(n, SeqCst).saturating_sub(n);
+        let before = self.bytes.fetch_sub(n, SeqCst);
+        let left = before.saturating_sub(n);
         if left < self.limit / 2 {
-            self.drained.notify_one();
+            // The reader waits only after it saw the queue full, so only a
+            // write that crosses below half can be the one it waits for (a
+            // stored permit covers a reader not yet parked). Not notifying
+            // on every write saves a `Notify` round per wake-up.
+            if before >= self.limit / 2 {
+                self.drained.notify_one();
+            }
             return self.starved.swap(false, SeqCst);
         }
         false
