@@ -131,12 +131,19 @@ impl Store {
         self.msgs.get_mut(id)
     }
 
-    /// Removes a message; returns whether it was there.
-    pub(crate) fn remove(&mut self, id: &MessageId) -> bool {
-        let Some(m) = self.msgs.remove(id) else {
+    /// One group is done with `id`: counts it off and deletes the message
+    /// once no group is left, with one hash lookup. True if it was deleted.
+    pub(crate) fn release(&mut self, id: &MessageId) -> bool {
+        use std::collections::hash_map::Entry;
+        let Entry::Occupied(mut e) = self.msgs.entry(*id) else {
             return false;
         };
-        self.bytes -= m.size;
+        let m = e.get_mut();
+        m.remaining = m.remaining.saturating_sub(1);
+        if m.remaining > 0 {
+            return false;
+        }
+        self.bytes -= e.remove().size;
         true
     }
 

@@ -43,7 +43,15 @@ pub(crate) struct TimerQueue {
     /// Slots outside `head..head + NEAR_SPAN` when pushed.
     far: BTreeMap<u64, Vec<Entry>>,
     len: usize,
+    /// Emptied buckets kept for reuse, so a new bucket does not grow a
+    /// fresh `Vec` from nothing.
+    spare: Vec<Vec<Entry>>,
 }
+
+/// Emptied buckets kept at most.
+const SPARE: usize = 64;
+/// Largest emptied bucket kept (entries): a burst's bucket is let go.
+const SPARE_CAPACITY: usize = 1024;
 
 impl TimerQueue {
     /// Schedules `entry` for `at`; `now` anchors the buckets on first use.
@@ -56,7 +64,9 @@ impl TimerQueue {
         if self.near.is_empty() {
             if slot < u64::MAX - NEAR_SPAN {
                 self.head = slot;
-                self.near.push_back(vec![entry]);
+                let mut v = self.spare.pop().unwrap_or_default();
+                v.push(entry);
+                self.near.push_back(v);
                 return;
             }
         } else if slot >= self.head && slot - self.head < NEAR_SPAN {
@@ -64,7 +74,13 @@ impl TimerQueue {
             if i >= self.near.len() {
                 self.near.resize_with(i + 1, Vec::new);
             }
-            self.near[i].push(entry);
+            let bucket = &mut self.near[i];
+            if bucket.capacity() == 0 {
+                if let Some(v) = self.spare.pop() {
+                    *bucket = v;
+                }
+            }
+            bucket.push(entry);
             return;
         }
         self.far.entry(slot).or_default().push(entry);
@@ -98,7 +114,7 @@ impl TimerQueue {
                 (Some(n), _) if n <= elapsed => false,
                 _ => break,
             };
-            let v = if take_far {
+            let mut v = if take_far {
                 self.far.pop_first().map(|(_, v)| v).unwrap_or_default()
             } else {
                 let v = self.near.pop_front().unwrap_or_default();
@@ -107,7 +123,10 @@ impl TimerQueue {
                 v
             };
             self.len -= v.len();
-            due.extend(v);
+            due.append(&mut v);
+            if self.spare.len() < SPARE && (1..=SPARE_CAPACITY).contains(&v.capacity()) {
+                self.spare.push(v);
+            }
         }
     }
 

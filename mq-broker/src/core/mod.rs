@@ -475,7 +475,7 @@ impl Core {
     /// the sender) once that position is durable.
     fn land(&mut self, m: Message, now: Instant) -> Option<u64> {
         let id = m.id;
-        let topic = self.intern(&m.topic);
+        let (topic, groups) = self.intern(&m.topic);
         if let Some(j) = &mut self.journal {
             let lsn = j.append_land(&m);
             self.store.land(m, topic, 0, lsn, now);
@@ -484,28 +484,34 @@ impl Core {
             self.waiting.push_back((lsn, Waiting::Publish(id)));
             return Some(lsn);
         }
-        self.store.land(m, topic, 0, 0, now);
+        // In memory the groups are known now: hand over at once, without
+        // looking the message and its topic up again (`publish`).
+        let remaining = groups.as_ref().map_or(0, |g| g.len() as u32);
+        self.store.land(m, topic, remaining, 0, now);
         self.dedup.insert(id);
         self.stats.messages_stored += 1;
-        self.publish(id, now);
+        for &g in groups.iter().flat_map(|g| g.iter()) {
+            self.groups[g].enqueue(id);
+            self.pump(g, now);
+        }
         None
     }
 
-    /// The shared name of a topic: the groups' key if it has groups, else
-    /// the last topic seen.
-    fn intern(&mut self, topic: &str) -> Arc<str> {
-        if let Some((t, _)) = self.topic_groups.get_key_value(topic) {
-            return t.clone();
+    /// The shared name of a topic (the groups' key if it has groups, else
+    /// the last topic seen) and its groups, with one lookup.
+    fn intern(&mut self, topic: &str) -> (Arc<str>, Option<Arc<[usize]>>) {
+        if let Some((t, g)) = self.topic_groups.get_key_value(topic) {
+            return (t.clone(), Some(g.clone()));
         }
         // Topics without groups are not interned in the map (that would
         // grow with every topic name ever used); reuse the last one
         // instead, the common case of a steady stream.
         match &self.last_topic {
-            Some(t) if **t == *topic => t.clone(),
+            Some(t) if **t == *topic => (t.clone(), None),
             _ => {
                 let t: Arc<str> = Arc::from(topic);
                 self.last_topic = Some(t.clone());
-                t
+                (t, None)
             }
         }
     }
