@@ -7,7 +7,7 @@ use mq_conn::{Connector, Dialer, Events, SharedConnector, TcpConnector, TlsConfi
 use mq_protocol::{Hello, Role};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use crate::config::{AckMode, ReceiverConfig};
 use crate::conn::connect_round;
@@ -224,11 +224,10 @@ impl ReceiverBuilder {
     ///
     /// See [`ReceiverBuilder`].
     pub async fn start<H: RecvCallback>(self, handler: H) -> Result<Receiver, ConnectError> {
-        let sem = Arc::new(Semaphore::new(self.config.max_concurrency));
         let mode = self.config.ack_mode;
         let dispatch = Dispatch::Handler {
             handler: Arc::new(handler),
-            sem,
+            max_concurrency: self.config.max_concurrency,
         };
         self.launch(dispatch, mode).await
     }
