@@ -198,7 +198,10 @@ fn a_call_pending_on_its_first_poll_wakes_the_driver_when_it_can_go_on() {
     g.send(Ok(())).unwrap();
     // The wake-up reaches the driver's waker (through the node the call
     // moved to after its first poll).
-    assert!(woken.0.load(std::sync::atomic::Ordering::SeqCst) > before_send, "{before}");
+    assert!(
+        woken.0.load(std::sync::atomic::Ordering::SeqCst) > before_send,
+        "{before}"
+    );
     let Poll::Ready(Some((id, _, Ok(())))) = f.h.poll_next(&mut cx) else {
         panic!("8 finished once woken");
     };
