@@ -122,7 +122,7 @@
 //!   [`MemoryDedupStore`].
 //! * `recv_core`: the sans-IO state machine: credit, in-progress table,
 //!   settling, the dedup decision; stepped with explicit instants.
-//! * `driver`: the task owning the connection, the handler tasks and the
+//! * `driver`: the task owning the connection, the handler calls and the
 //!   store calls, feeding the core.
 //! * [`delivery`]: [`Delivery`] with `ack`/`nack`, [`DeliveryStream`].
 //! * [`handler`]: the [`RecvCallback`] trait.

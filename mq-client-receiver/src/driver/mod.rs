@@ -1,4 +1,4 @@
-//! The driver: one task that owns the connection, runs the handler tasks
+//! The driver: one task that owns the connection, runs the handler calls
 //! and the dedup store calls, and feeds the sans-IO [`RecvCore`] (credit,
 //! in-progress table, settling, dedup decision) with what they produce.
 //!
@@ -12,11 +12,12 @@
 //! timers). A write buffer that makes no progress for the write limit
 //! (three heartbeats, at least `connect_timeout`) drops the connection.
 //! Reading a frame, writing buffered bytes, receiving an event, reaping a
-//! handler task and polling the connect attempt are cancel safe.
+//! handler call and polling the connect attempt are cancel safe.
 //!
 //! The driver keeps only what needs I/O or a clock: the connection and its
-//! heartbeat, reconnecting, the handler tasks, the store calls (a ready
-//! answer is given to the core inline; a pending one goes to `store_ops`
+//! heartbeat, reconnecting, the handler calls (polled in this task, see
+//! `handlers`), the store calls (a ready answer is given to the core
+//! inline; a pending one goes to `store_ops`
 //! and is polled in the `select!` like the connection) and the shutdown.
 
 use std::sync::Arc;
