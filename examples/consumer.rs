@@ -54,14 +54,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         Ok::<(), HandlerError>(())
     };
-    let receiver = Receiver::start(config, handler).await?;
+    let receiver = Receiver::connect(config, handler).await?;
     println!(
         "subscribed to {} as {}; Ctrl-C to stop",
         args.topic, args.group
     );
     tokio::signal::ctrl_c().await?;
     let stats = receiver.stats();
-    receiver.shutdown(Duration::from_secs(5)).await?;
+    receiver.close(Duration::from_secs(5)).await?;
     println!("{stats:?}");
     Ok(())
 }

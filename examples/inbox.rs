@@ -103,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     let s = second.stats();
-    second.shutdown(Duration::from_secs(5)).await?;
+    second.close(Duration::from_secs(5)).await?;
     dispatcher.shutdown().await;
 
     let (rows, distinct): (i64, i64) = {
@@ -155,7 +155,7 @@ async fn start_consumer(
                 Ok(tx)
             }
         })?;
-        Receiver::start(config, h).await?
+        Receiver::connect(config, h).await?
     } else {
         let h = inbox.handler(move |d: Delivery, mut tx: Transaction<'static, Postgres>| {
             let progress = progress.clone();
@@ -171,7 +171,7 @@ async fn start_consumer(
                 Ok(tx)
             }
         })?;
-        Receiver::start(config, h).await?
+        Receiver::connect(config, h).await?
     };
     Ok(r)
 }

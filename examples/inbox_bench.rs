@@ -130,7 +130,7 @@ async fn one_run(
     let start = Instant::now();
     let receiver: Receiver = match (variant, &inbox) {
         ("memory", _) => {
-            Receiver::start(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await?
+            Receiver::connect(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await?
         }
         ("sqlite-tx", Some(inbox)) => {
             let h = inbox.handler(
@@ -144,7 +144,7 @@ async fn one_run(
                     Ok(tx)
                 },
             )?;
-            Receiver::start(config, h).await?
+            Receiver::connect(config, h).await?
         }
         ("postgres-tx", Some(inbox)) => {
             let h = inbox.handler(
@@ -158,7 +158,7 @@ async fn one_run(
                     Ok(tx)
                 },
             )?;
-            Receiver::start(config, h).await?
+            Receiver::connect(config, h).await?
         }
         ("sqlite-store", Some(inbox)) => {
             ReceiverBuilder::new(config)
@@ -175,7 +175,7 @@ async fn one_run(
         })
         .await?;
     let elapsed = start.elapsed();
-    receiver.shutdown(Duration::from_secs(5)).await?;
+    receiver.close(Duration::from_secs(5)).await?;
     broker.shutdown().await;
     if let Some(inbox) = inbox {
         if let Some(p) = inbox.pg_pool() {

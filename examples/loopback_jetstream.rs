@@ -152,7 +152,7 @@ async fn exchange(o: &Options, addr: String) -> Result<Outcome, String> {
             Ok::<(), HandlerError>(())
         }
     };
-    let receiver = Receiver::start(
+    let receiver = Receiver::connect(
         ReceiverConfig {
             addresses: vec![addr.clone()],
             client_name: "loopback-receiver".into(),
@@ -210,7 +210,7 @@ async fn exchange(o: &Options, addr: String) -> Result<Outcome, String> {
     }
     let elapsed = start.elapsed();
     let _ = sender.close(Duration::from_secs(10)).await;
-    let _ = receiver.shutdown(Duration::from_secs(10)).await;
+    let _ = receiver.close(Duration::from_secs(10)).await;
     Ok((
         confirmed,
         failed,

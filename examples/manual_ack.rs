@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_concurrency: 8,
         ..ReceiverConfig::default()
     };
-    let (receiver, mut deliveries) = Receiver::stream(config).await?;
+    let (receiver, mut deliveries) = Receiver::connect_stream(config).await?;
 
     let sender = Sender::connect(SenderConfig::new(addr)).await?;
     for i in 1..=3 {
@@ -55,7 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .wait_for(Duration::from_secs(5), |s| s.stored_messages == 0)
         .await?;
     println!("broker stats: {:?}", broker.stats());
-    receiver.shutdown(Duration::from_secs(1)).await?;
+    receiver.close(Duration::from_secs(1)).await?;
     sender.close(Duration::from_secs(1)).await;
     broker.shutdown().await;
     Ok(())

@@ -595,7 +595,7 @@ async fn sdk_sender_and_receiver_through_the_gateway() {
     let f = fixture().await;
     let addr = f.gateway.addr().to_string();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let receiver = Receiver::start(
+    let receiver = Receiver::connect(
         ReceiverConfig {
             addresses: vec![addr.clone()],
             topic: "sdk".into(),
@@ -635,7 +635,7 @@ async fn sdk_sender_and_receiver_through_the_gateway() {
     assert_eq!(handled, ids);
     f.wait_stored(&f.stream, 0).await;
     receiver
-        .shutdown(Duration::from_secs(5))
+        .close(Duration::from_secs(5))
         .await
         .expect("shutdown");
 }

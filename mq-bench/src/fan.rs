@@ -206,7 +206,7 @@ pub async fn run(
                     Ok::<(), HandlerError>(())
                 }
             };
-            let r = Receiver::start(
+            let r = Receiver::connect(
                 ReceiverConfig {
                     addresses: vec![addr.clone()],
                     topic: format!("t{t}"),
@@ -271,7 +271,7 @@ pub async fn run(
         let _ = s.close(Duration::from_secs(5)).await;
     }
     for r in receivers {
-        let _ = r.shutdown(Duration::from_secs(5)).await;
+        let _ = r.close(Duration::from_secs(5)).await;
     }
     broker.stop().await;
     let hist = seen

@@ -156,7 +156,7 @@ async fn gateway(
             }
         }
     };
-    let receiver = Receiver::start(
+    let receiver = Receiver::connect(
         ReceiverConfig {
             addresses: vec![addr.clone()],
             topic: "bench".into(),
@@ -210,7 +210,7 @@ async fn gateway(
     }
     let e2e_elapsed = start.elapsed();
     let _ = sender.close(Duration::from_secs(5)).await;
-    let _ = receiver.shutdown(Duration::from_secs(5)).await;
+    let _ = receiver.close(Duration::from_secs(5)).await;
     gw.shutdown().await;
     if ok < load.count {
         return Err(format!(

@@ -139,7 +139,7 @@ pub async fn start_billing(
         group: "billing".into(),
         ..Default::default()
     };
-    Receiver::start(config, move |d: Delivery| {
+    Receiver::connect(config, move |d: Delivery| {
         let billed = billed.clone();
         async move {
             let order = String::from_utf8(d.payload().to_vec())

@@ -100,7 +100,7 @@ async fn consumer(db: &str, broker: String, mode: &str) {
                     },
                 )
                 .expect("handler");
-            Receiver::start(config, h).await
+            Receiver::connect(config, h).await
         }
         ("tx", None, Some(_)) => {
             let h = inbox
@@ -112,10 +112,10 @@ async fn consumer(db: &str, broker: String, mode: &str) {
                     },
                 )
                 .expect("handler");
-            Receiver::start(config, h).await
+            Receiver::connect(config, h).await
         }
         ("memory", Some(pool), _) => {
-            Receiver::start(config, move |d: Delivery| {
+            Receiver::connect(config, move |d: Delivery| {
                 let pool = pool.clone();
                 async move {
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(hme)?;
