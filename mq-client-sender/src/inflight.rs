@@ -75,23 +75,25 @@ pub(crate) struct CoreCounters {
     pub(crate) late_replies: u64,
 }
 
+/// One unresolved message. Kept dense: every in-flight message has one,
+/// and its size (times the table's load factor) is most of a message's
+/// memory cost beyond its payload. The total deadline and the entry's
+/// timer key are computed from `accepted` and `retry_at`, not stored.
 #[derive(Debug)]
 struct Entry<T> {
     /// Always `Frame::Message`; kept as a frame so the driver encodes it
     /// by reference, without cloning topic or headers.
     frame: Frame,
     attempt: u32,
-    /// Transmissions handed out so far.
-    transmissions: u32,
+    /// A transmission was handed out before (the next one is a
+    /// retransmission).
+    transmitted: bool,
     /// The current attempt has been handed to the driver for writing.
     on_wire: bool,
     /// The ID is in the transmit queue for the current attempt.
     queued: bool,
     accepted: Instant,
     retry_at: Instant,
-    total_at: Option<Instant>,
-    /// `min(retry_at, total_at)`; the key of this entry's live timer.
-    deadline: Instant,
     /// The last transient rejection, reported if the attempts run out.
     /// Boxed: rare, and 24 bytes less in every entry.
     rejection: Option<Box<(ErrorCode, String)>>,
@@ -104,6 +106,17 @@ impl<T> Entry<T> {
         if let Frame::Message(m) = &mut self.frame {
             m.attempt = n;
         }
+    }
+
+    /// `accepted + send_timeout`, if there is a total deadline.
+    fn total_at(&self, cfg: &CoreConfig) -> Option<Instant> {
+        cfg.send_timeout.map(|d| self.accepted + d)
+    }
+
+    /// `min(retry_at, total_at)`; the key of this entry's live timer.
+    fn deadline(&self, cfg: &CoreConfig) -> Instant {
+        self.total_at(cfg)
+            .map_or(self.retry_at, |t| t.min(self.retry_at))
     }
 }
 
@@ -179,23 +192,20 @@ impl<T, R: Rng> Inflight<T, R> {
         msg.attempt = 1;
         // What `arm` and `queue` do for attempt 1, without looking the
         // entry up twice more.
-        let total_at = self.cfg.send_timeout.map(|d| now + d);
         let retry_at = now + self.cfg.retry.delay(1, &mut self.rng);
-        let deadline = total_at.map_or(retry_at, |t| t.min(retry_at));
         let queued = self.connected;
-        slot.insert(Entry {
+        let e = slot.insert(Entry {
             frame: Frame::Message(msg),
             attempt: 1,
-            transmissions: 0,
+            transmitted: false,
             on_wire: false,
             queued,
             accepted: now,
             retry_at,
-            total_at,
-            deadline,
             rejection: None,
             data,
         });
+        let deadline = e.deadline(&self.cfg);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
         if queued {
@@ -211,8 +221,7 @@ impl<T, R: Rng> Inflight<T, R> {
             return;
         };
         e.retry_at = now + self.cfg.retry.delay(e.attempt, &mut self.rng);
-        let deadline = e.total_at.map_or(e.retry_at, |t| t.min(e.retry_at));
-        e.deadline = deadline;
+        let deadline = e.deadline(&self.cfg);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
     }
@@ -222,7 +231,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.timers = self
                 .entries
                 .iter()
-                .map(|(id, e)| Reverse((e.deadline, *id)))
+                .map(|(id, e)| Reverse((e.deadline(&self.cfg), *id)))
                 .collect();
         }
     }
@@ -249,10 +258,10 @@ impl<T, R: Rng> Inflight<T, R> {
                 Some(e) if e.queued => {
                     e.queued = false;
                     e.on_wire = true;
-                    if e.transmissions > 0 {
+                    if e.transmitted {
                         self.counters.retransmitted += 1;
                     }
-                    e.transmissions += 1;
+                    e.transmitted = true;
                     true
                 }
                 _ => false,
@@ -267,7 +276,7 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(Reverse((t, id))) = self.timers.peek().copied() {
             match self.entries.get(&id) {
-                Some(e) if e.deadline == t => return Some(t),
+                Some(e) if e.deadline(&self.cfg) == t => return Some(t),
                 _ => {
                     self.timers.pop();
                 }
@@ -293,7 +302,7 @@ impl<T, R: Rng> Inflight<T, R> {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let total_passed = e.total_at.is_some_and(|t| t <= now);
+        let total_passed = e.total_at(&self.cfg).is_some_and(|t| t <= now);
         if total_passed || e.attempt >= self.cfg.max_attempts {
             tracing::debug!(id = %id, attempts = e.attempt, total_passed, "giving up");
             self.exhausted(id);

@@ -519,3 +519,63 @@ fn default_config_confirms_after_many_losses_in_a_row() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Every in-flight message holds one entry (times the table's load factor)
+/// and one channel allocation holding a `Done`: these sizes are most of its
+/// memory cost beyond the payload (docs/BENCHMARKS.md, round 2). Growing
+/// them must be a decision, not an accident.
+#[test]
+fn in_flight_structures_stay_dense() {
+    use std::mem::size_of;
+    // Was 320 bytes (Frame 112, four instants, two semaphore permits, an
+    // inline callback) before round 2.
+    assert!(size_of::<Entry<crate::driver::Ticket>>() <= 192);
+    assert!(size_of::<crate::driver::Ticket>() <= 32);
+    // Was `Result<Receipt, SendError>`, 120 bytes.
+    assert!(size_of::<crate::driver::Done>() <= 16);
+}
+
+#[test]
+fn confirmed_round_trips_a_receipt() {
+    use crate::driver::{done, Confirmed};
+    let r = Receipt {
+        id: MessageId::new(7, 9),
+        attempts: 3,
+        elapsed: Duration::new(5, 123_456_789),
+        duplicate: true,
+    };
+    assert_eq!(Confirmed::new(&r).receipt(r.id), r);
+    let other = MessageId::new(1, 2);
+    assert_eq!(Confirmed::new(&r).receipt(other).id, other);
+    match done(Err(SendError::Timeout {
+        id: r.id,
+        attempts: 2,
+    })) {
+        Err(e) => assert!(matches!(*e, SendError::Timeout { attempts: 2, .. })),
+        Ok(c) => panic!("an error became {c:?}"),
+    }
+    // An elapsed time beyond u64 nanoseconds saturates instead of wrapping.
+    let long = Receipt {
+        elapsed: Duration::MAX,
+        ..r
+    };
+    assert_eq!(
+        Confirmed::new(&long).receipt(r.id).elapsed,
+        Duration::from_nanos(u64::MAX)
+    );
+}
+
+#[test]
+fn permits_merge_and_go_back_to_the_window() {
+    use crate::driver::Permits;
+    let mut p = Permits::default();
+    p.merge(Permits::one(100));
+    p.merge(Permits::one(28));
+    assert_eq!(
+        p,
+        Permits {
+            count: 2,
+            bytes: 128
+        }
+    );
+}
