@@ -34,7 +34,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use mq_protocol::{Backoff, ErrorCode, Frame, Message, MessageId, Reply, ReplyStatus};
+use bytes::Bytes;
+use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
 use rand::Rng;
 
 use crate::{OutgoingMessage, Receipt, SendError};
@@ -81,9 +82,8 @@ pub(crate) struct CoreCounters {
 /// timer key are computed from `accepted` and `retry_at`, not stored.
 #[derive(Debug)]
 struct Entry<T> {
-    /// Always `Frame::Message`; kept as a frame so the driver encodes it
-    /// by reference, without cloning topic or headers.
-    frame: Frame,
+    /// What is sent again on every attempt, byte for byte.
+    body: Body,
     attempt: u32,
     /// A transmission was handed out before (the next one is a
     /// retransmission).
@@ -100,12 +100,66 @@ struct Entry<T> {
     data: T,
 }
 
+/// The parts of a [`Message`] an entry keeps: 64 bytes where a `Frame`
+/// takes 112. The ID is the table's key and the attempt number the
+/// entry's; headers, usually empty, are boxed only when there are some.
+#[derive(Debug)]
+struct Body {
+    topic: String,
+    headers: Option<Box<Headers>>,
+    payload: Bytes,
+}
+
+impl Body {
+    fn new(msg: Message) -> Self {
+        let headers = (!msg.headers.is_empty()).then(|| Box::new(msg.headers));
+        Self {
+            topic: msg.topic,
+            headers,
+            payload: msg.payload,
+        }
+    }
+
+    /// Moves the parts out into the wire message for `(id, attempt)`,
+    /// leaving empty ones (no allocation); [`Body::put_back`] returns them.
+    fn lend(&mut self, id: MessageId, attempt: u32) -> Frame {
+        Frame::Message(Message {
+            id,
+            attempt,
+            topic: std::mem::take(&mut self.topic),
+            headers: self
+                .headers
+                .as_deref_mut()
+                .map_or_else(Headers::new, std::mem::take),
+            payload: std::mem::take(&mut self.payload),
+        })
+    }
+
+    /// Takes back what [`Body::lend`] lent (the box, if any, is reused).
+    fn put_back(&mut self, frame: Frame) {
+        if let Frame::Message(m) = frame {
+            self.topic = m.topic;
+            self.payload = m.payload;
+            if let Some(h) = self.headers.as_deref_mut() {
+                *h = m.headers;
+            }
+        }
+    }
+
+    fn into_message(self, id: MessageId, attempt: u32) -> Message {
+        Message {
+            id,
+            attempt,
+            topic: self.topic,
+            headers: self.headers.map_or_else(Headers::new, |h| *h),
+            payload: self.payload,
+        }
+    }
+}
+
 impl<T> Entry<T> {
     fn set_attempt(&mut self, n: u32) {
         self.attempt = n;
-        if let Frame::Message(m) = &mut self.frame {
-            m.attempt = n;
-        }
     }
 
     /// `accepted + send_timeout`, if there is a total deadline.
@@ -181,7 +235,7 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn insert(
         &mut self,
         now: Instant,
-        mut msg: Message,
+        msg: Message,
         data: T,
     ) -> Result<(), (Message, T)> {
         let id = msg.id;
@@ -189,13 +243,12 @@ impl<T, R: Rng> Inflight<T, R> {
             std::collections::hash_map::Entry::Occupied(_) => return Err((msg, data)),
             std::collections::hash_map::Entry::Vacant(v) => v,
         };
-        msg.attempt = 1;
         // What `arm` and `queue` do for attempt 1, without looking the
         // entry up twice more.
         let retry_at = now + self.cfg.retry.delay(1, &mut self.rng);
         let queued = self.connected;
         let e = slot.insert(Entry {
-            frame: Frame::Message(msg),
+            body: Body::new(msg),
             attempt: 1,
             transmitted: false,
             on_wire: false,
@@ -249,26 +302,32 @@ impl<T, R: Rng> Inflight<T, R> {
         }
     }
 
-    /// The next frame to write (always a `Message`), or `None`. The frame is
-    /// counted as on the wire from here.
-    pub(crate) fn poll_transmit(&mut self) -> Option<&Frame> {
+    /// Hands the next frame to write (always a `Message`) to `write` and
+    /// returns what it returns, or `None` when nothing is queued. The frame
+    /// is counted as on the wire from here.
+    ///
+    /// The frame is assembled from the entry's parts for the call and taken
+    /// apart again after it (moves, no allocation), so the table keeps one
+    /// copy of each message and no frame.
+    pub(crate) fn poll_transmit<W>(&mut self, write: impl FnOnce(&Frame) -> W) -> Option<W> {
         loop {
             let id = self.transmit.pop_front()?;
-            let ready = match self.entries.get_mut(&id) {
-                Some(e) if e.queued => {
-                    e.queued = false;
-                    e.on_wire = true;
-                    if e.transmitted {
-                        self.counters.retransmitted += 1;
-                    }
-                    e.transmitted = true;
-                    true
-                }
-                _ => false,
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
             };
-            if ready {
-                return self.entries.get(&id).map(|e| &e.frame);
+            if !e.queued {
+                continue;
             }
+            e.queued = false;
+            e.on_wire = true;
+            if e.transmitted {
+                self.counters.retransmitted += 1;
+            }
+            e.transmitted = true;
+            let frame = e.body.lend(id, e.attempt);
+            let out = write(&frame);
+            e.body.put_back(frame);
+            return Some(out);
         }
     }
 
@@ -444,10 +503,8 @@ impl<T, R: Rng> Inflight<T, R> {
     /// size of a broker reached after a reconnect. The message is given back.
     pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
         if let Some(e) = self.entries.remove(&id) {
-            let size = e.frame.frame_size();
-            let Frame::Message(msg) = e.frame else {
-                return;
-            };
+            let msg = e.body.into_message(id, e.attempt);
+            let size = msg.frame_size();
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,

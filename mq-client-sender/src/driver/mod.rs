@@ -504,13 +504,15 @@ impl Driver {
         };
         let mut too_large: Vec<MessageId> = Vec::new();
         while w.buf.len() < WRITE_HIGH_WATER {
-            let Some(frame) = self.core.poll_transmit() else {
-                break;
-            };
-            if frame.frame_size() > w.max_frame() || w.push(frame).is_err() {
-                if let Frame::Message(m) = frame {
-                    too_large.push(m.id);
+            let written = self.core.poll_transmit(|frame| {
+                if frame.frame_size() > w.max_frame() || w.push(frame).is_err() {
+                    if let Frame::Message(m) = frame {
+                        too_large.push(m.id);
+                    }
                 }
+            });
+            if written.is_none() {
+                break;
             }
         }
         let max = w.max_frame();
