@@ -79,7 +79,8 @@ pub(crate) struct CoreCounters {
 /// One unresolved message. Kept dense: every in-flight message has one,
 /// and its size (times the table's load factor) is most of a message's
 /// memory cost beyond its payload. The total deadline and the entry's
-/// timer key are computed from `accepted` and `retry_at`, not stored.
+/// timer key are computed from `accepted` and `retry_at`, not stored, and
+/// instants are [`Tick`]s (8 bytes, where an `Instant` takes 16).
 #[derive(Debug)]
 struct Entry<T> {
     /// What is sent again on every attempt, byte for byte.
@@ -92,8 +93,8 @@ struct Entry<T> {
     on_wire: bool,
     /// The ID is in the transmit queue for the current attempt.
     queued: bool,
-    accepted: Instant,
-    retry_at: Instant,
+    accepted: Tick,
+    retry_at: Tick,
     /// The last transient rejection, reported if the attempts run out.
     /// Boxed: rare, and 24 bytes less in every entry.
     rejection: Option<Box<(ErrorCode, String)>>,
@@ -163,18 +164,28 @@ impl<T> Entry<T> {
     }
 
     /// `accepted + send_timeout`, if there is a total deadline.
-    fn total_at(&self, cfg: &CoreConfig) -> Option<Instant> {
-        cfg.send_timeout.map(|d| self.accepted + d)
+    fn total_at(&self, cfg: &CoreConfig) -> Option<Tick> {
+        cfg.send_timeout
+            .map(|d| self.accepted.saturating_add(nanos(d)))
     }
 
     /// `min(retry_at, total_at)`; the key of this entry's live timer.
-    fn deadline(&self, cfg: &CoreConfig) -> Instant {
+    fn deadline(&self, cfg: &CoreConfig) -> Tick {
         self.total_at(cfg)
             .map_or(self.retry_at, |t| t.min(self.retry_at))
     }
 }
 
 type IdMap<V> = mq_protocol::hash::FastMap<MessageId, V>;
+
+/// An instant as nanoseconds after the core's epoch (the `now` of its first
+/// insert). Exact: `Instant` counts nanoseconds, and so does this.
+type Tick = u64;
+
+/// A duration in nanoseconds, saturating (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// The in-flight table. `T` is the caller's per-message data (the driver
 /// keeps the completion and window permits there), returned in the outcome.
@@ -185,11 +196,19 @@ pub(crate) struct Inflight<T, R> {
     /// Min-heap of `(deadline, id)`; entries whose deadline changed since are
     /// stale and skipped (lazy deletion), and the heap is rebuilt when stale
     /// ones dominate.
-    timers: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    timers: BinaryHeap<Reverse<(Tick, MessageId)>>,
+    /// What [`Tick`]s count from; set by the first insert (no entry, no
+    /// tick, before it).
+    epoch: Option<Instant>,
     transmit: VecDeque<MessageId>,
     outcomes: VecDeque<Outcome<T>>,
     connected: bool,
     counters: CoreCounters,
+}
+
+/// `now` as a [`Tick`] after `epoch` (0 for an earlier instant).
+fn tick(epoch: Instant, now: Instant) -> Tick {
+    nanos(now.saturating_duration_since(epoch))
 }
 
 impl<T, R: Rng> Inflight<T, R> {
@@ -200,6 +219,7 @@ impl<T, R: Rng> Inflight<T, R> {
             rng,
             entries: IdMap::default(),
             timers: BinaryHeap::new(),
+            epoch: None,
             transmit: VecDeque::new(),
             outcomes: VecDeque::new(),
             connected: false,
@@ -245,7 +265,9 @@ impl<T, R: Rng> Inflight<T, R> {
         };
         // What `arm` and `queue` do for attempt 1, without looking the
         // entry up twice more.
-        let retry_at = now + self.cfg.retry.delay(1, &mut self.rng);
+        let epoch = *self.epoch.get_or_insert(now);
+        let accepted = tick(epoch, now);
+        let retry_at = accepted.saturating_add(nanos(self.cfg.retry.delay(1, &mut self.rng)));
         let queued = self.connected;
         let e = slot.insert(Entry {
             body: Body::new(msg),
@@ -253,7 +275,7 @@ impl<T, R: Rng> Inflight<T, R> {
             transmitted: false,
             on_wire: false,
             queued,
-            accepted: now,
+            accepted,
             retry_at,
             rejection: None,
             data,
@@ -273,7 +295,8 @@ impl<T, R: Rng> Inflight<T, R> {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        e.retry_at = now + self.cfg.retry.delay(e.attempt, &mut self.rng);
+        let now = self.epoch.map_or(0, |epoch| tick(epoch, now));
+        e.retry_at = now.saturating_add(nanos(self.cfg.retry.delay(e.attempt, &mut self.rng)));
         let deadline = e.deadline(&self.cfg);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
@@ -333,6 +356,13 @@ impl<T, R: Rng> Inflight<T, R> {
 
     /// The earliest deadline of any unresolved message.
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        let epoch = self.epoch?;
+        self.next_deadline()
+            .map(|t| epoch + Duration::from_nanos(t))
+    }
+
+    /// The earliest live timer, dropping stale ones.
+    fn next_deadline(&mut self) -> Option<Tick> {
         while let Some(Reverse((t, id))) = self.timers.peek().copied() {
             match self.entries.get(&id) {
                 Some(e) if e.deadline(&self.cfg) == t => return Some(t),
@@ -346,22 +376,27 @@ impl<T, R: Rng> Inflight<T, R> {
 
     /// Fires every deadline at or before `now`: retransmissions and failures.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        while let Some(t) = self.poll_timeout() {
-            if t > now {
+        let Some(epoch) = self.epoch else {
+            return;
+        };
+        // An instant before the epoch is before every deadline.
+        let now_tick = tick(epoch, now);
+        while let Some(t) = self.next_deadline() {
+            if t > now_tick || now < epoch {
                 break;
             }
             let Some(Reverse((_, id))) = self.timers.pop() else {
                 break;
             };
-            self.expire(id, now);
+            self.expire(id, now, now_tick);
         }
     }
 
-    fn expire(&mut self, id: MessageId, now: Instant) {
+    fn expire(&mut self, id: MessageId, now: Instant, now_tick: Tick) {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let total_passed = e.total_at(&self.cfg).is_some_and(|t| t <= now);
+        let total_passed = e.total_at(&self.cfg).is_some_and(|t| t <= now_tick);
         if total_passed || e.attempt >= self.cfg.max_attempts {
             tracing::debug!(id = %id, attempts = e.attempt, total_passed, "giving up");
             self.exhausted(id);
@@ -416,7 +451,9 @@ impl<T, R: Rng> Inflight<T, R> {
                 let receipt = Receipt {
                     id,
                     attempts: e.attempt,
-                    elapsed: now.saturating_duration_since(e.accepted),
+                    elapsed: self.epoch.map_or(Duration::ZERO, |epoch| {
+                        now.saturating_duration_since(epoch + Duration::from_nanos(e.accepted))
+                    }),
                     duplicate: reply.status == ReplyStatus::Duplicate,
                 };
                 self.resolve(id, Ok(receipt));

@@ -531,7 +531,7 @@ fn in_flight_structures_stay_dense() {
     use std::mem::size_of;
     // Was 320 bytes (Frame 112, four instants, two semaphore permits, an
     // inline callback) before round 2.
-    assert!(size_of::<Entry<crate::driver::Ticket>>() <= 144);
+    assert!(size_of::<Entry<crate::driver::Ticket>>() <= 128);
     assert!(size_of::<Body>() <= 64);
     assert!(size_of::<crate::driver::Ticket>() <= 32);
     // Was `Result<Receipt, SendError>`, 120 bytes.
@@ -637,5 +637,38 @@ fn retransmissions_carry_the_same_message() {
             assert_eq!(message, OutgoingMessage::from_wire(original, false));
         }
         other => panic!("expected TooLarge with the message, got {other:?}"),
+    }
+}
+
+/// Entries keep instants as nanoseconds after the first insert: a later
+/// message's deadline and elapsed time stay exact to the nanosecond, and
+/// an instant before that epoch fires nothing.
+#[test]
+fn tick_instants_are_exact() {
+    let t0 = Instant::now();
+    let odd = Duration::from_nanos(123_457);
+    let mut c = core(cfg(3, 0.0, Some(150 * MS)), 1);
+    c.on_connected(t0);
+    c.insert(t0, msg(1), 0).unwrap();
+    c.insert(t0 + odd, msg(2), 0).unwrap();
+    assert_eq!(sent(&mut c), vec![(1, 1), (2, 1)]);
+    c.handle_timeout(t0.checked_sub(MS).unwrap_or(t0));
+    assert!(sent(&mut c).is_empty());
+    c.handle_reply(t0 + 100 * MS, reply(1, 2, ReplyStatus::Stored));
+    c.handle_timeout(t0 + odd + 100 * MS - Duration::from_nanos(1));
+    assert!(sent(&mut c).is_empty(), "one nanosecond early");
+    assert_eq!(c.poll_timeout(), Some(t0 + odd + 100 * MS));
+    c.handle_timeout(t0 + odd + 100 * MS);
+    assert_eq!(sent(&mut c), vec![(2, 2)]);
+    // The total deadline (150 ms) comes before the second retry (200 ms).
+    assert_eq!(c.poll_timeout(), Some(t0 + odd + 150 * MS));
+    let at = t0 + odd + 120 * MS + Duration::from_nanos(3);
+    c.handle_reply(at, reply(2, 2, ReplyStatus::Stored));
+    match outcomes(&mut c).as_slice() {
+        [(1, Ok(r1)), (2, Ok(r2))] => {
+            assert_eq!(r1.elapsed, 100 * MS);
+            assert_eq!(r2.elapsed, 120 * MS + Duration::from_nanos(3));
+        }
+        other => panic!("{other:?}"),
     }
 }
