@@ -17,6 +17,7 @@ use mq_conn::{BoxIo, SharedConnector};
 
 mod driver;
 mod lazy;
+mod window;
 
 /// The test's side of the fake network: each connect of the sender hands
 /// the broker end of a fresh duplex pipe to `accept`.
