@@ -267,7 +267,7 @@ impl<T, R: Rng> Inflight<T, R> {
         // entry up twice more.
         let epoch = *self.epoch.get_or_insert(now);
         let accepted = tick(epoch, now);
-        let retry_at = accepted.saturating_add(nanos(self.cfg.retry.delay(1, &mut self.rng)));
+        let retry_at = accepted.saturating_add(nanos(self.cfg.retry.delay_with(1, self.rng.gen())));
         let queued = self.connected;
         let e = slot.insert(Entry {
             body: Body::new(msg),
@@ -296,7 +296,8 @@ impl<T, R: Rng> Inflight<T, R> {
             return;
         };
         let now = self.epoch.map_or(0, |epoch| tick(epoch, now));
-        e.retry_at = now.saturating_add(nanos(self.cfg.retry.delay(e.attempt, &mut self.rng)));
+        e.retry_at =
+            now.saturating_add(nanos(self.cfg.retry.delay_with(e.attempt, self.rng.gen())));
         let deadline = e.deadline(&self.cfg);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();

@@ -407,7 +407,9 @@ impl Driver {
         match r {
             Ok(est) => self.install(now, est),
             Err(e) => {
-                let (attempt, delay) = self.reconnect.on_failed(std_now(now), &mut self.rng);
+                let (attempt, delay) = self
+                    .reconnect
+                    .on_failed(std_now(now), rand::Rng::gen(&mut self.rng));
                 tracing::warn!(error = %e, round = attempt, retry_in = ?delay, "reconnect failed");
                 self.shared
                     .events
