@@ -81,12 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (_, Some(p)) => sqlx::query(CHARGES).execute(p).await.map(|_| ())?,
         _ => return Err("unknown database".into()),
     }
-    let config = ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: "orders.created".into(),
-        group: "billing".into(),
-        ..Default::default()
-    };
+    let config = ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic("orders.created")
+        .group("billing");
     let progress = Arc::new(Notify::new());
 
     let first = start_consumer(&inbox, config.clone(), progress.clone()).await?;

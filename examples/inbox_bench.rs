@@ -95,14 +95,12 @@ async fn one_run(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let sqlite_url = format!("sqlite:{}", dir.join("bench.db").display());
-    let config = ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: "bench".into(),
-        group: "g".into(),
-        prefetch: 256,
-        max_concurrency: 16,
-        ..Default::default()
-    };
+    let config = ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic("bench")
+        .group("g")
+        .prefetch(256)
+        .max_concurrency(16);
     let mut ic = InboxConfig::default();
     ic.max_connections = 16;
     let inbox = match variant {

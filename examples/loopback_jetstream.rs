@@ -153,23 +153,21 @@ async fn exchange(o: &Options, addr: String) -> Result<Outcome, String> {
         }
     };
     let receiver = Receiver::connect(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            client_name: "loopback-receiver".into(),
-            topic: TOPIC.into(),
-            group: GROUP.into(),
-            seed: Some(o.seed),
-            ..ReceiverConfig::default()
-        },
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .client_name("loopback-receiver")
+            .topic(TOPIC)
+            .group(GROUP)
+            .seed(Some(o.seed)),
         handler,
     )
     .await
     .map_err(|e| format!("receiver: {e}"))?;
-    let sender = Sender::connect(SenderConfig {
-        client_name: "loopback-sender".into(),
-        seed: Some(o.seed),
-        ..SenderConfig::new(addr)
-    })
+    let sender = Sender::connect(
+        SenderConfig::new(addr)
+            .client_name("loopback-sender")
+            .seed(Some(o.seed)),
+    )
     .await
     .map_err(|e| format!("sender: {e}"))?;
 

@@ -16,15 +16,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let broker = MockBroker::start(BrokerConfig::default()).await?;
     let addr = broker.addr().to_string();
 
-    let config = ReceiverConfig {
-        addresses: vec![addr.clone()],
-        topic: "invoices".into(),
-        group: "printer".into(),
-        ack_mode: AckMode::Manual,
-        prefetch: 8,
-        max_concurrency: 8,
-        ..ReceiverConfig::default()
-    };
+    let config = ReceiverConfig::default()
+        .addresses(vec![addr.clone()])
+        .topic("invoices")
+        .group("printer")
+        .ack_mode(AckMode::Manual)
+        .prefetch(8)
+        .max_concurrency(8);
     let (receiver, mut deliveries) = Receiver::connect_stream(config).await?;
 
     let sender = Sender::connect(SenderConfig::new(addr)).await?;

@@ -596,12 +596,10 @@ async fn sdk_sender_and_receiver_through_the_gateway() {
     let addr = f.gateway.addr().to_string();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let receiver = Receiver::connect(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            topic: "sdk".into(),
-            group: "g".into(),
-            ..Default::default()
-        },
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .topic("sdk")
+            .group("g"),
         move |d: Delivery| {
             let tx = tx.clone();
             async move {

@@ -65,26 +65,20 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
             }
         }
     };
-    let mut builder = Receiver::builder(ReceiverConfig {
-        addresses: vec![addr.clone()],
-        topic: "bench".into(),
-        group: "bench".into(),
-        prefetch: PREFETCH,
-        max_concurrency: MAX_CONCURRENCY,
-        ..Default::default()
-    });
+    let mut builder = Receiver::builder(
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .topic("bench")
+            .group("bench")
+            .prefetch(PREFETCH)
+            .max_concurrency(MAX_CONCURRENCY),
+    );
     if load.tls {
         builder = builder.tls(crate::tls::pki()?.client.clone());
     }
     let receiver = builder.connect(handler).await?;
-    let sender = crate::tls::sender(
-        SenderConfig {
-            max_in_flight: load.window,
-            ..SenderConfig::new(addr)
-        },
-        load.tls,
-    )
-    .await?;
+    let sender =
+        crate::tls::sender(SenderConfig::new(addr).max_in_flight(load.window), load.tls).await?;
 
     let filler = vec![0x5a; load.payload.max(8) - 8];
     let done = seen.done.notified();

@@ -207,14 +207,12 @@ pub async fn run(
                 }
             };
             let r = Receiver::connect(
-                ReceiverConfig {
-                    addresses: vec![addr.clone()],
-                    topic: format!("t{t}"),
-                    group: format!("g{g}"),
-                    prefetch,
-                    max_concurrency: 64,
-                    ..Default::default()
-                },
+                ReceiverConfig::default()
+                    .addresses(vec![addr.clone()])
+                    .topic(format!("t{t}"))
+                    .group(format!("g{g}"))
+                    .prefetch(prefetch)
+                    .max_concurrency(64),
                 handler,
             )
             .await?;
@@ -223,13 +221,7 @@ pub async fn run(
     }
     let mut senders = Vec::new();
     for _ in 0..shape.senders {
-        senders.push(
-            Sender::connect(SenderConfig {
-                max_in_flight: window,
-                ..SenderConfig::new(addr.clone())
-            })
-            .await?,
-        );
+        senders.push(Sender::connect(SenderConfig::new(addr.clone()).max_in_flight(window)).await?);
     }
 
     let done = seen.done.notified();

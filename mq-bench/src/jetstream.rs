@@ -157,22 +157,16 @@ async fn gateway(
         }
     };
     let receiver = Receiver::connect(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            topic: "bench".into(),
-            group: "bench".into(),
-            prefetch: PREFETCH,
-            max_concurrency: MAX_CONCURRENCY,
-            ..Default::default()
-        },
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .topic("bench")
+            .group("bench")
+            .prefetch(PREFETCH)
+            .max_concurrency(MAX_CONCURRENCY),
         handler,
     )
     .await?;
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: load.window,
-        ..SenderConfig::new(addr)
-    })
-    .await?;
+    let sender = Sender::connect(SenderConfig::new(addr).max_in_flight(load.window)).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<(PendingSend, u64)>();
     let collector = {
         let pb = pb.clone();

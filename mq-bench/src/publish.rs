@@ -70,10 +70,7 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
     let config = broker_config(&load)?;
     let broker = MockBroker::start(config.clone()).await?;
     let sender = crate::tls::sender(
-        SenderConfig {
-            max_in_flight: load.window,
-            ..SenderConfig::new(broker.addr().to_string())
-        },
+        SenderConfig::new(broker.addr().to_string()).max_in_flight(load.window),
         load.tls,
     )
     .await?;

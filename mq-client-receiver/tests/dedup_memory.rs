@@ -104,11 +104,9 @@ fn gaps_evictions_and_expiry_are_estimated_from_above() {
         }
     });
     // Past every bound: the estimate still covers what is left.
-    let tight = DedupConfig {
-        max_producers: 300,
-        max_ranges_per_producer: 50,
-        ..Default::default()
-    };
+    let tight = DedupConfig::default()
+        .max_producers(300)
+        .max_ranges_per_producer(50);
     check("bounded churn", tight, |w| {
         for p in 0..1_000 {
             for seq in (0..400).step_by(3) {

@@ -157,10 +157,7 @@ impl Sender {
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), mq_client_sender::ConnectError> {
-    /// let cfg = mq_client_sender::SenderConfig {
-    ///     addresses: vec!["10.0.0.1:7878".into(), "10.0.0.2:7878".into()],
-    ///     ..Default::default()
-    /// };
+    /// let cfg = mq_client_sender::SenderConfig::default().addresses(vec!["10.0.0.1:7878".into(), "10.0.0.2:7878".into()]);
     /// let sender = mq_client_sender::Sender::connect(cfg).await?;
     /// # Ok(()) }
     /// ```

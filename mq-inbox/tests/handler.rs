@@ -19,12 +19,10 @@ use sqlx::{Sqlite, Transaction};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn config(broker: &MockBroker) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: "t".into(),
-        group: "g".into(),
-        ..Default::default()
-    }
+    ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic("t")
+        .group("g")
 }
 
 async fn fast_broker() -> MockBroker {

@@ -50,30 +50,26 @@ pub enum HarnessError {
 }
 
 fn sender_config(s: &Scenario, addr: String, generation: u64) -> SenderConfig {
-    SenderConfig {
-        max_in_flight: s.window,
-        retry: s.retry,
-        max_attempts: s.max_attempts,
-        send_timeout: s.send_timeout,
-        reconnect: s.reconnect,
-        seed: Some(s.seed.wrapping_add(generation)),
-        client_name: format!("{}-sender-{generation}", s.name),
-        ..SenderConfig::new(addr)
-    }
+    SenderConfig::new(addr)
+        .max_in_flight(s.window)
+        .retry(s.retry)
+        .max_attempts(s.max_attempts)
+        .send_timeout(s.send_timeout)
+        .reconnect(s.reconnect)
+        .seed(Some(s.seed.wrapping_add(generation)))
+        .client_name(format!("{}-sender-{generation}", s.name))
 }
 
 fn receiver_config(s: &Scenario, addr: String) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![addr],
-        client_name: format!("{}-receiver", s.name),
-        topic: TOPIC.into(),
-        group: GROUP.into(),
-        prefetch: s.prefetch,
-        max_concurrency: s.concurrency,
-        reconnect: s.reconnect,
-        seed: Some(s.seed),
-        ..ReceiverConfig::default()
-    }
+    ReceiverConfig::default()
+        .addresses(vec![addr])
+        .client_name(format!("{}-receiver", s.name))
+        .topic(TOPIC)
+        .group(GROUP)
+        .prefetch(s.prefetch)
+        .max_concurrency(s.concurrency)
+        .reconnect(s.reconnect)
+        .seed(Some(s.seed))
 }
 
 fn broker_config(s: &Scenario) -> BrokerConfig {
