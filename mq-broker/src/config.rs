@@ -123,6 +123,11 @@ pub struct BrokerConfig {
     /// first group of one more topic gets `SubscribeError(LIMIT_REACHED)`.
     /// Default 100 000.
     pub max_topics: usize,
+    /// TLS: a second listener (or the only one, with
+    /// [`TlsConfig::tls_only`](crate::TlsConfig::tls_only)) whose
+    /// connections start with a TLS handshake, bounded by
+    /// `handshake_timeout`. Default `None`: plaintext only.
+    pub tls: Option<crate::TlsConfig>,
 }
 
 /// Prints every field but the auth token, which shows as `"<redacted>"`.
@@ -163,6 +168,7 @@ impl std::fmt::Debug for BrokerConfig {
             )
             .field("max_groups_per_topic", &self.max_groups_per_topic)
             .field("max_topics", &self.max_topics)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -311,6 +317,7 @@ impl Default for BrokerConfig {
             max_subscriptions_per_connection: 1024,
             max_groups_per_topic: 64,
             max_topics: 100_000,
+            tls: None,
         }
     }
 }
@@ -357,6 +364,17 @@ pub enum ConfigError {
     /// The redelivery backoff is invalid; the inner error names the field.
     #[error("redelivery: {0}")]
     Redelivery(#[from] BackoffError),
+    /// A TLS certificate, key or client-CA input is unusable: which one,
+    /// its file (when read from one) and what is wrong.
+    #[error("{what}{}: {reason}", crate::tls::file_suffix(file))]
+    Tls {
+        /// `"TLS certificate"`, `"TLS private key"` or `"TLS client CA"`.
+        what: &'static str,
+        /// The file, if it came from one.
+        file: Option<PathBuf>,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl BrokerConfig {

@@ -55,6 +55,35 @@ pub(crate) async fn serve_tcp(shared: Arc<Shared>, stream: TcpStream, crash: Can
     serve(shared, rd, wr, peer, crash).await;
 }
 
+/// Serves one connection accepted on the TLS listener: the TLS handshake
+/// (within `handshake_timeout`, in this connection's task), then the
+/// protocol as [`serve`]. A failed or timed-out handshake is logged and
+/// counted and closes this connection only.
+pub(crate) async fn serve_tls(
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    crash: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let limit = shared.config.handshake_timeout;
+    let failed = |why: String| {
+        tracing::info!(%peer, "TLS handshake failed, connection closed: {why}");
+        shared.count(|s| s.tls_handshake_failures += 1);
+    };
+    let shaken = tokio::select! {
+        _ = crash.cancelled() => return,
+        _ = shared.shutdown.cancelled() => return,
+        r = crate::tls::handshake(&acceptor, stream, limit, failed) => r,
+    };
+    if let Some(tls) = shaken {
+        shared.count(|s| s.tls_handshakes += 1);
+        let (rd, wr) = tokio::io::split(tls);
+        serve(shared, rd, wr, Some(peer), crash).await;
+    }
+}
+
 /// Serves one connection, given as its two halves, until it ends.
 pub(crate) async fn serve<R, W>(
     shared: Arc<Shared>,

@@ -114,6 +114,37 @@
 //! Acks of IDs not outstanding with that subscription are ignored and
 //! counted (`acks_ignored`).
 //!
+//! # TLS
+//!
+//! `BrokerConfig::tls` adds a TLS listener ([`TlsConfig`]: certificate
+//! chain and key from PEM, an optional client CA for mutual TLS, its own
+//! address, and TLS-only mode without the plaintext listener). Read its
+//! address back with [`Broker::tls_addr`]. Each connection's TLS handshake
+//! runs in that connection's task within `handshake_timeout`; a failed one
+//! closes that connection only and is counted
+//! (`BrokerStats::tls_handshake_failures`). rustls with the `ring`
+//! provider, TLS 1.2 and 1.3, no ALPN (PROTOCOL.md §2.2a).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use mq_broker::{Broker, BrokerConfig, TlsConfig};
+//!
+//! // A self-signed certificate for the test (rcgen); real ones come from
+//! // files: TlsConfig::from_pem_files("server.pem", "server.key", None).
+//! let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+//! let tls = TlsConfig::from_pem(
+//!     cert.cert.pem().as_bytes(),
+//!     cert.signing_key.serialize_pem().as_bytes(),
+//!     None, // or Some(client_ca_pem) for mutual TLS
+//! )?
+//! .tls_only(true);
+//! let broker = Broker::start(BrokerConfig { tls: Some(tls), ..Default::default() }).await?;
+//! assert_eq!(broker.tls_addr(), Some(broker.addr())); // TLS only
+//! broker.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # Bounds
 //!
 //! Every bound is a field of [`BrokerConfig`]:
@@ -172,6 +203,7 @@
 //! * `faults`: fault decisions; `state`: core plus writers plus faults under
 //!   one lock.
 //! * `conn`: one connection's handshake, reader and writer.
+//! * `tls`: [`TlsConfig`] and the per-connection TLS handshake.
 //! * `server`: [`Broker`], the accept loop and the timer task.
 //! * `inspect`, `stats`: what tests can look at.
 //!
@@ -228,6 +260,7 @@ mod state;
 mod stats;
 mod store;
 mod timers;
+mod tls;
 mod views;
 
 pub use config::{
@@ -239,6 +272,7 @@ pub use inspect::{DeadLetter, GroupInfo, Inspection, StoredInfo, SubscriptionInf
 pub use jetstream::{Gateway, GatewayError, GatewayStats, JetStreamConfig};
 pub use server::{Broker, RestartMode};
 pub use stats::BrokerStats;
+pub use tls::TlsConfig;
 pub use views::{
     DeadLetterError, DeadLetterView, GroupView, MemberView, Overview, ProducerView, TopicSummary,
     TopicView, PREVIEW_BYTES,

@@ -3,7 +3,25 @@
 //! answered with a permanent `Rejected`, and the connection lives
 //! (PROTOCOL.md §2.3, §5.3).
 
-use mq_protocol::{ErrorCode, Message, MAX_TOPIC_LEN};
+use mq_protocol::{ErrorCode, Message, MAX_NAME_LEN, MAX_TOPIC_LEN};
+
+/// Checks a `Subscribe`'s topic and group names (the same rule for the core
+/// and the gateway): the `SubscribeError` code and reason if one is out of
+/// the protocol's limits.
+pub(crate) fn check_subscribe_names(topic: &str, group: &str) -> Result<(), (ErrorCode, String)> {
+    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
+        let why = format!(
+            "topic is {} bytes; it must be 1..={MAX_TOPIC_LEN}",
+            topic.len()
+        );
+        return Err((ErrorCode::INVALID_TOPIC, why));
+    }
+    if group.len() > MAX_NAME_LEN {
+        let why = format!("group is {} bytes; at most {MAX_NAME_LEN}", group.len());
+        return Err((ErrorCode::INVALID_GROUP, why));
+    }
+    Ok(())
+}
 
 /// Bytes a message counts for against `max_message_size`: payload plus
 /// header keys and values.

@@ -21,6 +21,11 @@
 //! code is 0 after a requested shutdown, 1 if the broker could not start or
 //! stopped by itself (a failed fdatasync).
 //!
+//! `--tls-listen ADDR --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]`
+//! adds a TLS listener (mutual TLS with a client CA); without `--listen`
+//! it is the only one (TLS only). Stdout then says `tls on ADDR`, after the
+//! `listening on ADDR` line of the plaintext listener if there is one.
+//!
 //! `--admin-listen 127.0.0.1:7879` adds the admin pages, JSON API and
 //! Prometheus `/metrics` (see `mq_broker::admin`); a second stdout line
 //! `admin on http://ADDR` says where.
@@ -33,7 +38,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mq_broker::admin::{AdminConfig, AdminServer};
-use mq_broker::{Broker, BrokerConfig, DiskStorage, Gateway, JetStreamConfig, Storage};
+use mq_broker::{Broker, BrokerConfig, DiskStorage, Gateway, JetStreamConfig, Storage, TlsConfig};
 use serde::Deserialize;
 
 /// The MQ broker: stores every message on disk (fdatasync before `Stored`),
@@ -46,9 +51,24 @@ struct Args {
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:7878].
+    /// Address to listen on, plaintext [default: 127.0.0.1:7878; none
+    /// when --tls-listen is given without it: TLS only].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Serve TLS on this address too (needs --tls-cert and --tls-key).
+    /// Without --listen, the broker listens on TLS only.
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+    /// The server's certificate chain for TLS, PEM (leaf first).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: CA certificates (PEM) a client's certificate must chain
+    /// to; a client without one is refused during the TLS handshake.
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// Directory of the journal (created if missing; one broker at a time).
     #[arg(long, required_unless_present_any = ["in_memory", "config", "backend", "nats"])]
     data_dir: Option<PathBuf>,
@@ -164,6 +184,10 @@ impl Args {
         }
         take!(
             listen,
+            tls_listen,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
             data_dir,
             backend,
             nats,
@@ -210,6 +234,7 @@ impl Args {
                 .unwrap_or_else(|| "mq-broker".into()),
             auth_token: self.token.clone(),
             record_landings: false,
+            tls: self.tls_config()?,
             ..BrokerConfig::default()
         };
         macro_rules! set {
@@ -273,6 +298,29 @@ impl Args {
         };
         c.validate().map_err(|e| format!("{e} (see --help)"))?;
         Ok(c)
+    }
+
+    /// TLS, if `tls_listen` is set: TLS only unless `listen` is set too.
+    fn tls_config(&self) -> Result<Option<TlsConfig>, String> {
+        let (cert, key) = match (self.tls_listen, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => {
+                if self.tls_client_ca.is_some() {
+                    return Err(
+                        "--tls-client-ca needs --tls-listen, --tls-cert and --tls-key".into(),
+                    );
+                }
+                return Ok(None);
+            }
+            (Some(_), Some(cert), Some(key)) => (cert, key),
+            _ => {
+                return Err("TLS needs all three of --tls-listen, --tls-cert and --tls-key".into())
+            }
+        };
+        let tls = TlsConfig::from_pem_files(cert, key, self.tls_client_ca.as_deref())
+            .map_err(|e| e.to_string())?;
+        Ok(self
+            .tls_listen
+            .map(|addr| tls.listen(addr).tls_only(self.listen.is_none())))
     }
 
     /// The admin server's settings, if `admin_listen` is set.
@@ -422,7 +470,7 @@ async fn main() -> ExitCode {
         },
         None => None,
     };
-    println!("listening on {}", broker.addr());
+    print_addrs(broker.addr(), broker.tls_addr());
     if let Some(a) = &admin {
         println!("admin on http://{}", a.addr());
     }
@@ -463,6 +511,18 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The stdout lines saying where the broker serves: `listening on ADDR`
+/// for the plaintext listener (none in TLS-only mode), `tls on ADDR` for
+/// the TLS one.
+fn print_addrs(addr: SocketAddr, tls: Option<SocketAddr>) {
+    if tls != Some(addr) {
+        println!("listening on {addr}");
+    }
+    if let Some(t) = tls {
+        println!("tls on {t}");
+    }
+}
+
 /// `--backend jetstream`: the gateway until SIGTERM or SIGINT.
 async fn run_gateway(args: &Args, config: BrokerConfig) -> ExitCode {
     let js = match args.jetstream_config() {
@@ -480,7 +540,7 @@ async fn run_gateway(args: &Args, config: BrokerConfig) -> ExitCode {
         }
     };
     let mut signals = Signals::new();
-    println!("listening on {}", gateway.addr());
+    print_addrs(gateway.addr(), gateway.tls_addr());
     let why = signals.recv().await;
     tracing::info!("shutting down on {why}");
     gateway.shutdown().await;

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::Core;
@@ -67,11 +68,16 @@ pub(crate) struct Inner {
     pub(crate) shared: Arc<Shared>,
     /// When the broker started: the admin pages' uptime.
     pub(crate) started: std::time::Instant,
-    addr: SocketAddr,
+    /// The plaintext listener's address (`None` in TLS-only mode, or the
+    /// configured `listen` without a listener).
+    plain_addr: Option<SocketAddr>,
+    /// The TLS listener's address, if TLS is on.
+    tls_addr: Option<SocketAddr>,
     /// False for [`Broker::start_in_memory`]: no listener to restart.
     listening: bool,
     seed: u64,
-    accept: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The accept loops (one per listener).
+    accept: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The journal's writer thread (disk storage only).
     flusher: tokio::sync::Mutex<Option<Flusher>>,
 }
@@ -89,7 +95,8 @@ impl Drop for Inner {
 impl fmt::Debug for Broker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Broker")
-            .field("addr", &self.inner.addr)
+            .field("addr", &self.addr())
+            .field("tls_addr", &self.inner.tls_addr)
             .field("seed", &self.inner.seed)
             .finish_non_exhaustive()
     }
@@ -120,12 +127,8 @@ impl Broker {
     /// ```
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
-        let listener = bind(config.listen).await?;
-        let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        Self::launch(config, addr, Some(listener)).await
+        let listeners = bind_all(&config, None, None).await?;
+        Self::launch(config, Some(listeners)).await
     }
 
     /// Starts a broker without a listener. Connections are handed to it
@@ -149,14 +152,12 @@ impl Broker {
     /// ```
     pub async fn start_in_memory(config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
-        let addr = config.listen;
-        Self::launch(config, addr, None).await
+        Self::launch(config, None).await
     }
 
     async fn launch(
         config: BrokerConfig,
-        addr: SocketAddr,
-        listener: Option<TcpListener>,
+        listeners: Option<Listeners>,
     ) -> Result<Self, BrokerError> {
         let seed = config.seed.unwrap_or_else(rand::random);
         let mut core = Core::new(&config, StdRng::seed_from_u64(seed));
@@ -166,13 +167,19 @@ impl Broker {
             core = rec.core;
             journal = Some((rec.log, lock, d.segment_size));
         }
-        let listening = listener.is_some();
+        let listening = listeners.is_some();
         let storage = match &config.storage {
             Storage::Disk(d) => d.data_dir.display().to_string(),
             _ => "memory".to_owned(),
         };
-        if listening {
-            tracing::info!(%addr, seed, %storage, "broker listening");
+        let (plain_addr, tls_addr) = match &listeners {
+            Some(l) => (l.plain_addr(), l.tls_addr()),
+            None => (Some(config.listen), None),
+        };
+        if let Some(l) = &listeners {
+            let plain = plain_addr.map_or("none (TLS only)".to_owned(), |a| a.to_string());
+            let tls = tls_addr.map_or("off".to_owned(), |a| a.to_string());
+            tracing::info!(addr = %plain, %tls, mutual_tls = l.mutual_tls, seed, %storage, "broker listening");
         } else {
             tracing::info!(seed, %storage, "broker started without a listener");
         }
@@ -180,12 +187,13 @@ impl Broker {
         let flusher =
             journal.map(|(log, lock, seg)| Flusher::spawn(shared.clone(), log, lock, seg));
         tokio::spawn(timer_loop(shared.clone()));
-        let accept = listener.map(|l| tokio::spawn(accept_loop(shared.clone(), l)));
+        let accept = listeners.map_or_else(Vec::new, |l| l.spawn(&shared));
         Ok(Broker {
             inner: Arc::new(Inner {
                 shared,
                 started: std::time::Instant::now(),
-                addr,
+                plain_addr,
+                tls_addr,
                 listening,
                 seed,
                 accept: tokio::sync::Mutex::new(accept),
@@ -244,7 +252,8 @@ impl Broker {
     }
 
     /// The bound address (the real port when `listen` had port 0). It stays
-    /// the same across restarts.
+    /// the same across restarts. In TLS-only mode (no plaintext listener)
+    /// it is the TLS listener's, as [`Broker::tls_addr`].
     ///
     /// # Examples
     ///
@@ -256,7 +265,27 @@ impl Broker {
     /// # Ok(()) }
     /// ```
     pub fn addr(&self) -> SocketAddr {
-        self.inner.addr
+        match (self.inner.plain_addr, self.inner.tls_addr) {
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => self.inner.shared.config.listen,
+        }
+    }
+
+    /// The TLS listener's bound address, if `BrokerConfig::tls` is set.
+    /// Connections there start with a TLS handshake (see
+    /// [`TlsConfig`](crate::TlsConfig)); it stays the same across restarts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mq_broker::BrokerError> {
+    /// let broker = mq_broker::Broker::start(Default::default()).await?;
+    /// assert_eq!(broker.tls_addr(), None);
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.inner.tls_addr
     }
 
     /// The seed of the RNG behind every fault and the redelivery jitter:
@@ -350,7 +379,7 @@ impl Broker {
         if shared.shutdown.is_cancelled() {
             return Err(BrokerError::ShutDown);
         }
-        if let Some(task) = accept.take() {
+        for task in accept.drain(..) {
             task.abort();
             let _ = task.await; // the listener is dropped once this returns
         }
@@ -365,9 +394,10 @@ impl Broker {
         if !self.inner.listening {
             return Ok(());
         }
-        let listener = bind(self.inner.addr).await?;
-        tracing::info!(addr = %self.inner.addr, ?mode, "broker restarted");
-        *accept = Some(tokio::spawn(accept_loop(shared.clone(), listener)));
+        let listeners =
+            bind_all(&shared.config, self.inner.plain_addr, self.inner.tls_addr).await?;
+        tracing::info!(addr = %self.addr(), ?mode, "broker restarted");
+        *accept = listeners.spawn(shared);
         Ok(())
     }
 
@@ -397,7 +427,7 @@ impl Broker {
             shared.after_change(&mut st);
         }
         let mut accept = self.inner.accept.lock().await;
-        if let Some(task) = accept.take() {
+        for task in accept.drain(..) {
             task.abort();
             let _ = task.await;
         }
@@ -601,22 +631,98 @@ fn remove_segments(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, BrokerError> {
-    TcpListener::bind(addr)
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BrokerError> {
+    let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| BrokerError::Bind { addr, source })
+        .map_err(|source| BrokerError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| BrokerError::Bind { addr, source })?;
+    Ok((listener, bound))
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+/// The bound listeners of a broker: plaintext unless TLS-only, TLS if
+/// configured.
+struct Listeners {
+    plain: Option<(TcpListener, SocketAddr)>,
+    tls: Option<(TcpListener, SocketAddr, TlsAcceptor)>,
+    mutual_tls: bool,
+}
+
+impl Listeners {
+    fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().map(|p| p.1)
+    }
+
+    fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|t| t.1)
+    }
+
+    fn spawn(self, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some((l, _)) = self.plain {
+            tasks.push(tokio::spawn(accept_loop(shared.clone(), l, None)));
+        }
+        if let Some((l, _, acceptor)) = self.tls {
+            tasks.push(tokio::spawn(accept_loop(shared.clone(), l, Some(acceptor))));
+        }
+        tasks
+    }
+}
+
+/// Binds the configured listeners, or (on restart) the addresses they had.
+async fn bind_all(
+    config: &BrokerConfig,
+    plain_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+) -> Result<Listeners, BrokerError> {
+    let tls_only = config.tls.as_ref().is_some_and(|t| t.is_tls_only());
+    let plain = if tls_only {
+        None
+    } else {
+        Some(bind(plain_addr.unwrap_or(config.listen)).await?)
+    };
+    let tls = match &config.tls {
+        Some(t) => {
+            let (l, a) = bind(tls_addr.unwrap_or(t.listen_addr())).await?;
+            Some((l, a, t.acceptor()))
+        }
+        None => None,
+    };
+    Ok(Listeners {
+        plain,
+        tls,
+        mutual_tls: config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.requires_client_cert()),
+    })
+}
+
+/// Accepts connections until shutdown. With `tls`, each connection's TLS
+/// handshake runs in its own task (bounded by `handshake_timeout`), so a
+/// peer that stalls it cannot hold up the next accept.
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 let crash: CancellationToken = shared.crash_token();
-                tokio::spawn(crate::conn::serve_tcp(shared.clone(), stream, crash));
+                match &tls {
+                    None => {
+                        tokio::spawn(crate::conn::serve_tcp(shared.clone(), stream, crash));
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let shared = shared.clone();
+                        tokio::spawn(crate::conn::serve_tls(
+                            shared, acceptor, stream, peer, crash,
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off a little

@@ -94,6 +94,13 @@ pub struct BrokerStats {
     /// Connections dropped because their writes made no progress (a peer
     /// that does not read).
     pub write_stalls: u64,
+    /// TLS handshakes completed on the TLS listener (each connection then
+    /// goes on to the protocol's own handshake).
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or timed out (a plaintext client on the
+    /// TLS port, a client without a valid certificate under mutual TLS, a
+    /// peer that stalls): each closed that connection only.
+    pub tls_handshake_failures: u64,
 }
 
 impl std::fmt::Display for BrokerStats {

@@ -94,6 +94,10 @@ fn help_lists_the_flags() {
         "--max-disk-bytes",
         "--token",
         "--max-stored-bytes",
+        "--tls-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
     ] {
         assert!(text.contains(flag), "{flag} missing:\n{text}");
     }

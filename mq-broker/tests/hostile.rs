@@ -7,63 +7,40 @@
 //! stated bound. The tests of this binary run one at a time (one lock) so
 //! that the heap measured is theirs.
 
+#[path = "support/backend.rs"]
+mod backend;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+use backend::{broker, skip_on_jetstream, TestBroker};
 use bytes::Bytes;
 use futures::StreamExt;
-use mq_broker::{Broker, BrokerConfig};
+use mq_broker::BrokerConfig;
 use mq_protocol::{
     ErrorCode, Frame, Headers, Message, MessageId, Nack, ReplyStatus, Role, Subscribe,
 };
-use support::{broker, Peer, WAIT};
+use support::{Peer, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Counts live heap bytes and their high-water mark.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-            PEAK.fetch_max(now, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: mq_test_alloc::CountingAlloc = mq_test_alloc::CountingAlloc;
 
 /// One test at a time, so the heap measured is the running test's.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts measuring: resets the high-water mark to the live heap now.
 fn heap_baseline() -> usize {
-    let now = LIVE.load(Relaxed);
-    PEAK.store(now, Relaxed);
-    now
+    usize::try_from(mq_test_alloc::reset_peak()).unwrap_or(0)
 }
 
 /// Asserts the heap grew by at most `bound` bytes above `base` at any time
 /// since [`heap_baseline`].
 fn assert_heap_within(base: usize, bound: usize, what: &str) {
-    let grew = PEAK.load(Relaxed).saturating_sub(base);
+    let grew = usize::try_from(mq_test_alloc::peak())
+        .unwrap_or(0)
+        .saturating_sub(base);
     eprintln!("{what}: peak heap growth {grew} bytes (bound {bound})");
     assert!(
         grew <= bound,
@@ -72,7 +49,7 @@ fn assert_heap_within(base: usize, bound: usize, what: &str) {
 }
 
 /// A well-behaved sender on its own connection stores a message.
-async fn served(b: &Broker, seq: u64) {
+async fn served(b: &TestBroker, seq: u64) {
     let mut good = Peer::connect(b.addr(), Role::Sender).await;
     let r = good
         .publish(MessageId::new(0xfeed, seq), 1, "good", b"ok")
@@ -130,6 +107,11 @@ async fn expect_rejected(p: &mut Peer, id: MessageId, code: ErrorCode) {
 /// the heap stays within that bound plus buffers, not 6x what was sent.
 #[tokio::test]
 async fn ping_flood_without_reading_is_backpressured() {
+    skip_on_jetstream!(
+        "the heap bound is calibrated for the single node (the gateway's NATS client \
+         allocates in the background); the gateway's output bound is checked by \
+         slow_readers_are_bounded_on_every_backend"
+    );
     let _serial = SERIAL.lock().await;
     const OUTPUT: usize = 256 * 1024;
     let b = broker(BrokerConfig {
@@ -169,6 +151,11 @@ async fn ping_flood_without_reading_is_backpressured() {
 /// delivering to it at `max_output_bytes`, other groups go on.
 #[tokio::test]
 async fn receiver_that_does_not_read_gets_no_more_deliveries() {
+    skip_on_jetstream!(
+        "the heap bound is calibrated for the single node (the gateway's NATS client \
+         allocates in the background); the gateway's output bound is checked by \
+         slow_readers_are_bounded_on_every_backend"
+    );
     let _serial = SERIAL.lock().await;
     const OUTPUT: usize = 256 * 1024;
     let b = broker(BrokerConfig {
@@ -210,6 +197,68 @@ async fn receiver_that_does_not_read_gets_no_more_deliveries() {
         let d = lazy.deliver().await;
         lazy.ack(1, d.id).await;
         got += 1;
+    }
+}
+
+/// The output bound of PROTOCOL.md §7.1 on every backend (without the
+/// single node's heap measure): a peer that floods Pings and never reads
+/// meets TCP backpressure once its queue is full, others are served; a
+/// receiver that grants a huge credit and does not read gets nothing more
+/// once its queue is full, another group is served, and reading again
+/// resumes its deliveries.
+#[tokio::test]
+async fn slow_readers_are_bounded_on_every_backend() {
+    let _serial = SERIAL.lock().await;
+    let b = broker(BrokerConfig {
+        max_output_bytes: 256 * 1024,
+        max_frame_size: 64 * 1024,
+        ..BrokerConfig::default()
+    })
+    .await;
+    let bad = Peer::connect(b.addr(), Role::Sender).await;
+    let mut sock = bad.io.into_inner();
+    // 32 MiB of Pings, written without ever reading.
+    let ping = [0u8, 0, 0, 9, 0x30, 0, 0, 0, 0, 0, 0, 0, 1];
+    let chunk: Vec<u8> = ping.iter().copied().cycle().take(13 * 4096).collect();
+    let flood = tokio::spawn(async move {
+        for _ in 0..(32 << 20) / chunk.len() {
+            if sock.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        sock
+    });
+    b.wait_output_full(1).await;
+    served(&b, 11).await;
+    assert!(!flood.is_finished(), "the flood should be blocked");
+
+    let mut sender = Peer::connect(b.addr(), Role::Sender).await;
+    static PAYLOAD: [u8; 60_000] = [7u8; 60_000];
+    for seq in 1..=100 {
+        let r = sender
+            .publish(MessageId::new(12, seq), 1, "big", &PAYLOAD)
+            .await;
+        assert_eq!(r.status, ReplyStatus::Stored);
+    }
+    let full = b.output_full();
+    let mut lazy = Peer::connect(b.addr(), Role::Receiver).await;
+    lazy.subscribe(1, u32::MAX, "big", "lazy").await;
+    b.wait_output_full(full + 1).await;
+    let mut good = Peer::connect(b.addr(), Role::Receiver).await;
+    good.subscribe(1, 10, "big", "good").await;
+    assert_eq!(good.deliver().await.payload.len(), PAYLOAD.len());
+    // The good group's 10 plus what the lazy one's queue and socket
+    // buffers hold: not all 100 of the lazy group's.
+    let sent = b.deliveries();
+    assert!(
+        sent < 100 + 10,
+        "deliveries to the lazy receiver were held back ({sent} sent)"
+    );
+    assert!(!flood.is_finished(), "the flood is still blocked");
+    flood.abort();
+    for _ in 0..100 {
+        let d = lazy.deliver().await;
+        lazy.ack(1, d.id).await;
     }
 }
 
@@ -262,7 +311,9 @@ async fn message_level_limits_are_rejected_and_the_connection_lives() {
     let r = p.publish(MessageId::new(2, 6), 1, "t", b"fine").await;
     assert_eq!(r.status, ReplyStatus::Stored);
     served(&b, 2).await;
-    assert_eq!(b.stats().protocol_errors, 0);
+    if let Some(b) = b.local() {
+        assert_eq!(b.stats().protocol_errors, 0);
+    }
     assert_heap_within(base, 1024 * 1024, "message limits");
 }
 
@@ -282,6 +333,11 @@ async fn header_bytes_over_the_limit_are_rejected() {
 /// Item 4 and the per-connection bounds: SubscribeError, connection lives.
 #[tokio::test]
 async fn bad_or_excess_subscriptions_get_subscribe_error() {
+    skip_on_jetstream!(
+        "max_groups_per_topic and max_topics are the single node's: the gateway does not \
+         count JetStream's consumers (a known gap; the names and the per-connection limit \
+         are checked by invalid_names_and_the_connection_limit_get_subscribe_error)"
+    );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig {
         max_subscriptions_per_connection: 3,
@@ -337,6 +393,62 @@ async fn bad_or_excess_subscriptions_get_subscribe_error() {
     assert_heap_within(base, 1024 * 1024, "subscriptions");
 }
 
+/// The part of the subscription rules every backend keeps: names out of
+/// the protocol's limits and one subscription past the connection's get
+/// `SubscribeError`, the sub_id stays free, the connection lives.
+#[tokio::test]
+async fn invalid_names_and_the_connection_limit_get_subscribe_error() {
+    let _serial = SERIAL.lock().await;
+    let b = broker(BrokerConfig {
+        max_subscriptions_per_connection: 2,
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    let refused = |f: Option<Frame>, sub: u32, code: ErrorCode| match f {
+        Some(Frame::SubscribeError(e)) => {
+            assert_eq!((e.sub_id, e.code), (sub, code), "{e:?}");
+        }
+        other => panic!("expected SubscribeError({code}), got {other:?}"),
+    };
+    r.send(Frame::Subscribe(Subscribe {
+        sub_id: 1,
+        credit: 1,
+        topic: String::new(),
+        group: "g".into(),
+    }))
+    .await;
+    refused(r.recv().await, 1, ErrorCode::INVALID_TOPIC);
+    // A group name above 255 bytes (the encoder refuses it: raw bytes).
+    let mut body = vec![0x20, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, b'a'];
+    body.extend_from_slice(&256u16.to_be_bytes());
+    body.extend_from_slice(&[b'g'; 256]);
+    let mut raw = (body.len() as u32).to_be_bytes().to_vec();
+    raw.extend_from_slice(&body);
+    send_raw(&mut r, &raw).await;
+    refused(r.recv().await, 1, ErrorCode::INVALID_GROUP);
+    // The sub_id stays free; the third subscription is one too many.
+    r.subscribe(1, 1, "a", "g1").await;
+    r.subscribe(2, 1, "b", "g1").await;
+    r.send(Frame::Subscribe(Subscribe {
+        sub_id: 3,
+        credit: 1,
+        topic: "c".into(),
+        group: "g1".into(),
+    }))
+    .await;
+    refused(r.recv().await, 3, ErrorCode::LIMIT_REACHED);
+    // The connection lives: its subscription 1 gets a message.
+    served(&b, 6).await;
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    let id = MessageId::new(7, 1);
+    assert_eq!(
+        s.publish(id, 1, "a", b"x").await.status,
+        ReplyStatus::Stored
+    );
+    assert_eq!(r.deliver().await.id, id);
+}
+
 /// Item 5: a nack delay of 0xFFFFFFFF ms waits `max_nack_delay`, and the
 /// message comes back even after the nacking receiver reconnected.
 #[tokio::test]
@@ -362,14 +474,23 @@ async fn nack_delay_is_capped_and_outlives_a_reconnect() {
         delay_ms: u32::MAX,
     }))
     .await;
-    b.wait_for(WAIT, |s| s.nack_delays_capped == 1)
-        .await
-        .expect("nack seen and capped");
+    if let Some(b) = b.local() {
+        b.wait_for(WAIT, |s| s.nack_delays_capped == 1)
+            .await
+            .expect("nack seen and capped");
+    }
     drop(r);
     let mut r = Peer::connect(b.addr(), Role::Receiver).await;
     r.subscribe(1, 10, "n", "g").await;
     let again = r.deliver().await;
-    assert_eq!((again.id, again.delivery_attempt), (id, 2));
+    assert_eq!(again.id, id);
+    if b.local().is_some() {
+        assert_eq!(again.delivery_attempt, 2);
+    } else {
+        // JetStream counts its deliveries to the gateway: one that reached
+        // the closing connection's pull counts too (PROTOCOL.md §11).
+        assert!(again.delivery_attempt >= 2, "{again:?}");
+    }
     r.ack(1, id).await;
     served(&b, 4).await;
 }
@@ -413,6 +534,10 @@ async fn heartbeat_zero_is_announced_and_pings_are_still_answered() {
 /// forgot but that is still stored never replaces the original.
 #[tokio::test]
 async fn stored_message_is_never_overwritten_after_dedup_forgot() {
+    skip_on_jetstream!(
+        "dedup bounds (dedup_max_ranges_per_producer) are the single node's; JetStream \
+         dedups by Nats-Msg-Id within its duplicate_window (PROTOCOL.md §11)"
+    );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig {
         dedup_max_ranges_per_producer: 2,
@@ -469,14 +594,16 @@ async fn partial_hello_is_closed_at_the_handshake_timeout() {
         slow.push(t);
     }
     served(&b, 5).await;
-    b.wait_for(WAIT, |s| s.timeouts >= 50)
-        .await
-        .expect("every slow handshake timed out");
+    if let Some(b) = b.local() {
+        b.wait_for(WAIT, |s| s.timeouts >= 50)
+            .await
+            .expect("every slow handshake timed out");
+    }
     assert_heap_within(base, 8 * 1024 * 1024, "slow handshakes");
 }
 
 /// Opens and closes `n` connections, each through the handshake.
-async fn churn(b: &Broker, n: usize) {
+async fn churn(b: &TestBroker, n: usize) {
     for i in 0..n {
         let role = if i % 2 == 0 {
             Role::Sender
@@ -486,9 +613,11 @@ async fn churn(b: &Broker, n: usize) {
         let p = Peer::connect(b.addr(), role).await;
         drop(p);
     }
-    b.wait_for(WAIT, |s| s.connections_open == 0)
-        .await
-        .expect("every connection closed");
+    if let Some(b) = b.local() {
+        b.wait_for(WAIT, |s| s.connections_open == 0)
+            .await
+            .expect("every connection closed");
+    }
 }
 
 /// Issue 14 #9: RSS rose by about 0.6 kB per connection over 10 000
@@ -500,16 +629,21 @@ async fn churn(b: &Broker, n: usize) {
 /// allocator's retention, not a leak.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_churn_leaks_nothing() {
+    skip_on_jetstream!(
+        "the live-heap bound is calibrated for the single node's connection tables; the \
+         gateway's NATS client allocates in the background, so the figure would not be \
+         the connections'"
+    );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig::default()).await;
     churn(&b, 1_000).await;
-    let start = LIVE.load(Relaxed);
+    let start = mq_test_alloc::live();
     churn(&b, 10_000).await;
     served(&b, 8).await;
-    let mid = LIVE.load(Relaxed);
+    let mid = mq_test_alloc::live();
     churn(&b, 20_000).await;
     served(&b, 9).await;
-    let end = LIVE.load(Relaxed);
+    let end = mq_test_alloc::live();
     eprintln!(
         "live heap: {start} B after warm-up, {mid} B after 10 000 connections, \
          {end} B after 20 000 more ({:+.2} B per connection in the second round)",

@@ -99,7 +99,7 @@ impl ReceiverBuilder {
     ///
     /// ```
     /// use mq_client_receiver::{ReceiverBuilder, ReceiverConfig};
-    /// let config = ReceiverConfig { topic: "orders".into(), ..Default::default() };
+    /// let config = ReceiverConfig::default().topic("orders");
     /// let b = ReceiverBuilder::new(config).topic("refunds").topic("returns");
     /// # drop(b);
     /// ```

@@ -64,11 +64,9 @@ fn backoff() -> mq_protocol::Backoff {
 #[tokio::test(start_paused = true)]
 async fn a_lost_connection_starts_a_round_over_every_address_at_once() {
     let (c, mut conns) = scripted(&[true, false, true]);
-    let cfg = ReceiverConfig {
-        addresses: vec!["a:1".into(), "b:1".into()],
-        reconnect: backoff(),
-        ..config(4, 1, AckMode::Auto)
-    };
+    let cfg = config(4, 1, AckMode::Auto)
+        .addresses(vec!["a:1".into(), "b:1".into()])
+        .reconnect(backoff());
     let (r, (peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c.clone())
@@ -96,10 +94,7 @@ async fn failed_rounds_back_off_and_say_so() {
     let (c, mut conns) = scripted(&[true, false, false, true]);
     let events = Events::default();
     let mut seen = events.subscribe();
-    let cfg = ReceiverConfig {
-        reconnect: backoff(),
-        ..config(4, 1, AckMode::Auto)
-    };
+    let cfg = config(4, 1, AckMode::Auto).reconnect(backoff());
     let (r, (peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c.clone())

@@ -69,10 +69,7 @@ async fn a_broker_that_stops_reading_does_not_stop_deliveries() {
 async fn writes_stalled_past_the_write_limit_drop_the_connection() {
     let (c, mut conns) = tiny_pipe_connector(64);
     let calls = Arc::new(AtomicUsize::new(0));
-    let cfg = ReceiverConfig {
-        connect_timeout: Duration::from_secs(2),
-        ..config(64, 64, AckMode::Auto)
-    };
+    let cfg = config(64, 64, AckMode::Auto).connect_timeout(Duration::from_secs(2));
     let (r, (mut peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c)
@@ -100,10 +97,7 @@ async fn writes_stalled_past_the_write_limit_drop_the_connection() {
 async fn a_slow_reader_is_not_a_stuck_one() {
     const N: u64 = 40;
     let (c, mut conns) = tiny_pipe_connector(64);
-    let cfg = ReceiverConfig {
-        connect_timeout: Duration::from_secs(2),
-        ..config(64, 64, AckMode::Auto)
-    };
+    let cfg = config(64, 64, AckMode::Auto).connect_timeout(Duration::from_secs(2));
     let (r, (mut peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c)

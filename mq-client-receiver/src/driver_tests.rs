@@ -32,16 +32,14 @@ fn pipe_connector() -> (Connector, mpsc::UnboundedReceiver<Peer>) {
 }
 
 fn config(prefetch: u32, concurrency: usize, mode: AckMode) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec!["fake:1".into()],
-        topic: "t".into(),
-        group: "g".into(),
-        prefetch,
-        max_concurrency: concurrency,
-        ack_mode: mode,
-        seed: Some(7),
-        ..Default::default()
-    }
+    ReceiverConfig::default()
+        .addresses(vec!["fake:1".into()])
+        .topic("t")
+        .group("g")
+        .prefetch(prefetch)
+        .max_concurrency(concurrency)
+        .ack_mode(mode)
+        .seed(Some(7))
 }
 
 async fn next(peer: &mut Peer) -> Frame {

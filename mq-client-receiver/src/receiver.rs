@@ -26,12 +26,7 @@ use crate::store::DedupStore;
 /// use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
 ///
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = ReceiverConfig {
-///     addresses: vec!["127.0.0.1:7000".into()],
-///     topic: "orders".into(),
-///     group: "billing".into(),
-///     ..Default::default()
-/// };
+/// let config = ReceiverConfig::default().addresses(vec!["127.0.0.1:7000".into()]).topic("orders").group("billing");
 /// let receiver = Receiver::start(config, |d: Delivery| async move {
 ///     println!("got {}", d.id());
 ///     Ok::<(), HandlerError>(())

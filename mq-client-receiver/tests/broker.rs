@@ -46,19 +46,17 @@ async fn broker(faults: Faults) -> MockBroker {
 }
 
 fn config(broker: &MockBroker) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: TOPIC.into(),
-        group: GROUP.into(),
-        reconnect: Backoff {
+    ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic(TOPIC)
+        .group(GROUP)
+        .reconnect(Backoff {
             initial: Duration::from_millis(20),
             multiplier: 2.0,
             max: Duration::from_millis(200),
             jitter: 0.2,
-        },
-        seed: Some(1),
-        ..Default::default()
-    }
+        })
+        .seed(Some(1))
 }
 
 fn id(seq: u64) -> MessageId {
@@ -149,11 +147,7 @@ async fn injected_duplicate_deliveries_reach_the_handler_once() {
     publish(&broker, n).await;
     let ledger = Ledger::default();
     let l = ledger.clone();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
     let r = Receiver::start(cfg, move |d: Delivery| {
         let l = l.clone();
         async move {
@@ -242,10 +236,7 @@ async fn manual_ack_through_the_stream() {
 async fn manual_mode_handler_acks_explicitly() {
     let broker = broker(Faults::default()).await;
     publish(&broker, 2).await;
-    let cfg = ReceiverConfig {
-        ack_mode: AckMode::Manual,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).ack_mode(AckMode::Manual);
     let ledger = Ledger::default();
     let l = ledger.clone();
     let r = Receiver::start(cfg, move |d: Delivery| {
@@ -288,11 +279,7 @@ async fn receiver_stopped_mid_stream_and_restarted_loses_nothing() {
     publish(&broker, n).await;
     let store = Arc::new(MemoryDedupStore::default());
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
     let first = ReceiverBuilder::new(cfg.clone())
         .dedup_store(store.clone())
         .start(slow_recording_handler(
@@ -329,11 +316,7 @@ async fn broker_crash_mid_stream_loses_nothing_and_dedupes_redeliveries() {
     let n = 100;
     publish(&broker, n).await;
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
     let r = Receiver::start(
         cfg,
         slow_recording_handler(ledger.clone(), Duration::from_millis(5)),
@@ -359,11 +342,7 @@ async fn restart_with_a_fresh_store_handles_everything_at_least_once() {
     let n = 60;
     publish(&broker, n).await;
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
     let first = Receiver::start(
         cfg.clone(),
         slow_recording_handler(ledger.clone(), Duration::from_millis(5)),
@@ -408,11 +387,7 @@ async fn slow_handler_with_prefetch_10_never_has_more_than_10_unacked() {
     let max_running = Arc::new(AtomicUsize::new(0));
     let ledger = Ledger::default();
     let (run, maxr, l) = (running.clone(), max_running.clone(), ledger.clone());
-    let cfg = ReceiverConfig {
-        prefetch: 10,
-        max_concurrency: 10,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).prefetch(10).max_concurrency(10);
     let r = Receiver::start(cfg, move |d: Delivery| {
         let (run, maxr, l) = (run.clone(), maxr.clone(), l.clone());
         async move {
@@ -460,10 +435,7 @@ async fn fails_over_to_the_next_address() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let cfg = ReceiverConfig {
-        addresses: vec![dead.to_string(), broker.addr().to_string()],
-        ..config(&broker)
-    };
+    let cfg = config(&broker).addresses(vec![dead.to_string(), broker.addr().to_string()]);
     let ledger = Ledger::default();
     let r = Receiver::start(cfg, slow_recording_handler(ledger.clone(), Duration::ZERO))
         .await
@@ -482,10 +454,7 @@ async fn wrong_token_is_a_refusal_not_a_retry_loop() {
         ..Default::default()
     };
     let broker = MockBroker::start(b).await.unwrap();
-    let cfg = ReceiverConfig {
-        auth_token: Some("wrong".into()),
-        ..config(&broker)
-    };
+    let cfg = config(&broker).auth_token(Some("wrong".into()));
     let err = Receiver::start(
         cfg,
         slow_recording_handler(Ledger::default(), Duration::ZERO),
@@ -505,11 +474,7 @@ async fn broker_restart_keeping_its_store_loses_nothing() {
     let n = 60;
     publish(&broker, n).await;
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
     let r = Receiver::start(
         cfg,
         slow_recording_handler(ledger.clone(), Duration::from_millis(5)),

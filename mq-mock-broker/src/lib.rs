@@ -41,7 +41,7 @@
 pub use mq_broker::{
     BrokerConfig, BrokerError, BrokerStats, ConfigError, DeadLetter, DirectionFaults, DiskStorage,
     Faults, GroupInfo, Inspection, RestartMode, RoleFilter, Storage, StoredInfo, SubscriptionInfo,
-    WaitTimeout,
+    TlsConfig, WaitTimeout,
 };
 
 /// The in-memory broker: [`mq_broker::Broker`] under the name tests and

@@ -5,7 +5,10 @@
 //! mq-mock-broker --listen 127.0.0.1:7878 --drop-reply-after-store 0.1 --seed 42
 //! ```
 //!
-//! Stdout gets one line, `listening on ADDR`, once it serves. Logs go to
+//! Stdout gets one line, `listening on ADDR`, once it serves. With
+//! `--tls-listen ADDR --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]`
+//! it serves TLS too (mutual TLS with a client CA), or only TLS without
+//! `--listen`, and says `tls on ADDR` after the plaintext line (if any). Logs go to
 //! stderr through `tracing` (`RUST_LOG=mq_broker=debug` for per-connection
 //! events), in colour only on a terminal: the seed at start, a `stats` line
 //! every `--stats-every-secs` when something changed, and one at any
@@ -13,12 +16,13 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use mq_broker::admin::{AdminConfig, AdminServer};
-use mq_mock_broker::{BrokerConfig, Faults, MockBroker, RoleFilter};
+use mq_mock_broker::{BrokerConfig, Faults, MockBroker, RoleFilter, TlsConfig};
 
 /// The MQ broker in memory, with seeded fault injection: for tests and
 /// local development (messages are lost when it exits; run `mq-broker` for
@@ -26,9 +30,25 @@ use mq_mock_broker::{BrokerConfig, Faults, MockBroker, RoleFilter};
 #[derive(Debug, Parser)]
 #[command(name = "mq-mock-broker", version)]
 struct Args {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:7878")]
-    listen: SocketAddr,
+    /// Address to listen on, plaintext (port 0 picks a free port)
+    /// [default: 127.0.0.1:7878; none when --tls-listen is given without
+    /// it: TLS only].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Serve TLS on this address too (needs --tls-cert and --tls-key).
+    /// Without --listen, TLS only.
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+    /// The server's certificate chain for TLS, PEM (leaf first).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: CA certificates (PEM) a client's certificate must chain
+    /// to; a client without one is refused during the TLS handshake.
+    #[arg(long)]
+    tls_client_ca: Option<PathBuf>,
     /// Require this token in every Hello.
     #[arg(long)]
     token: Option<String>,
@@ -122,7 +142,30 @@ impl Args {
         Ok(Some(a))
     }
 
-    fn config(&self) -> BrokerConfig {
+    /// TLS, if `--tls-listen` is set: TLS only unless `--listen` is set too.
+    fn tls_config(&self) -> Result<Option<TlsConfig>, String> {
+        let (cert, key) = match (self.tls_listen, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => {
+                if self.tls_client_ca.is_some() {
+                    return Err(
+                        "--tls-client-ca needs --tls-listen, --tls-cert and --tls-key".into(),
+                    );
+                }
+                return Ok(None);
+            }
+            (Some(_), Some(cert), Some(key)) => (cert, key),
+            _ => {
+                return Err("TLS needs all three of --tls-listen, --tls-cert and --tls-key".into())
+            }
+        };
+        let tls = TlsConfig::from_pem_files(cert, key, self.tls_client_ca.as_deref())
+            .map_err(|e| e.to_string())?;
+        Ok(self
+            .tls_listen
+            .map(|addr| tls.listen(addr).tls_only(self.listen.is_none())))
+    }
+
+    fn config(&self, tls: Option<TlsConfig>) -> BrokerConfig {
         let mut faults = Faults::none()
             .drop(self.drop)
             .duplicate(self.duplicate)
@@ -138,7 +181,10 @@ impl Args {
             faults = faults.cut_after_frames(n);
         }
         let mut config = BrokerConfig {
-            listen: self.listen,
+            listen: self
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+            tls,
             server_name: "mq-mock-broker".into(),
             auth_token: self.token.clone(),
             max_frame_size: self.max_frame_size,
@@ -198,14 +244,17 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
-    let admin_config = match args.admin_config() {
+    let (admin_config, tls) = match args
+        .admin_config()
+        .and_then(|a| Ok((a, args.tls_config()?)))
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("mq-mock-broker: {e}");
             return ExitCode::from(2);
         }
     };
-    let broker = match MockBroker::start(args.config()).await {
+    let broker = match MockBroker::start(args.config(tls)).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("mq-mock-broker: {e}");
@@ -224,7 +273,14 @@ async fn main() -> ExitCode {
         None => None,
     };
     let mut signals = Signals::new();
-    println!("listening on {}", broker.addr());
+    // `listening on ADDR` for the plaintext listener (none in TLS-only
+    // mode), `tls on ADDR` for the TLS one.
+    if broker.tls_addr() != Some(broker.addr()) {
+        println!("listening on {}", broker.addr());
+    }
+    if let Some(t) = broker.tls_addr() {
+        println!("tls on {t}");
+    }
     if let Some(a) = &admin {
         println!("admin on http://{}", a.addr());
     }

@@ -1,5 +1,7 @@
 //! The `mq-mock-broker` binary: help, and a real start on an ephemeral port.
 
+#[path = "../../mq-broker/tests/support/certs.rs"]
+mod certs;
 #[path = "../../mq-broker/tests/support/mod.rs"]
 mod support;
 
@@ -25,6 +27,10 @@ fn help_lists_the_flags() {
         "--drop-reply-after-store",
         "--seed",
         "--heartbeat-ms",
+        "--tls-listen",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
     ] {
         assert!(text.contains(flag), "{flag} missing from --help:\n{text}");
     }
@@ -126,4 +132,57 @@ async fn admin_listen_serves_metrics_of_this_broker() {
             .any(|l| l.starts_with("mq_broker_stored_messages") && l.ends_with(" 1")),
         "one stored message in /metrics:\n{body}"
     );
+}
+
+#[tokio::test]
+async fn tls_flags_without_listen_serve_tls_only_with_mutual_tls() {
+    use futures::{SinkExt, StreamExt};
+    let pki = certs::pki();
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mock-tls");
+    let f = pki.write(&dir);
+    let mut child = Command::new(BIN)
+        .args(["--tls-listen", "127.0.0.1:0", "--seed", "4"])
+        .arg("--tls-cert")
+        .arg(&f.cert)
+        .arg("--tls-key")
+        .arg(&f.key)
+        .arg("--tls-client-ca")
+        .arg(&f.ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the broker");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let _guard = KillOnDrop(child);
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read the first line");
+    // TLS only: no plaintext `listening on` line.
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("tls on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected {line:?}"));
+
+    let hello = |connector: tokio_rustls::TlsConnector| async move {
+        let tls = certs::connect(&connector, addr).await.ok()?;
+        let mut conn = tokio_util::codec::Framed::new(tls, mq_protocol::Codec::default());
+        let hello = mq_protocol::Hello::new(Role::Sender, "mock-tls");
+        conn.send(mq_protocol::Frame::Hello(hello)).await.ok()?;
+        tokio::time::timeout(support::WAIT, conn.next())
+            .await
+            .expect("an answer or the end")?
+            .ok()
+    };
+    let served = hello(pki.client(Some(&pki.client))).await;
+    assert!(
+        matches!(served, Some(mq_protocol::Frame::Welcome(_))),
+        "{served:?}"
+    );
+    let refused = hello(pki.client(None)).await;
+    assert!(refused.is_none(), "no certificate, no Welcome: {refused:?}");
 }

@@ -33,7 +33,7 @@ pub(crate) fn render(b: &Broker) -> String {
     let s = &o.stats;
     let mut out = String::new();
     let one = |v: u64| vec![(String::new(), v)];
-    let counters: [(&str, &str, u64); 17] = [
+    let counters: [(&str, &str, u64); 19] = [
         (
             "connections_accepted_total",
             "Connections that completed the handshake.",
@@ -53,6 +53,16 @@ pub(crate) fn render(b: &Broker) -> String {
             "timeouts_total",
             "Connections dropped for a heartbeat or handshake timeout.",
             s.timeouts,
+        ),
+        (
+            "tls_handshakes_total",
+            "TLS handshakes completed on the TLS listener.",
+            s.tls_handshakes,
+        ),
+        (
+            "tls_handshake_failures_total",
+            "TLS handshakes that failed or timed out (each closed its connection).",
+            s.tls_handshake_failures,
         ),
         (
             "messages_stored_total",

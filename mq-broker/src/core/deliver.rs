@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mq_protocol::{
-    Close, Deliver, ErrorCode, MessageId, Subscribe, SubscribeError, SubscribeOk, MAX_NAME_LEN,
-    MAX_REASON_LEN, MAX_TOPIC_LEN,
+    Close, Deliver, ErrorCode, MessageId, Subscribe, SubscribeError, SubscribeOk, MAX_REASON_LEN,
 };
 use tokio::time::Instant;
 
@@ -72,17 +71,7 @@ impl Core {
     /// outside the protocol's limits, or a subscription, group or topic past
     /// the broker's.
     fn check_subscribe(&self, conn: ConnId, s: &Subscribe) -> Result<(), (ErrorCode, String)> {
-        if s.topic.is_empty() || s.topic.len() > MAX_TOPIC_LEN {
-            let why = format!(
-                "topic is {} bytes; it must be 1..={MAX_TOPIC_LEN}",
-                s.topic.len()
-            );
-            return Err((ErrorCode::INVALID_TOPIC, why));
-        }
-        if s.group.len() > MAX_NAME_LEN {
-            let why = format!("group is {} bytes; at most {MAX_NAME_LEN}", s.group.len());
-            return Err((ErrorCode::INVALID_GROUP, why));
-        }
+        crate::limits::check_subscribe_names(&s.topic, &s.group)?;
         let held = self.conns.get(&conn).map_or(0, |c| c.subs.len());
         if held >= self.limits.max_subs_per_conn {
             let why = format!(

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use mq_protocol::{
-    Close, Codec, ErrorCode, Frame, Hello, Pong, Refuse, Role, SubscribeOk, Welcome,
-    PROTOCOL_VERSION,
+    Close, Codec, ErrorCode, Frame, Hello, Pong, Refuse, Role, SubscribeError, SubscribeOk,
+    Welcome, PROTOCOL_VERSION,
 };
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::timeout;
@@ -30,8 +31,8 @@ const MAX_PUBLISHING: usize = 4096;
 /// Frames written per flush.
 const MAX_BATCH: usize = 256;
 
-/// What the reader hands the writer.
-pub(crate) type Out = mpsc::UnboundedSender<Frame>;
+pub(crate) use super::out::Out;
+use super::out::Queue;
 
 pub(crate) fn close_frame(code: ErrorCode, why: impl Into<String>) -> Frame {
     Frame::Close(Close {
@@ -40,19 +41,73 @@ pub(crate) fn close_frame(code: ErrorCode, why: impl Into<String>) -> Frame {
     })
 }
 
-pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// The read half of a connection, plain TCP or TLS.
+type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+/// The write half of a connection, plain TCP or TLS.
+type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Serves one connection accepted on the plaintext listener.
+pub(crate) async fn serve_tcp(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let (rd, wr) = tcp.into_split();
+    serve(shared, Box::new(rd), Box::new(wr), peer).await;
+}
+
+/// Serves one connection accepted on the TLS listener: the TLS handshake
+/// in this connection's task, within `handshake_timeout`, then the
+/// protocol. A failed handshake is logged and counted and closes this
+/// connection only.
+pub(crate) async fn serve_tls(
+    shared: Arc<Shared>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = tcp.set_nodelay(true);
+    let limit = shared.config.handshake_timeout;
+    let failed = |why: String| {
+        tracing::info!(%peer, "TLS handshake failed, connection closed: {why}");
+        bump(&shared.counters.tls_handshake_failures);
+    };
+    let shaken = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        r = crate::tls::handshake(&acceptor, tcp, limit, failed) => r,
+    };
+    if let Some(tls) = shaken {
+        bump(&shared.counters.tls_handshakes);
+        let (rd, wr) = tokio::io::split(tls);
+        serve(shared, Box::new(rd), Box::new(wr), peer).await;
+    }
+}
+
+async fn serve(shared: Arc<Shared>, rd: ReadHalf, wr: WriteHalf, peer: SocketAddr) {
     let codec = Codec::new(shared.config.max_frame_size);
     let mut reader = FramedRead::new(rd, codec);
     let mut writer = FramedWrite::new(wr, codec);
 
-    let first = tokio::select! {
-        _ = shared.shutdown.cancelled() => return,
-        r = timeout(shared.config.handshake_timeout, reader.next()) => r,
+    // Extension frames before Hello are skipped (PROTOCOL.md §9), within
+    // the same deadline.
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout;
+    let first = loop {
+        let r = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = tokio::time::timeout_at(deadline, reader.next()) => r,
+        };
+        if !matches!(r, Ok(Some(Ok(Frame::Extension { .. })))) {
+            break r;
+        }
     };
     let hello = match first {
-        Err(_) | Ok(None) => return,
+        Err(_) => {
+            let why = format!(
+                "no Hello within {} ms",
+                shared.config.handshake_timeout.as_millis()
+            );
+            let close = close_frame(ErrorCode::HANDSHAKE_TIMEOUT, why);
+            let _ = timeout(Duration::from_secs(5), writer.send(close)).await;
+            return;
+        }
+        Ok(None) => return,
         Ok(Some(Err(e))) => {
             let _ = writer.send(close_frame(e.code(), e.to_string())).await;
             return;
@@ -105,10 +160,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr)
         return;
     }
     tracing::debug!(%peer, role = ?hello.role, client = %hello.client_name, "connected");
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx, queue) = Out::new(shared.clone(), shared.config.max_output_bytes);
     let kill = CancellationToken::new();
     let heartbeat = shared.config.heartbeat;
-    let wtask = tokio::spawn(write_loop(writer, rx, kill.clone(), heartbeat));
+    let wtask = tokio::spawn(write_loop(writer, rx, kill.clone(), heartbeat, queue));
     let why = match hello.role {
         Role::Sender => sender_loop(&shared, &mut reader, &tx, &kill).await,
         Role::Receiver => receiver_loop(&shared, &mut reader, &tx, &kill).await,
@@ -159,7 +214,7 @@ fn check_hello(shared: &Shared, h: &Hello) -> Option<(ErrorCode, String)> {
     None
 }
 
-type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, Codec>;
+type Reader = FramedRead<ReadHalf, Codec>;
 
 /// Next frame, answering pings; `Err(close)` to end the connection with
 /// that frame, `Ok(None)` at EOF, shutdown or a `Close` from the peer.
@@ -171,6 +226,17 @@ async fn next(
 ) -> Result<Option<Frame>, Frame> {
     let silent = shared.config.heartbeat * 3;
     loop {
+        // Output full (§7.1): read nothing until the writer drained it.
+        if out.is_full() {
+            tokio::select! {
+                _ = kill.cancelled() => return Ok(None),
+                _ = shared.shutdown.cancelled() => {
+                    return Err(close_frame(ErrorCode::SHUTTING_DOWN, "the gateway is shutting down"));
+                }
+                _ = out.room() => {}
+            }
+            continue;
+        }
         let read = async {
             if silent.is_zero() {
                 Ok(reader.next().await)
@@ -255,13 +321,30 @@ async fn receiver_loop(
         };
         let (sub_id, cmd) = match f {
             Frame::Subscribe(s) => {
-                if subs.contains_key(&s.sub_id) || s.topic.is_empty() {
-                    let why = if s.topic.is_empty() {
-                        "empty topic".to_owned()
-                    } else {
-                        format!("sub_id {} is already in use on this connection", s.sub_id)
-                    };
+                if subs.contains_key(&s.sub_id) {
+                    let why = format!("sub_id {} is already in use on this connection", s.sub_id);
                     return Some(close_frame(ErrorCode::UNEXPECTED_FRAME, why));
+                }
+                // Names out of the protocol's limits, or one subscription
+                // past the connection's: SubscribeError, the connection
+                // lives and the sub_id stays free (PROTOCOL.md §3.7a).
+                let max = shared.config.max_subscriptions_per_connection;
+                let refused = crate::limits::check_subscribe_names(&s.topic, &s.group)
+                    .err()
+                    .or_else(|| {
+                        (subs.len() >= max).then(|| {
+                            let why =
+                                format!("this connection holds its limit of {max} subscriptions");
+                            (ErrorCode::LIMIT_REACHED, why)
+                        })
+                    });
+                if let Some((code, why)) = refused {
+                    let _ = out.send(Frame::SubscribeError(SubscribeError {
+                        sub_id: s.sub_id,
+                        code,
+                        reason: reason(why),
+                    }));
+                    continue;
                 }
                 // The consumer must exist before SubscribeOk: a message
                 // published after SubscribeOk is then the group's.
@@ -313,11 +396,19 @@ async fn receiver_loop(
 }
 
 async fn write_loop(
-    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, Codec>,
+    mut writer: FramedWrite<WriteHalf, Codec>,
     mut rx: mpsc::UnboundedReceiver<Frame>,
     kill: CancellationToken,
     heartbeat: Duration,
+    queue: Arc<Queue>,
 ) {
+    // A write that makes no progress this long drops the connection (a
+    // peer that does not read): three heartbeats, 30 s without them.
+    let stall = if heartbeat.is_zero() {
+        Duration::from_secs(30)
+    } else {
+        heartbeat * 3
+    };
     let mut nonce = 0u64;
     loop {
         let idle = async {
@@ -339,10 +430,19 @@ async fn write_loop(
             let _ = SinkExt::<Frame>::flush(&mut writer).await;
             return;
         };
+        // What this batch takes off the queue (the writer's own Ping was
+        // never on it).
+        let mut cost = match &first {
+            Frame::Ping(_) => 0,
+            f => crate::core::out_cost(f),
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(f) => batch.push(f),
+                Ok(f) => {
+                    cost += crate::core::out_cost(&f);
+                    batch.push(f);
+                }
                 Err(_) => break,
             }
         }
@@ -355,9 +455,17 @@ async fn write_loop(
         };
         let ok = tokio::select! {
             _ = kill.cancelled() => return,
-            r = wrote => r.is_ok(),
+            r = timeout(stall, wrote) => matches!(r, Ok(Ok(()))),
         };
-        if !ok || closing {
+        queue.written(cost);
+        if !ok {
+            // Failed or stalled: end the connection (the reader may be
+            // waiting for the queue to drain).
+            tracing::debug!("write failed or made no progress for {stall:?}: connection dropped");
+            kill.cancel();
+            return;
+        }
+        if closing {
             return;
         }
     }

@@ -115,10 +115,12 @@ pub(crate) async fn run(
                 },
                 Some(SubCmd::Nack(id, ms)) => match outstanding.remove(&id) {
                     Some(o) => {
+                        // Capped like the single node's (max_nack_delay).
                         let delay = if ms == 0 {
                             shared.config.redelivery.delay(o.attempt, &mut rng)
                         } else {
                             Duration::from_millis(u64::from(ms))
+                                .min(shared.config.max_nack_delay)
                         };
                         bump(&shared.counters.nacked);
                         let _ = o.acker.ack_with(AckKind::Nak(Some(delay))).await;
@@ -126,7 +128,10 @@ pub(crate) async fn run(
                     None => bump(&shared.counters.acks_ignored),
                 },
             },
-            m = pulled.recv() => match m {
+            // Output full (PROTOCOL.md §7.1): deliver nothing until the
+            // writer drained it; acks and nacks go on.
+            _ = out.room(), if out.is_full() => {}
+            m = pulled.recv(), if !out.is_full() => match m {
                 None => break,
                 Some(m) => {
                     if let Some((id, o, d)) = take(&shared, &sub, &consumer_name, m, &credit).await {
@@ -136,6 +141,17 @@ pub(crate) async fn run(
                     }
                 }
             },
+        }
+    }
+    // Acks the receiver sent before it closed are still queued (the reader
+    // hands every frame over before it ends the connection): honour them,
+    // or those messages would come back as redeliveries.
+    while let Ok(c) = cmds.try_recv() {
+        if let SubCmd::Ack(id) = c {
+            if let Some(o) = outstanding.remove(&id) {
+                bump(&shared.counters.acked);
+                let _ = o.acker.ack().await;
+            }
         }
     }
     // The connection is gone: every delivery it held goes back at once.

@@ -55,6 +55,7 @@
 //! * `names`: topic and group names as subject tokens and consumer names.
 //! * `envelope`: the body of a JetStream message.
 //! * `conn`: one client connection: handshake, heartbeat, writer.
+//! * `out`: a connection's output queue, bounded by `max_output_bytes`.
 //! * `publish`: the first half (Message → publish → Reply) and the
 //!   holding consumers.
 //! * `consume`: the second half (a subscription's consumer, pulls,
@@ -65,6 +66,7 @@ mod conn;
 mod consume;
 mod envelope;
 mod names;
+mod out;
 mod publish;
 mod setup;
 
@@ -140,6 +142,15 @@ pub struct GatewayStats {
     pub dead_lettered: u64,
     /// Connections accepted past the handshake.
     pub connections: u64,
+    /// Times a connection's output queue reached `max_output_bytes`, so the
+    /// gateway stopped reading from it and delivering to it until it
+    /// drained (PROTOCOL.md §7.1).
+    pub output_full: u64,
+    /// TLS handshakes completed on the TLS listener.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or timed out (each closed its
+    /// connection only).
+    pub tls_handshake_failures: u64,
 }
 
 #[derive(Default)]
@@ -153,6 +164,9 @@ struct Counters {
     acks_ignored: AtomicU64,
     dead_lettered: AtomicU64,
     connections: AtomicU64,
+    output_full: AtomicU64,
+    tls_handshakes: AtomicU64,
+    tls_handshake_failures: AtomicU64,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
@@ -191,16 +205,20 @@ pub(crate) struct Shared {
 pub struct Gateway {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    accept: Mutex<Option<JoinHandle<()>>>,
+    tls_addr: Option<SocketAddr>,
+    accept: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Gateway {
     /// Connects to NATS, creates or checks the streams, binds
-    /// `config.listen` and serves. Of `config` the gateway uses `listen`,
-    /// `server_name`, `max_frame_size`, `max_message_size`, `heartbeat`,
-    /// `handshake_timeout`, `auth_token`, `max_connections`,
-    /// `max_deliveries`, `redelivery` and `seed`; the storage, store limits,
-    /// dedup bounds and faults are the single node's and are ignored.
+    /// `config.listen` (and the TLS listener of `config.tls`; only that
+    /// one in TLS-only mode) and serves. Of `config` the gateway uses
+    /// `listen`, `tls`, `server_name`, `max_frame_size`,
+    /// `max_message_size`, `heartbeat`, `handshake_timeout`, `auth_token`,
+    /// `max_connections`, `max_deliveries`, `redelivery`, `max_output_bytes`,
+    /// `max_subscriptions_per_connection`, `max_nack_delay` and `seed`; the
+    /// storage, store limits, dedup bounds, group and topic counts and
+    /// faults are the single node's and are ignored.
     ///
     /// # Errors
     ///
@@ -223,19 +241,24 @@ impl Gateway {
         let (_client, ctx) =
             setup::connect(&js, &config.server_name, config.max_frame_size).await?;
         let stream = setup::streams(&ctx, &js).await?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| GatewayError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let tls_only = config.tls.as_ref().is_some_and(|t| t.is_tls_only());
+        let plain = match tls_only {
+            true => None,
+            false => Some(bind(config.listen).await?),
+        };
+        let tls = match &config.tls {
+            Some(t) => Some((bind(t.listen_addr()).await?, t.acceptor())),
+            None => None,
+        };
+        let tls_addr = tls.as_ref().map(|((_, a), _)| *a);
+        let addr = plain
+            .as_ref()
+            .map(|(_, a)| *a)
+            .or(tls_addr)
+            .unwrap_or(config.listen);
         let seed = config.seed.unwrap_or_else(rand::random);
-        tracing::info!(%addr, stream = %js.stream, seed, "JetStream gateway serving");
+        let tls_at = tls_addr.map_or("off".to_owned(), |a| a.to_string());
+        tracing::info!(%addr, tls = %tls_at, stream = %js.stream, seed, "JetStream gateway serving");
         let shared = Arc::new(Shared {
             config,
             js,
@@ -247,21 +270,40 @@ impl Gateway {
             kept: Mutex::new(Default::default()),
             seed,
         });
-        let accept = tokio::spawn(accept_loop(shared.clone(), listener));
+        let mut accept = Vec::new();
+        if let Some((l, _)) = plain {
+            accept.push(tokio::spawn(accept_loop(shared.clone(), l, None)));
+        }
+        if let Some(((l, _), acceptor)) = tls {
+            accept.push(tokio::spawn(accept_loop(shared.clone(), l, Some(acceptor))));
+        }
         Ok(Gateway {
             shared,
             addr,
-            accept: Mutex::new(Some(accept)),
+            tls_addr,
+            accept: Mutex::new(accept),
         })
     }
 
-    /// The address the gateway listens on.
+    /// The address the gateway listens on (the TLS listener's in TLS-only
+    /// mode).
     ///
     /// # Examples
     ///
     /// See [`Gateway`].
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener's address, if `BrokerConfig::tls` is set.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(gw: mq_broker::Gateway) { println!("{:?}", gw.tls_addr()); }
+    /// ```
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The seed of the gateway's RNG (jitter of `Nack(0)` delays).
@@ -295,6 +337,9 @@ impl Gateway {
             acks_ignored: l(&c.acks_ignored),
             dead_lettered: l(&c.dead_lettered),
             connections: l(&c.connections),
+            output_full: l(&c.output_full),
+            tls_handshakes: l(&c.tls_handshakes),
+            tls_handshake_failures: l(&c.tls_handshake_failures),
         }
     }
 
@@ -311,8 +356,12 @@ impl Gateway {
     /// See [`Gateway`].
     pub async fn shutdown(&self) {
         self.shared.shutdown.cancel();
-        let handle = self.accept.lock().ok().and_then(|mut h| h.take());
-        if let Some(h) = handle {
+        let handles = self
+            .accept
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        for h in handles {
             let _ = h.await;
         }
         // Let connections write their Close and return their deliveries.
@@ -330,16 +379,38 @@ impl Drop for Gateway {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), GatewayError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// Accepts until shutdown; with `tls`, each connection's TLS handshake
+/// runs in its own task, so a stalled peer cannot hold up the next accept.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((tcp, peer)) => {
-                tokio::spawn(conn::serve(shared.clone(), tcp, peer));
-            }
+            Ok((tcp, peer)) => match &tls {
+                None => {
+                    tokio::spawn(conn::serve_tcp(shared.clone(), tcp, peer));
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(conn::serve_tls(shared.clone(), acceptor, tcp, peer));
+                }
+            },
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -36,7 +36,11 @@ pub fn test_storage() -> mq_broker::Storage {
             mq_broker::Storage::Disk(mq_broker::DiskStorage::new(dir))
         }
         Ok("memory") | Err(_) => mq_broker::Storage::Memory,
-        Ok(other) => panic!("MQ_TEST_STORAGE={other}: use memory or disk"),
+        Ok("jetstream") => panic!(
+            "MQ_TEST_STORAGE=jetstream: this suite runs on the single-node broker only \
+             (first_half, second_half and hostile run on the gateway too)"
+        ),
+        Ok(other) => panic!("MQ_TEST_STORAGE={other}: use memory, disk or jetstream"),
     }
 }
 

@@ -275,7 +275,7 @@ impl State {
                         Ok(conn) => self.on_connected(conn),
                         Err(e) => {
                             let now = Instant::now().into_std();
-                            let (attempt, delay) = self.reconnect.on_failed(now, &mut self.d.rng);
+                            let (attempt, delay) = self.reconnect.on_failed(now, rand::Rng::gen(&mut self.d.rng));
                             tracing::warn!(error = %e, attempt, ?delay, "reconnect round failed");
                             self.d.events.emit(ConnectionEvent::Reconnecting { attempt, delay });
                         }
