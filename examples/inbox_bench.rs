@@ -161,7 +161,7 @@ async fn one_run(
         ("sqlite-store", Some(inbox)) => {
             ReceiverBuilder::new(config)
                 .dedup_store(Arc::new(inbox.dedup_store()))
-                .start(|_d: Delivery| async { Ok::<(), HandlerError>(()) })
+                .connect(|_d: Delivery| async { Ok::<(), HandlerError>(()) })
                 .await?
         }
         _ => return Err(format!("unknown variant {variant}").into()),

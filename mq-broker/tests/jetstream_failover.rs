@@ -89,7 +89,7 @@ async fn receiver(
     handled: Handled,
     bump: Arc<tokio::sync::watch::Sender<u64>>,
 ) -> Receiver {
-    Receiver::start(
+    Receiver::connect(
         ReceiverConfig::default()
             .addresses(addrs.to_vec())
             .topic("orders")
@@ -275,7 +275,7 @@ async fn failover_under_load_loses_nothing_and_handles_each_once() {
     }
     sender.close(Duration::from_secs(5)).await;
     for r in receivers {
-        r.shutdown(Duration::from_secs(5))
+        r.close(Duration::from_secs(5))
             .await
             .expect("receiver shutdown");
     }

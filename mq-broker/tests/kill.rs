@@ -116,7 +116,7 @@ async fn sigkill_under_load_loses_nothing_and_handles_each_once() {
     let (handled_tx, mut handled_rx) = tokio::sync::watch::channel(0u64);
     let handled_tx = Arc::new(handled_tx);
     let h = handled.clone();
-    let receiver = Receiver::start(
+    let receiver = Receiver::connect(
         ReceiverConfig::default()
             .addresses(vec![addr.clone()])
             .topic("orders")
@@ -217,7 +217,7 @@ async fn sigkill_under_load_loses_nothing_and_handles_each_once() {
 
     sender.close(Duration::from_secs(5)).await;
     receiver
-        .shutdown(Duration::from_secs(5))
+        .close(Duration::from_secs(5))
         .await
         .expect("receiver shutdown");
     let stats = broker.terminate();
