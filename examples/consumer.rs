@@ -35,14 +35,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    let config = ReceiverConfig {
-        addresses: args.broker.clone(),
-        auth_token: args.token.clone(),
-        topic: args.topic.clone(),
-        group: args.group.clone(),
-        client_name: "example-consumer".into(),
-        ..ReceiverConfig::default()
-    };
+    let config = ReceiverConfig::default()
+        .addresses(args.broker.clone())
+        .auth_token(args.token.clone())
+        .topic(args.topic.clone())
+        .group(args.group.clone())
+        .client_name("example-consumer");
     // The RecvCallback: called once per message (duplicates are acked
     // without reaching it); Ok acks, Err brings the message back later.
     let handler = |d: Delivery| async move {
@@ -54,14 +52,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         Ok::<(), HandlerError>(())
     };
-    let receiver = Receiver::start(config, handler).await?;
+    let receiver = Receiver::connect(config, handler).await?;
     println!(
         "subscribed to {} as {}; Ctrl-C to stop",
         args.topic, args.group
     );
     tokio::signal::ctrl_c().await?;
     let stats = receiver.stats();
-    receiver.shutdown(Duration::from_secs(5)).await?;
+    receiver.close(Duration::from_secs(5)).await?;
     println!("{stats:?}");
     Ok(())
 }

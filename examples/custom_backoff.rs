@@ -25,18 +25,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
 
-    let config = SenderConfig {
-        retry: Backoff {
+    let config = SenderConfig::new(broker.addr().to_string())
+        .retry(Backoff {
             initial: Duration::from_millis(20),
             multiplier: 1.5,
             max: Duration::from_millis(300),
             jitter: 0.0,
-        },
-        max_attempts: 12,
-        send_timeout: Some(Duration::from_secs(5)),
-        seed: Some(1),
-        ..SenderConfig::new(broker.addr().to_string())
-    };
+        })
+        .max_attempts(12)
+        .send_timeout(Some(Duration::from_secs(5)))
+        .seed(Some(1));
     config.validate()?;
     let sender = Sender::connect(config).await?;
     for i in 0..10 {

@@ -81,12 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (_, Some(p)) => sqlx::query(CHARGES).execute(p).await.map(|_| ())?,
         _ => return Err("unknown database".into()),
     }
-    let config = ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: "orders.created".into(),
-        group: "billing".into(),
-        ..Default::default()
-    };
+    let config = ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic("orders.created")
+        .group("billing");
     let progress = Arc::new(Notify::new());
 
     let first = start_consumer(&inbox, config.clone(), progress.clone()).await?;
@@ -103,7 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     let s = second.stats();
-    second.shutdown(Duration::from_secs(5)).await?;
+    second.close(Duration::from_secs(5)).await?;
     dispatcher.shutdown().await;
 
     let (rows, distinct): (i64, i64) = {
@@ -155,7 +153,7 @@ async fn start_consumer(
                 Ok(tx)
             }
         })?;
-        Receiver::start(config, h).await?
+        Receiver::connect(config, h).await?
     } else {
         let h = inbox.handler(move |d: Delivery, mut tx: Transaction<'static, Postgres>| {
             let progress = progress.clone();
@@ -171,7 +169,7 @@ async fn start_consumer(
                 Ok(tx)
             }
         })?;
-        Receiver::start(config, h).await?
+        Receiver::connect(config, h).await?
     };
     Ok(r)
 }

@@ -95,14 +95,12 @@ async fn one_run(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let sqlite_url = format!("sqlite:{}", dir.join("bench.db").display());
-    let config = ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: "bench".into(),
-        group: "g".into(),
-        prefetch: 256,
-        max_concurrency: 16,
-        ..Default::default()
-    };
+    let config = ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic("bench")
+        .group("g")
+        .prefetch(256)
+        .max_concurrency(16);
     let mut ic = InboxConfig::default();
     ic.max_connections = 16;
     let inbox = match variant {
@@ -130,7 +128,7 @@ async fn one_run(
     let start = Instant::now();
     let receiver: Receiver = match (variant, &inbox) {
         ("memory", _) => {
-            Receiver::start(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await?
+            Receiver::connect(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await?
         }
         ("sqlite-tx", Some(inbox)) => {
             let h = inbox.handler(
@@ -144,7 +142,7 @@ async fn one_run(
                     Ok(tx)
                 },
             )?;
-            Receiver::start(config, h).await?
+            Receiver::connect(config, h).await?
         }
         ("postgres-tx", Some(inbox)) => {
             let h = inbox.handler(
@@ -158,12 +156,12 @@ async fn one_run(
                     Ok(tx)
                 },
             )?;
-            Receiver::start(config, h).await?
+            Receiver::connect(config, h).await?
         }
         ("sqlite-store", Some(inbox)) => {
             ReceiverBuilder::new(config)
                 .dedup_store(Arc::new(inbox.dedup_store()))
-                .start(|_d: Delivery| async { Ok::<(), HandlerError>(()) })
+                .connect(|_d: Delivery| async { Ok::<(), HandlerError>(()) })
                 .await?
         }
         _ => return Err(format!("unknown variant {variant}").into()),
@@ -175,7 +173,7 @@ async fn one_run(
         })
         .await?;
     let elapsed = start.elapsed();
-    receiver.shutdown(Duration::from_secs(5)).await?;
+    receiver.close(Duration::from_secs(5)).await?;
     broker.shutdown().await;
     if let Some(inbox) = inbox {
         if let Some(p) = inbox.pg_pool() {

@@ -5,6 +5,7 @@
 //! cargo run --example loopback
 //! cargo run --example loopback -- --drop 0.05 --duplicate 0.05 --drop-reply-after-store 0.1
 //! cargo run --release --example loopback -- --count 200000 --drop 0.02 --seed 42
+//! cargo run --example loopback -- --tls
 //! cargo run --example loopback -- --backend jetstream --count 2000
 //! cargo run --example loopback -- --nats nats://127.0.0.1:4222 --replicas 1
 //! ```
@@ -81,6 +82,11 @@ struct Args {
     /// a fresh temporary directory, instead of in memory.
     #[arg(long)]
     durable: bool,
+    /// Everything over TLS: the example makes a CA and a server
+    /// certificate for the run, the broker listens on TLS only, and both
+    /// clients trust that CA (rustls; see mq-conn).
+    #[arg(long)]
+    tls: bool,
     /// RNG seed for faults and jitter (`MQ_CHAOS_SEED` or random if not given).
     #[arg(long)]
     seed: Option<u64>,
@@ -130,6 +136,9 @@ impl Args {
         if self.durable {
             cmd.push_str(" --durable");
         }
+        if self.tls {
+            cmd.push_str(" --tls");
+        }
         cmd
     }
 }
@@ -166,6 +175,7 @@ async fn main() -> ExitCode {
     if args.durable {
         s.storage = mq_e2e::disk_storage("loopback");
     }
+    s.tls = args.tls;
     s.progress = true;
     s.replay = Some(args.replay(seed));
     s.faults = Faults {
@@ -216,6 +226,13 @@ async fn main() -> ExitCode {
 async fn run_jetstream(args: &Args, seed: u64) -> ExitCode {
     if args.durable {
         eprintln!("--durable is the in-process broker's journal; JetStream stores on its own");
+        return ExitCode::from(2);
+    }
+    if args.tls {
+        eprintln!(
+            "--tls runs the in-process broker over TLS; the gateway's TLS listener is tested in \
+             mq-broker/tests/tls_gateway.rs"
+        );
         return ExitCode::from(2);
     }
     println!(

@@ -152,24 +152,22 @@ async fn exchange(o: &Options, addr: String) -> Result<Outcome, String> {
             Ok::<(), HandlerError>(())
         }
     };
-    let receiver = Receiver::start(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            client_name: "loopback-receiver".into(),
-            topic: TOPIC.into(),
-            group: GROUP.into(),
-            seed: Some(o.seed),
-            ..ReceiverConfig::default()
-        },
+    let receiver = Receiver::connect(
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .client_name("loopback-receiver")
+            .topic(TOPIC)
+            .group(GROUP)
+            .seed(Some(o.seed)),
         handler,
     )
     .await
     .map_err(|e| format!("receiver: {e}"))?;
-    let sender = Sender::connect(SenderConfig {
-        client_name: "loopback-sender".into(),
-        seed: Some(o.seed),
-        ..SenderConfig::new(addr)
-    })
+    let sender = Sender::connect(
+        SenderConfig::new(addr)
+            .client_name("loopback-sender")
+            .seed(Some(o.seed)),
+    )
     .await
     .map_err(|e| format!("sender: {e}"))?;
 
@@ -210,7 +208,7 @@ async fn exchange(o: &Options, addr: String) -> Result<Outcome, String> {
     }
     let elapsed = start.elapsed();
     let _ = sender.close(Duration::from_secs(10)).await;
-    let _ = receiver.shutdown(Duration::from_secs(10)).await;
+    let _ = receiver.close(Duration::from_secs(10)).await;
     Ok((
         confirmed,
         failed,

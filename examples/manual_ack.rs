@@ -16,16 +16,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let broker = MockBroker::start(BrokerConfig::default()).await?;
     let addr = broker.addr().to_string();
 
-    let config = ReceiverConfig {
-        addresses: vec![addr.clone()],
-        topic: "invoices".into(),
-        group: "printer".into(),
-        ack_mode: AckMode::Manual,
-        prefetch: 8,
-        max_concurrency: 8,
-        ..ReceiverConfig::default()
-    };
-    let (receiver, mut deliveries) = Receiver::stream(config).await?;
+    let config = ReceiverConfig::default()
+        .addresses(vec![addr.clone()])
+        .topic("invoices")
+        .group("printer")
+        .ack_mode(AckMode::Manual)
+        .prefetch(8)
+        .max_concurrency(8);
+    let (receiver, mut deliveries) = Receiver::connect_stream(config).await?;
 
     let sender = Sender::connect(SenderConfig::new(addr)).await?;
     for i in 1..=3 {
@@ -55,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .wait_for(Duration::from_secs(5), |s| s.stored_messages == 0)
         .await?;
     println!("broker stats: {:?}", broker.stats());
-    receiver.shutdown(Duration::from_secs(1)).await?;
+    receiver.close(Duration::from_secs(1)).await?;
     sender.close(Duration::from_secs(1)).await;
     broker.shutdown().await;
     Ok(())

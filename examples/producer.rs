@@ -38,12 +38,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    let config = SenderConfig {
-        addresses: args.broker.clone(),
-        auth_token: args.token.clone(),
-        client_name: "example-producer".into(),
-        ..SenderConfig::default()
-    };
+    let config = SenderConfig::default()
+        .addresses(args.broker.clone())
+        .auth_token(args.token.clone())
+        .client_name("example-producer");
     let sender = Sender::connect(config).await?;
     println!("producer {:016x} connected", sender.producer_id());
     let start = Instant::now();

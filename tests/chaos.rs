@@ -156,6 +156,31 @@ async fn everything_at_once() {
     check(s).await;
 }
 
+/// The same faults, restarts and cuts over TLS (issue 15): every
+/// reconnect is a new TLS handshake against the restarted broker's TLS-only
+/// listener; lost, duplicated and delayed frames ride inside the TLS
+/// records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_at_once_over_tls() {
+    let mut s = Scenario::new("everything-tls", seed_from_env(), MESSAGES);
+    s.tls = true;
+    s.faults = Faults {
+        to_broker: lossy(0.01),
+        from_broker: lossy(0.01),
+        drop_reply_after_store: 0.03,
+        cut_probability: 0.0005,
+        roles: RoleFilter::Both,
+        ..Faults::default()
+    };
+    s.handler_error_rate = 0.01;
+    s.disruptions = vec![
+        (MESSAGES / 4, Disruption::BrokerRestart),
+        (MESSAGES / 2, Disruption::ReceiverRestart),
+        (MESSAGES * 3 / 4, Disruption::SenderRestart),
+    ];
+    check(s).await;
+}
+
 /// Deliveries lost with a small prefetch: each lost `Deliver` must not cost
 /// the subscription its credit for good (a stall with messages left "ready"
 /// at the broker would show as lost messages here).

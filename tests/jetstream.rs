@@ -595,13 +595,11 @@ async fn sdk_sender_and_receiver_through_the_gateway() {
     let f = fixture().await;
     let addr = f.gateway.addr().to_string();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let receiver = Receiver::start(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            topic: "sdk".into(),
-            group: "g".into(),
-            ..Default::default()
-        },
+    let receiver = Receiver::connect(
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .topic("sdk")
+            .group("g"),
         move |d: Delivery| {
             let tx = tx.clone();
             async move {
@@ -635,7 +633,7 @@ async fn sdk_sender_and_receiver_through_the_gateway() {
     assert_eq!(handled, ids);
     f.wait_stored(&f.stream, 0).await;
     receiver
-        .shutdown(Duration::from_secs(5))
+        .close(Duration::from_secs(5))
         .await
         .expect("shutdown");
 }

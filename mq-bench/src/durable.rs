@@ -25,11 +25,8 @@ fn disk_config(max_messages: usize, max_bytes: usize) -> BrokerConfig {
 /// Publishes `n` messages of `payload` bytes with confirm (window 1000),
 /// returning the rate.
 async fn fill(broker: &MockBroker, n: u64, payload: usize, pb: &Progress) -> BenchResult<f64> {
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: 1000,
-        ..SenderConfig::new(broker.addr().to_string())
-    })
-    .await?;
+    let sender =
+        Sender::connect(SenderConfig::new(broker.addr().to_string()).max_in_flight(1000)).await?;
     let filler = vec![0x5Au8; payload.saturating_sub(8)];
     let started = Instant::now();
     let mut pending = std::collections::VecDeque::new();

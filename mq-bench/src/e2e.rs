@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
-use mq_client_sender::{Sender, SenderConfig};
+use mq_client_sender::SenderConfig;
 use mq_mock_broker::MockBroker;
 use tokio::sync::Notify;
 
@@ -30,7 +30,7 @@ struct Seen {
 }
 
 pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
-    let config = broker_config(&load);
+    let config = broker_config(&load)?;
     let broker = MockBroker::start(config.clone()).await?;
     let addr = broker.addr().to_string();
     let seen = Arc::new(Seen {
@@ -65,23 +65,20 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
             }
         }
     };
-    let receiver = Receiver::start(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            topic: "bench".into(),
-            group: "bench".into(),
-            prefetch: PREFETCH,
-            max_concurrency: MAX_CONCURRENCY,
-            ..Default::default()
-        },
-        handler,
-    )
-    .await?;
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: load.window,
-        ..SenderConfig::new(addr)
-    })
-    .await?;
+    let mut builder = Receiver::builder(
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .topic("bench")
+            .group("bench")
+            .prefetch(PREFETCH)
+            .max_concurrency(MAX_CONCURRENCY),
+    );
+    if load.tls {
+        builder = builder.tls(crate::tls::pki()?.client.clone());
+    }
+    let receiver = builder.connect(handler).await?;
+    let sender =
+        crate::tls::sender(SenderConfig::new(addr).max_in_flight(load.window), load.tls).await?;
 
     let filler = vec![0x5a; load.payload.max(8) - 8];
     let done = seen.done.notified();
@@ -102,14 +99,16 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
     let elapsed = Duration::from_micros(seen.last_us.load(Relaxed).saturating_sub(start_us))
         .max(Duration::from_nanos(1));
     let _ = sender.close(Duration::from_secs(5)).await;
-    let _ = receiver.shutdown(Duration::from_secs(5)).await;
+    let _ = receiver.close(Duration::from_secs(5)).await;
     broker.shutdown().await;
     crate::publish::cleanup(&config);
-    let name = match (load.rate.is_some(), load.disk) {
-        (true, false) => "e2e-paced",
-        (false, false) => "e2e",
-        (true, true) => "e2e-paced-disk",
-        (false, true) => "e2e-disk",
+    let name = match (load.rate.is_some(), load.disk, load.tls) {
+        (true, true, _) => "e2e-paced-disk",
+        (false, true, _) => "e2e-disk",
+        (true, false, true) => "e2e-paced-tls",
+        (false, false, true) => "e2e-tls",
+        (true, false, false) => "e2e-paced",
+        (false, false, false) => "e2e",
     };
     let hist = seen
         .hist

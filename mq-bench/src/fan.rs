@@ -206,15 +206,13 @@ pub async fn run(
                     Ok::<(), HandlerError>(())
                 }
             };
-            let r = Receiver::start(
-                ReceiverConfig {
-                    addresses: vec![addr.clone()],
-                    topic: format!("t{t}"),
-                    group: format!("g{g}"),
-                    prefetch,
-                    max_concurrency: 64,
-                    ..Default::default()
-                },
+            let r = Receiver::connect(
+                ReceiverConfig::default()
+                    .addresses(vec![addr.clone()])
+                    .topic(format!("t{t}"))
+                    .group(format!("g{g}"))
+                    .prefetch(prefetch)
+                    .max_concurrency(64),
                 handler,
             )
             .await?;
@@ -223,13 +221,7 @@ pub async fn run(
     }
     let mut senders = Vec::new();
     for _ in 0..shape.senders {
-        senders.push(
-            Sender::connect(SenderConfig {
-                max_in_flight: window,
-                ..SenderConfig::new(addr.clone())
-            })
-            .await?,
-        );
+        senders.push(Sender::connect(SenderConfig::new(addr.clone()).max_in_flight(window)).await?);
     }
 
     let done = seen.done.notified();
@@ -271,7 +263,7 @@ pub async fn run(
         let _ = s.close(Duration::from_secs(5)).await;
     }
     for r in receivers {
-        let _ = r.shutdown(Duration::from_secs(5)).await;
+        let _ = r.close(Duration::from_secs(5)).await;
     }
     broker.stop().await;
     let hist = seen

@@ -156,23 +156,17 @@ async fn gateway(
             }
         }
     };
-    let receiver = Receiver::start(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            topic: "bench".into(),
-            group: "bench".into(),
-            prefetch: PREFETCH,
-            max_concurrency: MAX_CONCURRENCY,
-            ..Default::default()
-        },
+    let receiver = Receiver::connect(
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .topic("bench")
+            .group("bench")
+            .prefetch(PREFETCH)
+            .max_concurrency(MAX_CONCURRENCY),
         handler,
     )
     .await?;
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: load.window,
-        ..SenderConfig::new(addr)
-    })
-    .await?;
+    let sender = Sender::connect(SenderConfig::new(addr).max_in_flight(load.window)).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<(PendingSend, u64)>();
     let collector = {
         let pb = pb.clone();
@@ -210,7 +204,7 @@ async fn gateway(
     }
     let e2e_elapsed = start.elapsed();
     let _ = sender.close(Duration::from_secs(5)).await;
-    let _ = receiver.shutdown(Duration::from_secs(5)).await;
+    let _ = receiver.close(Duration::from_secs(5)).await;
     gw.shutdown().await;
     if ok < load.count {
         return Err(format!(

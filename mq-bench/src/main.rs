@@ -14,6 +14,7 @@
 //! * `fan.rs`: fan-in (8 senders), fan-out (4 groups), 1 000 topics, with
 //!   the broker in a child process for its CPU per message; the broker's
 //!   memory per idle connection;
+//! * `tls.rs`: the certificates of the `--transport tls` runs;
 //! * `alloc.rs`: memory readings (the shared counting allocator, /proc);
 //! * `report.rs`: medians, the table and the JSON lines;
 //! * `charts.rs`: SVG charts of the medians (`--charts DIR`).
@@ -28,6 +29,7 @@ mod jetstream;
 mod memory;
 mod publish;
 mod report;
+mod tls;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -82,6 +84,11 @@ struct Args {
     /// mock) and `disk` (the journal, fdatasync before every Stored).
     #[arg(long, value_delimiter = ',', default_value = "memory,disk")]
     storage: Vec<String>,
+    /// Transports to measure publish and e2e over (against the in-memory
+    /// broker): `tcp`, and `tls` (rustls, a certificate made for the run),
+    /// next to each other in the same run for the TLS cost as a ratio.
+    #[arg(long, value_delimiter = ',', default_value = "tcp,tls")]
+    transport: Vec<String>,
     /// Messages stored before the recovery measurement.
     #[arg(long, default_value_t = 1_000_000)]
     recovery_messages: u64,
@@ -120,6 +127,8 @@ pub struct Load {
     pub rate: Option<f64>,
     /// The broker journals to disk (`Stored` after fdatasync).
     pub disk: bool,
+    /// Both clients talk TLS to a TLS-only broker listener.
+    pub tls: bool,
 }
 
 /// The progress bar, updated every 1024 messages (or hidden).
@@ -162,6 +171,15 @@ impl Progress {
     }
 }
 
+/// " disk", " tls" or "" for progress labels.
+fn tag_of(disk: bool, tls: bool) -> &'static str {
+    match (disk, tls) {
+        (true, _) => " disk",
+        (false, true) => " tls",
+        (false, false) => "",
+    }
+}
+
 fn count_for(args: &Args, payload: usize, window: usize) -> u64 {
     let mut n = args.count;
     if window == 1 {
@@ -197,7 +215,18 @@ async fn ceiling(pb: &Progress, run: &str, load: Load) -> BenchResult<Row> {
 async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> BenchResult<()> {
     let first = rows.len();
     let wants = |g: &str| args.only.iter().any(|o| o == g);
-    let disks: Vec<bool> = args.storage.iter().map(|s| s == "disk").collect();
+    // (disk, tls) of each broker set-up measured: every storage over plain
+    // TCP, and TLS against the in-memory broker.
+    let mut setups: Vec<(bool, bool)> = Vec::new();
+    for s in &args.storage {
+        let disk = s == "disk";
+        if args.transport.iter().any(|t| t == "tcp") {
+            setups.push((disk, false));
+        }
+        if !disk && args.transport.iter().any(|t| t == "tls") {
+            setups.push((false, true));
+        }
+    }
     for &payload in &args.sizes {
         if wants("jetstream") {
             for replicas in [1, 3] {
@@ -207,6 +236,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                     count: (args.rate * args.paced_seconds) as u64,
                     rate: Some(args.rate),
                     disk: false,
+                    tls: false,
                 };
                 pb.start(
                     format!("{run} jetstream R{replicas} {payload}B @{}/s", args.rate),
@@ -223,12 +253,13 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                     count: count_for(args, payload, window),
                     rate: None,
                     disk: false,
+                    tls: false,
                 };
                 let c = ceiling(pb, run, load).await?;
                 rows.push(c.clone());
-                for &disk in &disks {
-                    let load = Load { disk, ..load };
-                    let label = format!("{run} publish{}", if disk { " disk" } else { "" });
+                for &(disk, tls) in &setups {
+                    let load = Load { disk, tls, ..load };
+                    let label = format!("{run} publish{}", tag_of(disk, tls));
                     let mut r = measure(pb, &label, load, publish::run(load, pb)).await?;
                     r.set_ceiling(&c);
                     rows.push(r);
@@ -243,6 +274,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                     count: count_for(args, payload, args.e2e_window),
                     rate: None,
                     disk: false,
+                    tls: false,
                 };
                 let same = rows[first..].iter().find(|r| {
                     r.scenario == "ceiling-echo" && (r.payload, r.window) == (payload, load.window)
@@ -271,6 +303,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                 count: count_for(args, payload, args.e2e_window),
                 rate: None,
                 disk: false,
+                tls: false,
             };
             // The publish group may have measured this ceiling in this run.
             let same = rows[first..].iter().find(|r| {
@@ -291,14 +324,14 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
             };
             let pc = ceiling(pb, run, paced).await?;
             rows.push(pc.clone());
-            for &disk in &disks {
-                let load = Load { disk, ..load };
-                let tag = if disk { " disk" } else { "" };
+            for &(disk, tls) in &setups {
+                let load = Load { disk, tls, ..load };
+                let tag = tag_of(disk, tls);
                 let label = format!("{run} e2e{tag}");
                 let mut r = measure(pb, &label, load, e2e::run(load, pb)).await?;
                 r.set_ceiling(&c);
                 rows.push(r);
-                let paced = Load { disk, ..paced };
+                let paced = Load { disk, tls, ..paced };
                 let label = format!("{run} e2e{tag} @{}/s", args.rate);
                 let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
                 r.set_ceiling(&pc);
@@ -323,6 +356,7 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
             count,
             rate: None,
             disk: false,
+            tls: false,
         };
         let row = match parts.get(1).copied() {
             Some("send") => publish::run(load, &pb).await?,
@@ -350,6 +384,7 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
                 count: count_for(args, payload, args.e2e_window),
                 rate: None,
                 disk: false,
+                tls: false,
             };
             memory::e2e_peak(load, &pb).await?
         }

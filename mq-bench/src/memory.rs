@@ -50,21 +50,21 @@ async fn silent_broker() -> std::io::Result<std::net::SocketAddr> {
 /// `PendingSend` kept, as a caller would) and reports what they cost.
 pub async fn in_flight(payload: usize, count: usize, pb: &Progress) -> BenchResult<Value> {
     let addr = silent_broker().await?;
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: count,
-        max_in_flight_bytes: count * (payload + 1024),
-        // No retransmission while we measure.
-        retry: Backoff {
-            initial: Duration::from_secs(600),
-            max: Duration::from_secs(600),
-            ..Backoff::default()
-        },
-        send_timeout: None,
-        // A count bound, since there is no deadline (the default has none).
-        max_attempts: 5,
-        heartbeat: None,
-        ..SenderConfig::new(addr.to_string())
-    })
+    let sender = Sender::connect(
+        SenderConfig::new(addr.to_string())
+            .max_in_flight(count)
+            .max_in_flight_bytes(count * (payload + 1024))
+            // No retransmission while we measure.
+            .retry(Backoff {
+                initial: Duration::from_secs(600),
+                max: Duration::from_secs(600),
+                ..Backoff::default()
+            })
+            .send_timeout(None)
+            // A count bound, since there is no deadline (the default has none).
+            .max_attempts(5)
+            .heartbeat(None),
+    )
     .await?;
     let filler = vec![0x5a; payload.max(8) - 8];
     let mut held = Vec::with_capacity(count);

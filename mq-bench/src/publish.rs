@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use hdrhistogram::Histogram;
-use mq_client_sender::{OutgoingMessage, PendingSend, Sender, SenderConfig};
+use mq_client_sender::{OutgoingMessage, PendingSend, SenderConfig};
 use mq_mock_broker::{BrokerConfig, DiskStorage, MockBroker, Storage};
 use tokio::sync::mpsc;
 
@@ -15,8 +15,8 @@ use crate::{now_us, BenchResult, Load, Progress};
 
 /// A broker tuned for measuring: no landing log, and room to store every
 /// message of the run (nobody consumes them here).
-pub fn broker_config(load: &Load) -> BrokerConfig {
-    BrokerConfig {
+pub fn broker_config(load: &Load) -> BenchResult<BrokerConfig> {
+    Ok(BrokerConfig {
         record_landings: false,
         max_stored_messages: load.count as usize + 1024,
         max_stored_bytes: (load.count as usize + 1024) * (load.payload + 256),
@@ -25,8 +25,13 @@ pub fn broker_config(load: &Load) -> BrokerConfig {
         } else {
             Storage::Memory
         },
+        tls: if load.tls {
+            Some(crate::tls::pki()?.broker.clone())
+        } else {
+            None
+        },
         ..Default::default()
-    }
+    })
 }
 
 /// A fresh data directory for a disk broker: under `MQ_BENCH_DIR` (a real
@@ -62,12 +67,12 @@ pub fn message(payload: usize, filler: &[u8]) -> OutgoingMessage {
 }
 
 pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
-    let config = broker_config(&load);
+    let config = broker_config(&load)?;
     let broker = MockBroker::start(config.clone()).await?;
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: load.window,
-        ..SenderConfig::new(broker.addr().to_string())
-    })
+    let sender = crate::tls::sender(
+        SenderConfig::new(broker.addr().to_string()).max_in_flight(load.window),
+        load.tls,
+    )
     .await?;
 
     // Confirms come back in order (no faults), so awaiting in order times
@@ -110,10 +115,10 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
         return Err(format!("{failed} sends failed").into());
     }
     let mut row = Row::new(
-        if load.disk {
-            "publish-confirm-disk"
-        } else {
-            "publish-confirm"
+        match (load.disk, load.tls) {
+            (true, _) => "publish-confirm-disk",
+            (false, true) => "publish-confirm-tls",
+            (false, false) => "publish-confirm",
         },
         load.payload,
         load.window,

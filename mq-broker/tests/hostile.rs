@@ -11,8 +11,6 @@
 mod backend;
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use backend::{broker, skip_on_jetstream, TestBroker};
@@ -26,47 +24,23 @@ use support::{Peer, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Counts live heap bytes and their high-water mark.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged to the system allocator.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
-            PEAK.fetch_max(now, Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: mq_test_alloc::CountingAlloc = mq_test_alloc::CountingAlloc;
 
 /// One test at a time, so the heap measured is the running test's.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts measuring: resets the high-water mark to the live heap now.
 fn heap_baseline() -> usize {
-    let now = LIVE.load(Relaxed);
-    PEAK.store(now, Relaxed);
-    now
+    usize::try_from(mq_test_alloc::reset_peak()).unwrap_or(0)
 }
 
 /// Asserts the heap grew by at most `bound` bytes above `base` at any time
 /// since [`heap_baseline`].
 fn assert_heap_within(base: usize, bound: usize, what: &str) {
-    let grew = PEAK.load(Relaxed).saturating_sub(base);
+    let grew = usize::try_from(mq_test_alloc::peak())
+        .unwrap_or(0)
+        .saturating_sub(base);
     eprintln!("{what}: peak heap growth {grew} bytes (bound {bound})");
     assert!(
         grew <= bound,
@@ -663,13 +637,13 @@ async fn connection_churn_leaks_nothing() {
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig::default()).await;
     churn(&b, 1_000).await;
-    let start = LIVE.load(Relaxed);
+    let start = mq_test_alloc::live();
     churn(&b, 10_000).await;
     served(&b, 8).await;
-    let mid = LIVE.load(Relaxed);
+    let mid = mq_test_alloc::live();
     churn(&b, 20_000).await;
     served(&b, 9).await;
-    let end = LIVE.load(Relaxed);
+    let end = mq_test_alloc::live();
     eprintln!(
         "live heap: {start} B after warm-up, {mid} B after 10 000 connections, \
          {end} B after 20 000 more ({:+.2} B per connection in the second round)",

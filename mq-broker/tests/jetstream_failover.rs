@@ -89,15 +89,13 @@ async fn receiver(
     handled: Handled,
     bump: Arc<tokio::sync::watch::Sender<u64>>,
 ) -> Receiver {
-    Receiver::start(
-        ReceiverConfig {
-            addresses: addrs.to_vec(),
-            topic: "orders".into(),
-            group: group.into(),
-            prefetch: 128,
-            reconnect: quick(),
-            ..ReceiverConfig::default()
-        },
+    Receiver::connect(
+        ReceiverConfig::default()
+            .addresses(addrs.to_vec())
+            .topic("orders")
+            .group(group)
+            .prefetch(128)
+            .reconnect(quick()),
         move |d: Delivery| {
             let (h, tx) = (handled.clone(), bump.clone());
             async move {
@@ -141,13 +139,12 @@ async fn failover_under_load_loses_nothing_and_handles_each_once() {
 
     let mut sc = SenderConfig::new(addrs[0].clone());
     sc.addresses = addrs.clone();
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: 256,
-        retry: quick(),
-        reconnect: quick(),
-        seed: Some(seed),
-        ..sc
-    })
+    let sender = Sender::connect(
+        sc.max_in_flight(256)
+            .retry(quick())
+            .reconnect(quick())
+            .seed(Some(seed)),
+    )
     .await
     .expect("sender");
 
@@ -278,7 +275,7 @@ async fn failover_under_load_loses_nothing_and_handles_each_once() {
     }
     sender.close(Duration::from_secs(5)).await;
     for r in receivers {
-        r.shutdown(Duration::from_secs(5))
+        r.close(Duration::from_secs(5))
             .await
             .expect("receiver shutdown");
     }

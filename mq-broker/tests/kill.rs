@@ -116,15 +116,13 @@ async fn sigkill_under_load_loses_nothing_and_handles_each_once() {
     let (handled_tx, mut handled_rx) = tokio::sync::watch::channel(0u64);
     let handled_tx = Arc::new(handled_tx);
     let h = handled.clone();
-    let receiver = Receiver::start(
-        ReceiverConfig {
-            addresses: vec![addr.clone()],
-            topic: "orders".into(),
-            group: "billing".into(),
-            prefetch: 256,
-            reconnect: quick(),
-            ..ReceiverConfig::default()
-        },
+    let receiver = Receiver::connect(
+        ReceiverConfig::default()
+            .addresses(vec![addr.clone()])
+            .topic("orders")
+            .group("billing")
+            .prefetch(256)
+            .reconnect(quick()),
         move |d: Delivery| {
             let (h, tx) = (h.clone(), handled_tx.clone());
             async move {
@@ -137,14 +135,14 @@ async fn sigkill_under_load_loses_nothing_and_handles_each_once() {
     .await
     .expect("receiver");
 
-    let sender = Sender::connect(SenderConfig {
-        max_in_flight: 1000,
-        retry: quick(),
-        // No attempt limit; a 120 s deadline per send (the defaults).
-        reconnect: quick(),
-        seed: Some(seed),
-        ..SenderConfig::new(addr.clone())
-    })
+    let sender = Sender::connect(
+        SenderConfig::new(addr.clone())
+            .max_in_flight(1000)
+            .retry(quick())
+            // No attempt limit; a 120 s deadline per send (the defaults).
+            .reconnect(quick())
+            .seed(Some(seed)),
+    )
     .await
     .expect("sender");
 
@@ -219,7 +217,7 @@ async fn sigkill_under_load_loses_nothing_and_handles_each_once() {
 
     sender.close(Duration::from_secs(5)).await;
     receiver
-        .shutdown(Duration::from_secs(5))
+        .close(Duration::from_secs(5))
         .await
         .expect("receiver shutdown");
     let stats = broker.terminate();

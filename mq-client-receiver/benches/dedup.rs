@@ -44,10 +44,7 @@ fn gappy(c: &mut Criterion) {
 fn lookups(c: &mut Criterion) {
     let now = Instant::now();
     // 1 024 000 ranges: past the default `max_ranges`, so raise it.
-    let config = DedupConfig {
-        max_ranges: 1 << 20,
-        ..Default::default()
-    };
+    let config = DedupConfig::default().max_ranges(1 << 20);
     let mut w = DedupWindow::new(config);
     for p in 0..1_000 {
         for seq in (0..2_048).step_by(2) {

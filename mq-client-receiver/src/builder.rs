@@ -7,7 +7,7 @@ use mq_conn::{Connector, Dialer, Events, SharedConnector, TcpConnector, TlsConfi
 use mq_protocol::{Hello, Role};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 use crate::config::{AckMode, ReceiverConfig};
 use crate::conn::connect_round;
@@ -99,7 +99,7 @@ impl ReceiverBuilder {
     ///
     /// ```
     /// use mq_client_receiver::{ReceiverBuilder, ReceiverConfig};
-    /// let config = ReceiverConfig { topic: "orders".into(), ..Default::default() };
+    /// let config = ReceiverConfig::default().topic("orders");
     /// let b = ReceiverBuilder::new(config).topic("refunds").topic("returns");
     /// # drop(b);
     /// ```
@@ -129,7 +129,12 @@ impl ReceiverBuilder {
     /// # drop(r); Ok(()) }
     /// ```
     pub async fn connect<H: RecvCallback>(self, handler: H) -> Result<Receiver, ConnectError> {
-        self.start(handler).await
+        let mode = self.config.ack_mode;
+        let dispatch = Dispatch::Handler {
+            handler: Arc::new(handler),
+            max_concurrency: self.config.max_concurrency,
+        };
+        self.launch(dispatch, mode).await
     }
 
     /// As [`Receiver::connect_stream`].
@@ -150,7 +155,11 @@ impl ReceiverBuilder {
     /// # drop((r, s)); Ok(()) }
     /// ```
     pub async fn connect_stream(self) -> Result<(Receiver, DeliveryStream), ConnectError> {
-        self.stream().await
+        let (tx, rx) = mpsc::unbounded_channel();
+        let r = self
+            .launch(Dispatch::Stream(Some(tx)), AckMode::Manual)
+            .await?;
+        Ok((r, DeliveryStream { rx }))
     }
 
     /// Opens connections with `connector` instead of plain TCP (for
@@ -223,14 +232,12 @@ impl ReceiverBuilder {
     /// # Examples
     ///
     /// See [`ReceiverBuilder`].
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `connect`, the name the sender uses"
+    )]
     pub async fn start<H: RecvCallback>(self, handler: H) -> Result<Receiver, ConnectError> {
-        let sem = Arc::new(Semaphore::new(self.config.max_concurrency));
-        let mode = self.config.ack_mode;
-        let dispatch = Dispatch::Handler {
-            handler: Arc::new(handler),
-            sem,
-        };
-        self.launch(dispatch, mode).await
+        self.connect(handler).await
     }
 
     /// As [`Receiver::stream`].
@@ -247,15 +254,12 @@ impl ReceiverBuilder {
     ///
     /// ```no_run
     /// # async fn f(c: mq_client_receiver::ReceiverConfig) -> Result<(), mq_client_receiver::ConnectError> {
-    /// let (r, s) = mq_client_receiver::ReceiverBuilder::new(c).stream().await?;
+    /// let (r, s) = mq_client_receiver::ReceiverBuilder::new(c).connect_stream().await?;
     /// # drop((r, s)); Ok(()) }
     /// ```
+    #[deprecated(since = "0.1.0", note = "renamed to `connect_stream`")]
     pub async fn stream(self) -> Result<(Receiver, DeliveryStream), ConnectError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let r = self
-            .launch(Dispatch::Stream(Some(tx)), AckMode::Manual)
-            .await?;
-        Ok((r, DeliveryStream { rx }))
+        self.connect_stream().await
     }
 
     async fn launch(self, dispatch: Dispatch, mode: AckMode) -> Result<Receiver, ConnectError> {

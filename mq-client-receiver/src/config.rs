@@ -13,7 +13,7 @@ use crate::error::ConfigError;
 ///
 /// ```
 /// use mq_client_receiver::{AckMode, ReceiverConfig};
-/// let c = ReceiverConfig { ack_mode: AckMode::Manual, ..Default::default() };
+/// let c = ReceiverConfig::default().ack_mode(AckMode::Manual);
 /// assert_eq!(c.ack_mode, AckMode::Manual);
 /// assert_eq!(AckMode::default(), AckMode::Auto);
 /// ```
@@ -47,11 +47,12 @@ pub enum AckMode {
 ///
 /// ```
 /// use std::time::Duration;
-/// let d = mq_client_receiver::DedupConfig { max_producers: 100, ..Default::default() };
+/// let d = mq_client_receiver::DedupConfig::default().max_producers(100);
 /// assert_eq!(d.idle_expiry, Duration::from_secs(3600));
 /// assert_eq!(d.max_ranges, 262_144);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DedupConfig {
     /// Producers tracked at once; beyond it the least recently active
     /// producer is forgotten. Default 10 000.
@@ -122,7 +123,7 @@ impl DedupConfig {
     /// use mq_client_receiver::DedupConfig;
     /// let worst = DedupConfig::default().max_memory_bytes();
     /// assert!(worst < 16 << 20); // about 15 MiB
-    /// let small = DedupConfig { max_producers: 100, max_ranges: 10_000, ..Default::default() };
+    /// let small = DedupConfig::default().max_producers(100).max_ranges(10_000);
     /// assert!(small.max_memory_bytes() < 600 << 10);
     /// ```
     pub fn max_memory_bytes(&self) -> usize {
@@ -137,18 +138,11 @@ impl DedupConfig {
 /// ```
 /// use mq_client_receiver::{AckMode, ReceiverConfig};
 ///
-/// let config = ReceiverConfig {
-///     addresses: vec!["127.0.0.1:7000".into()],
-///     topic: "orders".into(),
-///     group: "billing".into(),
-///     prefetch: 32,
-///     max_concurrency: 8,
-///     ack_mode: AckMode::Auto,
-///     ..Default::default()
-/// };
+/// let config = ReceiverConfig::default().addresses(vec!["127.0.0.1:7000".into()]).topic("orders").group("billing").prefetch(32).max_concurrency(8).ack_mode(AckMode::Auto);
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ReceiverConfig {
     /// Broker addresses (`host:port`). A connect round tries each once,
     /// in order; the first that completes the handshake wins.
@@ -244,11 +238,7 @@ impl ReceiverConfig {
     /// # Examples
     ///
     /// ```
-    /// let c = mq_client_receiver::ReceiverConfig {
-    ///     topic: "orders".into(),
-    ///     topics: vec!["refunds".into()],
-    ///     ..Default::default()
-    /// };
+    /// let c = mq_client_receiver::ReceiverConfig::default().topic("orders").topics(vec!["refunds".into()]);
     /// assert_eq!(c.all_topics().collect::<Vec<_>>(), ["orders", "refunds"]);
     /// ```
     pub fn all_topics(&self) -> impl Iterator<Item = &str> {
@@ -265,9 +255,7 @@ impl ReceiverConfig {
     ///
     /// ```
     /// use mq_client_receiver::{ConfigError, ReceiverConfig};
-    /// let c = ReceiverConfig { addresses: vec!["x:1".into()], topic: "t".into(),
-    ///                          group: "g".into(), prefetch: 4, max_concurrency: 8,
-    ///                          ..Default::default() };
+    /// let c = ReceiverConfig::default().addresses(vec!["x:1".into()]).topic("t").group("g").prefetch(4).max_concurrency(8);
     /// assert!(matches!(c.validate(), Err(ConfigError::ConcurrencyAbovePrefetch { .. })));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -336,10 +324,7 @@ fn check_name(field: &'static str, v: &str, max: usize) -> Result<(), ConfigErro
 mod tests {
     #[test]
     fn debug_never_prints_the_token() {
-        let cfg = ReceiverConfig {
-            auth_token: Some("s3cr3t-token".into()),
-            ..ReceiverConfig::default()
-        };
+        let cfg = ReceiverConfig::default().auth_token(Some("s3cr3t-token".into()));
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("s3cr3t-token"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
@@ -348,12 +333,10 @@ mod tests {
     use super::*;
 
     fn ok() -> ReceiverConfig {
-        ReceiverConfig {
-            addresses: vec!["127.0.0.1:1".into()],
-            topic: "t".into(),
-            group: "g".into(),
-            ..Default::default()
-        }
+        ReceiverConfig::default()
+            .addresses(vec!["127.0.0.1:1".into()])
+            .topic("t")
+            .group("g")
     }
 
     #[test]
@@ -368,96 +351,41 @@ mod tests {
     #[test]
     fn validation_names_what_to_change() {
         let cases: Vec<(ReceiverConfig, ConfigError)> = vec![
+            (ok().addresses(vec![]), ConfigError::NoAddresses),
+            (ok().topic(String::new()), ConfigError::Empty("topic")),
+            (ok().group(String::new()), ConfigError::Empty("group")),
             (
-                ReceiverConfig {
-                    addresses: vec![],
-                    ..ok()
-                },
-                ConfigError::NoAddresses,
-            ),
-            (
-                ReceiverConfig {
-                    topic: String::new(),
-                    ..ok()
-                },
-                ConfigError::Empty("topic"),
-            ),
-            (
-                ReceiverConfig {
-                    group: String::new(),
-                    ..ok()
-                },
-                ConfigError::Empty("group"),
-            ),
-            (
-                ReceiverConfig {
-                    topic: "x".repeat(MAX_TOPIC_LEN + 1),
-                    ..ok()
-                },
+                ok().topic("x".repeat(MAX_TOPIC_LEN + 1)),
                 ConfigError::TooLong {
                     field: "topic",
                     max: MAX_TOPIC_LEN,
                 },
             ),
+            (ok().prefetch(0), ConfigError::ZeroBound("prefetch")),
             (
-                ReceiverConfig {
-                    prefetch: 0,
-                    ..ok()
-                },
-                ConfigError::ZeroBound("prefetch"),
-            ),
-            (
-                ReceiverConfig {
-                    max_concurrency: 0,
-                    ..ok()
-                },
+                ok().max_concurrency(0),
                 ConfigError::ZeroBound("max_concurrency"),
             ),
             (
-                ReceiverConfig {
-                    prefetch: 4,
-                    max_concurrency: 5,
-                    ..ok()
-                },
+                ok().prefetch(4).max_concurrency(5),
                 ConfigError::ConcurrencyAbovePrefetch {
                     max_concurrency: 5,
                     prefetch: 4,
                 },
             ),
             (
-                ReceiverConfig {
-                    dedup: DedupConfig {
-                        max_ranges_per_producer: 0,
-                        ..Default::default()
-                    },
-                    ..ok()
-                },
+                ok().dedup(DedupConfig::default().max_ranges_per_producer(0)),
                 ConfigError::ZeroBound("dedup.max_ranges_per_producer"),
             ),
             (
-                ReceiverConfig {
-                    dedup: DedupConfig {
-                        max_ranges: 0,
-                        ..Default::default()
-                    },
-                    ..ok()
-                },
+                ok().dedup(DedupConfig::default().max_ranges(0)),
                 ConfigError::ZeroBound("dedup.max_ranges"),
             ),
             (
-                ReceiverConfig {
-                    connect_timeout: Duration::ZERO,
-                    ..ok()
-                },
+                ok().connect_timeout(Duration::ZERO),
                 ConfigError::ZeroBound("connect_timeout"),
             ),
-            (
-                ReceiverConfig {
-                    max_frame_size: 10,
-                    ..ok()
-                },
-                ConfigError::FrameSizeTooSmall(10),
-            ),
+            (ok().max_frame_size(10), ConfigError::FrameSizeTooSmall(10)),
         ];
         for (c, want) in cases {
             assert_eq!(c.validate(), Err(want));

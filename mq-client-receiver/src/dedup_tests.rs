@@ -7,19 +7,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 fn cfg(producers: usize, ranges: usize, idle_secs: u64) -> DedupConfig {
-    DedupConfig {
-        max_producers: producers,
-        max_ranges_per_producer: ranges,
-        idle_expiry: Duration::from_secs(idle_secs),
-        ..Default::default()
-    }
+    DedupConfig::default()
+        .max_producers(producers)
+        .max_ranges_per_producer(ranges)
+        .idle_expiry(Duration::from_secs(idle_secs))
 }
 
 fn cfg_total(producers: usize, ranges: usize, total: usize, idle_secs: u64) -> DedupConfig {
-    DedupConfig {
-        max_ranges: total,
-        ..cfg(producers, ranges, idle_secs)
-    }
+    cfg(producers, ranges, idle_secs).max_ranges(total)
 }
 
 #[test]

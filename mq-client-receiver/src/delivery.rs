@@ -252,8 +252,7 @@ impl Drop for Delivery {
 /// use mq_client_receiver::{Receiver, ReceiverConfig};
 ///
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = ReceiverConfig { addresses: vec!["127.0.0.1:7000".into()],
-///     topic: "orders".into(), group: "billing".into(), ..Default::default() };
+/// let config = ReceiverConfig::default().addresses(vec!["127.0.0.1:7000".into()]).topic("orders").group("billing");
 /// let (receiver, mut deliveries) = Receiver::stream(config).await?;
 /// while let Some(d) = deliveries.next().await {
 ///     d.ack().await?;

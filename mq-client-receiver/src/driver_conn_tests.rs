@@ -64,15 +64,13 @@ fn backoff() -> mq_protocol::Backoff {
 #[tokio::test(start_paused = true)]
 async fn a_lost_connection_starts_a_round_over_every_address_at_once() {
     let (c, mut conns) = scripted(&[true, false, true]);
-    let cfg = ReceiverConfig {
-        addresses: vec!["a:1".into(), "b:1".into()],
-        reconnect: backoff(),
-        ..config(4, 1, AckMode::Auto)
-    };
+    let cfg = config(4, 1, AckMode::Auto)
+        .addresses(vec!["a:1".into(), "b:1".into()])
+        .reconnect(backoff());
     let (r, (peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c.clone())
-            .start(counting_ok(Default::default())),
+            .connect(counting_ok(Default::default())),
         accept(&mut conns, 0)
     );
     let r = r.unwrap();
@@ -87,7 +85,7 @@ async fn a_lost_connection_starts_a_round_over_every_address_at_once() {
         dialled[1..].iter().all(|(_, t)| *t == lost_at),
         "{dialled:?}"
     );
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -96,15 +94,12 @@ async fn failed_rounds_back_off_and_say_so() {
     let (c, mut conns) = scripted(&[true, false, false, true]);
     let events = Events::default();
     let mut seen = events.subscribe();
-    let cfg = ReceiverConfig {
-        reconnect: backoff(),
-        ..config(4, 1, AckMode::Auto)
-    };
+    let cfg = config(4, 1, AckMode::Auto).reconnect(backoff());
     let (r, (peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c.clone())
             .events(events)
-            .start(counting_ok(Default::default())),
+            .connect(counting_ok(Default::default())),
         accept(&mut conns, 0)
     );
     let r = r.unwrap();
@@ -145,7 +140,7 @@ async fn failed_rounds_back_off_and_say_so() {
         ),
         "{got:?}"
     );
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -181,7 +176,7 @@ async fn a_refused_subscription_is_a_refused_connect_and_an_event() {
         ReceiverBuilder::new(config(4, 1, AckMode::Auto))
             .connector(c)
             .events(events)
-            .start(counting_ok(Default::default())),
+            .connect(counting_ok(Default::default())),
         broker
     );
     match r {

@@ -26,7 +26,7 @@ async fn a_broker_that_stops_reading_does_not_stop_deliveries() {
     let (r, (mut peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c)
-            .start(counting_ok(calls.clone())),
+            .connect(counting_ok(calls.clone())),
         accept(&mut conns, 0)
     );
     let r = r.unwrap();
@@ -62,21 +62,18 @@ async fn a_broker_that_stops_reading_does_not_stop_deliveries() {
         }
     }
     assert_eq!(r.stats().reconnects, 0, "the connection was kept");
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn writes_stalled_past_the_write_limit_drop_the_connection() {
     let (c, mut conns) = tiny_pipe_connector(64);
     let calls = Arc::new(AtomicUsize::new(0));
-    let cfg = ReceiverConfig {
-        connect_timeout: Duration::from_secs(2),
-        ..config(64, 64, AckMode::Auto)
-    };
+    let cfg = config(64, 64, AckMode::Auto).connect_timeout(Duration::from_secs(2));
     let (r, (mut peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c)
-            .start(counting_ok(calls.clone())),
+            .connect(counting_ok(calls.clone())),
         accept(&mut conns, 0)
     );
     let r = r.unwrap();
@@ -93,21 +90,18 @@ async fn writes_stalled_past_the_write_limit_drop_the_connection() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 10);
     drop(peer);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_reader_is_not_a_stuck_one() {
     const N: u64 = 40;
     let (c, mut conns) = tiny_pipe_connector(64);
-    let cfg = ReceiverConfig {
-        connect_timeout: Duration::from_secs(2),
-        ..config(64, 64, AckMode::Auto)
-    };
+    let cfg = config(64, 64, AckMode::Auto).connect_timeout(Duration::from_secs(2));
     let (r, (mut peer, _)) = tokio::join!(
         ReceiverBuilder::new(cfg)
             .connector(c)
-            .start(counting_ok(Default::default())),
+            .connect(counting_ok(Default::default())),
         accept(&mut conns, 0)
     );
     let r = r.unwrap();
@@ -128,5 +122,5 @@ async fn a_slow_reader_is_not_a_stuck_one() {
     assert!(started.elapsed() >= Duration::from_secs(N / 2));
     assert!(conns.try_recv().is_err(), "the slow connection was dropped");
     assert_eq!(r.stats().reconnects, 0);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }

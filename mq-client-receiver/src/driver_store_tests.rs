@@ -83,7 +83,7 @@ async fn start_with(
         ReceiverBuilder::new(config(8, 4, AckMode::Auto))
             .dedup_store(Arc::new(store))
             .connector(c)
-            .start(h),
+            .connect(h),
         accept(&mut conns, 0)
     );
     (r.unwrap(), peer, conns)
@@ -111,7 +111,7 @@ async fn a_pending_lookup_blocks_nothing_else_and_holds_its_id() {
     }
     assert_eq!(granted, 3, "one credit per charged delivery");
     assert_eq!(*calls.lock().unwrap(), vec![2, 1]);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -142,5 +142,5 @@ async fn the_ack_waits_for_the_mark_and_a_redelivery_waits_with_it() {
     assert_eq!(*calls.lock().unwrap(), vec![1, 2]);
     let s = r.stats();
     assert_eq!((s.handled, s.acked), (2, 2));
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }

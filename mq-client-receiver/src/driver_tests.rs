@@ -32,16 +32,14 @@ fn pipe_connector() -> (Connector, mpsc::UnboundedReceiver<Peer>) {
 }
 
 fn config(prefetch: u32, concurrency: usize, mode: AckMode) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec!["fake:1".into()],
-        topic: "t".into(),
-        group: "g".into(),
-        prefetch,
-        max_concurrency: concurrency,
-        ack_mode: mode,
-        seed: Some(7),
-        ..Default::default()
-    }
+    ReceiverConfig::default()
+        .addresses(vec!["fake:1".into()])
+        .topic("t")
+        .group("g")
+        .prefetch(prefetch)
+        .max_concurrency(concurrency)
+        .ack_mode(mode)
+        .seed(Some(7))
 }
 
 async fn next(peer: &mut Peer) -> Frame {
@@ -130,7 +128,7 @@ async fn start<H: RecvCallback>(
 ) -> (crate::Receiver, Peer, mpsc::UnboundedReceiver<Peer>) {
     let (c, mut conns) = pipe_connector();
     let (r, (peer, credit)) = tokio::join!(
-        ReceiverBuilder::new(cfg.clone()).connector(c).start(h),
+        ReceiverBuilder::new(cfg.clone()).connector(c).connect(h),
         accept(&mut conns, hb)
     );
     assert_eq!(credit, cfg.prefetch);
@@ -166,7 +164,7 @@ async fn credit_is_granted_back_as_deliveries_finish() {
     assert_eq!(calls.load(Ordering::SeqCst), 8);
     let s = r.stats();
     assert_eq!((s.delivered, s.handled, s.acked), (8, 8, 8));
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -201,7 +199,7 @@ async fn handler_error_nacks_and_never_acks() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     let s = r.stats();
     assert_eq!((s.handler_errors, s.nacked, s.acked), (1, 1, 1));
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,7 +215,7 @@ async fn panicking_handler_is_nacked() {
     let (f, _) = settlements(&mut peer, 1).await;
     assert!(matches!(&f[0], Frame::Nack(n) if n.delay_ms == 0));
     assert_eq!(r.stats().handler_errors, 1);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 /// A handler that blocks until released, counting calls and the most
@@ -284,7 +282,7 @@ async fn duplicate_during_running_handler_is_one_call_acked_once() {
     assert_eq!(g.calls.load(Ordering::SeqCst), 1);
     let s = r.stats();
     assert_eq!((s.delivered, s.handled, s.duplicates_suppressed), (4, 1, 3));
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -302,7 +300,7 @@ async fn concurrency_is_bounded_by_the_semaphore() {
     let (acks, _) = settlements(&mut peer, 6).await;
     assert_eq!(acks.len(), 6);
     assert_eq!(g.max_running.load(Ordering::SeqCst), 2);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,7 +313,7 @@ async fn reconnect_dedupes_what_comes_back() {
         ReceiverBuilder::new(cfg)
             .dedup_store(store.clone())
             .connector(c)
-            .start(g.handler()),
+            .connect(g.handler()),
         accept(&mut conns, 0)
     );
     let r = r.unwrap();
@@ -342,7 +340,7 @@ async fn reconnect_dedupes_what_comes_back() {
     assert_eq!(g.calls.load(Ordering::SeqCst), 2);
     let s = r.stats();
     assert_eq!((s.reconnects, s.duplicates_suppressed, s.acked), (1, 2, 3));
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -373,7 +371,7 @@ async fn heartbeat_pings_when_idle_and_reconnects_after_silence() {
     assert!(matches!(&f[0], Frame::Ack(_)));
     assert_eq!(r.stats().reconnects, 1);
     drop(peer);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -382,7 +380,7 @@ async fn stream_manual_ack_nack_and_drop() {
     let (r, (mut peer, _)) = tokio::join!(
         ReceiverBuilder::new(config(4, 1, AckMode::Auto))
             .connector(c)
-            .stream(),
+            .connect_stream(),
         accept(&mut conns, 0)
     );
     let (r, mut deliveries) = r.unwrap();
@@ -402,7 +400,7 @@ async fn stream_manual_ack_nack_and_drop() {
     assert!(matches!(&f[2], Frame::Nack(n) if n.id.seq == 3 && n.delay_ms == 0));
     let s = r.stats();
     assert_eq!((s.acked, s.nacked), (1, 2));
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
     assert!(deliveries.next().await.is_none());
 }
 
@@ -418,7 +416,7 @@ async fn auto_mode_refuses_manual_ack_and_shutdown_waits_for_handlers() {
         g2.release.notify_one();
     });
     // Shutdown waits for the running handler and acks its success.
-    let stop = tokio::spawn(r.shutdown(Duration::from_secs(5)));
+    let stop = tokio::spawn(r.close(Duration::from_secs(5)));
     let (f, _) = settlements(&mut peer, 1).await;
     assert!(matches!(&f[0], Frame::Ack(_)));
     assert!(matches!(next(&mut peer).await, Frame::Close(_)));
@@ -431,7 +429,7 @@ async fn shutdown_deadline_abandons_without_acking() {
     let (r, mut peer, _conns) = start(config(4, 2, AckMode::Auto), g.handler(), 0).await;
     peer.send(deliver(1, 1)).await.unwrap();
     g.started.notified().await;
-    let res = r.shutdown(Duration::from_secs(1)).await;
+    let res = r.close(Duration::from_secs(1)).await;
     assert_eq!(res, Err(crate::RecvError::ShutdownTimeout { abandoned: 1 }));
     // Only the Close; never an Ack.
     assert!(matches!(next(&mut peer).await, Frame::Close(_)));
@@ -454,7 +452,7 @@ async fn garbage_from_the_broker_closes_and_reconnects() {
     let (f, _) = settlements(&mut peer2, 1).await;
     assert!(matches!(&f[0], Frame::Ack(_)));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -478,7 +476,7 @@ async fn manual_mode_handler_error_nacks_an_unsettled_delivery() {
     let d = kept.lock().unwrap().pop().unwrap();
     assert_eq!(d.ack().await, Err(crate::AckError::AlreadySettled));
     assert_eq!(r.stats().acked, 0);
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -500,7 +498,7 @@ async fn a_wire_copy_of_a_settled_delivery_costs_no_credit_and_no_ack() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let s = r.stats();
     assert_eq!((s.delivered, s.duplicates_suppressed, s.acked), (3, 2, 2));
-    r.shutdown(Duration::from_secs(1)).await.unwrap();
+    r.close(Duration::from_secs(1)).await.unwrap();
     // Nothing else was sent before the Close.
     assert!(matches!(next(&mut peer).await, Frame::Close(_)));
 }

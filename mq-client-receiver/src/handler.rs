@@ -2,10 +2,8 @@
 //! the adapter that runs it with panics turned into errors.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
 
 use crate::delivery::Delivery;
 use crate::error::HandlerError;
@@ -16,6 +14,11 @@ use crate::error::HandlerError;
 /// Return `Ok(())` when the message is processed: in [`crate::AckMode::Auto`]
 /// the receiver then records it and acks it. Return `Err` to have it
 /// redelivered later: it is nacked, never acked. A panic counts as `Err`.
+///
+/// The handler's futures run inside the receiver's own task (no task per
+/// message), so a handler must not block its thread: move CPU-heavy or
+/// blocking work to `tokio::task::spawn_blocking` (or spawn a task) and
+/// await it; while a handler blocks, the receiver reads and writes nothing.
 ///
 /// Any `Fn(Delivery) -> impl Future<Output = Result<(), HandlerError>>`
 /// closure is a `RecvCallback`. For a struct, implement `on_message` and
@@ -62,19 +65,8 @@ where
     }
 }
 
-/// Calls the handler; a panic, in the call or in its future, becomes an `Err`.
-pub(crate) async fn call(handler: &dyn RecvCallback, msg: Delivery) -> Result<(), HandlerError> {
-    let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| handler.on_message(msg))) {
-        Ok(fut) => fut,
-        Err(p) => return Err(panicked(p)),
-    };
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(r) => r,
-        Err(p) => Err(panicked(p)),
-    }
-}
-
-fn panicked(p: Box<dyn std::any::Any + Send>) -> HandlerError {
+/// A panic payload as a [`HandlerError`].
+pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> HandlerError {
     let what = p
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

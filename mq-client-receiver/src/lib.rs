@@ -122,7 +122,7 @@
 //!   [`MemoryDedupStore`].
 //! * `recv_core`: the sans-IO state machine: credit, in-progress table,
 //!   settling, the dedup decision; stepped with explicit instants.
-//! * `driver`: the task owning the connection, the handler tasks and the
+//! * `driver`: the task owning the connection, the handler calls and the
 //!   store calls, feeding the core.
 //! * [`delivery`]: [`Delivery`] with `ack`/`nack`, [`DeliveryStream`].
 //! * [`handler`]: the [`RecvCallback`] trait.
@@ -134,12 +134,7 @@
 //! use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
 //!
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = ReceiverConfig {
-//!     addresses: vec!["127.0.0.1:7000".into()],
-//!     topic: "orders".into(),
-//!     group: "billing".into(),
-//!     ..Default::default()
-//! };
+//! let config = ReceiverConfig::default().addresses(vec!["127.0.0.1:7000".into()]).topic("orders").group("billing");
 //! let receiver = Receiver::start(config, |d: Delivery| async move {
 //!     if d.payload().is_empty() {
 //!         return Err(HandlerError::new("empty order")); // nacked, comes back
@@ -154,6 +149,7 @@
 
 mod builder;
 pub mod config;
+mod config_setters;
 mod conn;
 pub mod dedup;
 pub mod delivery;

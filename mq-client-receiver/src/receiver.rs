@@ -26,12 +26,7 @@ use crate::store::DedupStore;
 /// use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
 ///
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = ReceiverConfig {
-///     addresses: vec!["127.0.0.1:7000".into()],
-///     topic: "orders".into(),
-///     group: "billing".into(),
-///     ..Default::default()
-/// };
+/// let config = ReceiverConfig::default().addresses(vec!["127.0.0.1:7000".into()]).topic("orders").group("billing");
 /// let receiver = Receiver::start(config, |d: Delivery| async move {
 ///     println!("got {}", d.id());
 ///     Ok::<(), HandlerError>(())
@@ -87,11 +82,12 @@ impl Receiver {
         config: ReceiverConfig,
         handler: H,
     ) -> Result<Receiver, ConnectError> {
-        ReceiverBuilder::new(config).start(handler).await
+        ReceiverBuilder::new(config).connect(handler).await
     }
 
     /// Connects, subscribes and returns the deliveries as a
-    /// [`DeliveryStream`]: the same as [`Receiver::stream`].
+    /// [`DeliveryStream`], in [`crate::AckMode::Manual`] whatever
+    /// `config.ack_mode` says.
     ///
     /// # Errors
     ///
@@ -115,7 +111,7 @@ impl Receiver {
     pub async fn connect_stream(
         config: ReceiverConfig,
     ) -> Result<(Receiver, DeliveryStream), ConnectError> {
-        ReceiverBuilder::new(config).stream().await
+        ReceiverBuilder::new(config).connect_stream().await
     }
 
     /// A builder for a receiver with non-default parts; the same as
@@ -149,8 +145,8 @@ impl Receiver {
     /// r.close(std::time::Duration::from_secs(30)).await.ok();
     /// # }
     /// ```
-    pub async fn close(self, deadline: Duration) -> Result<(), RecvError> {
-        self.shutdown(deadline).await
+    pub async fn close(mut self, deadline: Duration) -> Result<(), RecvError> {
+        self.close_inner(deadline).await
     }
 
     /// Connects, subscribes and starts calling `handler` for each message,
@@ -175,14 +171,18 @@ impl Receiver {
     /// ```no_run
     /// # use mq_client_receiver::*;
     /// # async fn f(config: ReceiverConfig) -> Result<(), ConnectError> {
-    /// let r = Receiver::start(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await?;
+    /// let r = Receiver::connect(config, |_d: Delivery| async { Ok::<(), HandlerError>(()) }).await?;
     /// # drop(r); Ok(()) }
     /// ```
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `connect`, the name the sender uses"
+    )]
     pub async fn start<H: RecvCallback>(
         config: ReceiverConfig,
         handler: H,
     ) -> Result<Receiver, ConnectError> {
-        ReceiverBuilder::new(config).start(handler).await
+        Self::connect(config, handler).await
     }
 
     /// Connects, subscribes and returns the deliveries as a [`DeliveryStream`],
@@ -201,13 +201,14 @@ impl Receiver {
     /// ```no_run
     /// # use mq_client_receiver::*;
     /// # async fn f(config: ReceiverConfig) -> Result<(), ConnectError> {
-    /// let (receiver, mut deliveries) = Receiver::stream(config).await?;
+    /// let (receiver, mut deliveries) = Receiver::connect_stream(config).await?;
     /// # drop((receiver, deliveries)); Ok(()) }
     /// ```
+    #[deprecated(since = "0.1.0", note = "renamed to `connect_stream`")]
     pub async fn stream(
         config: ReceiverConfig,
     ) -> Result<(Receiver, DeliveryStream), ConnectError> {
-        ReceiverBuilder::new(config).stream().await
+        Self::connect_stream(config).await
     }
 
     /// A stream of what happens to the connection from now on: connected,
@@ -263,10 +264,15 @@ impl Receiver {
     ///
     /// ```no_run
     /// # async fn f(r: mq_client_receiver::Receiver) {
-    /// r.shutdown(std::time::Duration::from_secs(30)).await.ok();
+    /// r.close(std::time::Duration::from_secs(30)).await.ok();
     /// # }
     /// ```
-    pub async fn shutdown(mut self, deadline: Duration) -> Result<(), RecvError> {
+    #[deprecated(since = "0.1.0", note = "renamed to `close`, the name the sender uses")]
+    pub async fn shutdown(self, deadline: Duration) -> Result<(), RecvError> {
+        self.close(deadline).await
+    }
+
+    async fn close_inner(&mut self, deadline: Duration) -> Result<(), RecvError> {
         let (reply, rx) = oneshot::channel();
         let _ = self.events.send(Event::Shutdown { deadline, reply });
         let result = rx.await;

@@ -239,7 +239,7 @@ pub trait DedupStore: Send + Sync + 'static {
 ///
 /// ```
 /// use mq_client_receiver::{DedupConfig, MemoryDedupStore};
-/// let store = MemoryDedupStore::new(DedupConfig { max_producers: 10, ..Default::default() });
+/// let store = MemoryDedupStore::new(DedupConfig::default().max_producers(10));
 /// assert_eq!(store.memory_bytes(), 0);
 /// ```
 #[derive(Debug)]

@@ -30,13 +30,11 @@ async fn broker() -> MockBroker {
 }
 
 fn config(broker: &MockBroker, topic: &str) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: topic.into(),
-        group: "g".into(),
-        seed: Some(1),
-        ..Default::default()
-    }
+    ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic(topic)
+        .group("g")
+        .seed(Some(1))
 }
 
 /// Publishes `(id, topic, payload)` with raw frames; waits until stored.
@@ -180,10 +178,7 @@ async fn a_topic_named_twice_is_a_config_error() {
 
 #[test]
 fn debug_hides_the_auth_token_in_the_config_and_the_builder() {
-    let c = ReceiverConfig {
-        auth_token: Some("s3cr3t-token".into()),
-        ..Default::default()
-    };
+    let c = ReceiverConfig::default().auth_token(Some("s3cr3t-token".into()));
     let shown = format!("{c:?}");
     assert!(
         !shown.contains("s3cr3t-token") && shown.contains("<redacted>"),

@@ -46,19 +46,17 @@ async fn broker(faults: Faults) -> MockBroker {
 }
 
 fn config(broker: &MockBroker) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: TOPIC.into(),
-        group: GROUP.into(),
-        reconnect: Backoff {
+    ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic(TOPIC)
+        .group(GROUP)
+        .reconnect(Backoff {
             initial: Duration::from_millis(20),
             multiplier: 2.0,
             max: Duration::from_millis(200),
             jitter: 0.2,
-        },
-        seed: Some(1),
-        ..Default::default()
-    }
+        })
+        .seed(Some(1))
 }
 
 fn id(seq: u64) -> MessageId {
@@ -149,12 +147,8 @@ async fn injected_duplicate_deliveries_reach_the_handler_once() {
     publish(&broker, n).await;
     let ledger = Ledger::default();
     let l = ledger.clone();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
-    let r = Receiver::start(cfg, move |d: Delivery| {
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
+    let r = Receiver::connect(cfg, move |d: Delivery| {
         let l = l.clone();
         async move {
             l.record(d.id());
@@ -181,7 +175,7 @@ async fn injected_duplicate_deliveries_reach_the_handler_once() {
     assert!(bs.frames_duplicated_by_faults > 0);
     assert!(rs.duplicates_suppressed > 0);
     assert_eq!(rs.handled, n);
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -193,7 +187,7 @@ async fn handler_error_is_redelivered_and_processed_once() {
     let ledger = Ledger::default();
     let calls = Arc::new(AtomicUsize::new(0));
     let (l, c) = (ledger.clone(), calls.clone());
-    let r = Receiver::start(config(&broker), move |d: Delivery| {
+    let r = Receiver::connect(config(&broker), move |d: Delivery| {
         let (l, c) = (l.clone(), c.clone());
         async move {
             c.fetch_add(1, Ordering::SeqCst);
@@ -213,7 +207,7 @@ async fn handler_error_is_redelivered_and_processed_once() {
     assert_eq!(bs.nacks_received, n);
     let rs = r.stats();
     assert_eq!((rs.handler_errors, rs.nacked, rs.acked), (n, n, n));
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -222,7 +216,7 @@ async fn manual_ack_through_the_stream() {
     let broker = broker(Faults::default()).await;
     let n = 20;
     publish(&broker, n).await;
-    let (r, mut deliveries) = Receiver::stream(config(&broker)).await.unwrap();
+    let (r, mut deliveries) = Receiver::connect_stream(config(&broker)).await.unwrap();
     let mut seen = 0;
     while seen < n {
         let d = tokio::time::timeout(WAIT, deliveries.next())
@@ -234,7 +228,7 @@ async fn manual_ack_through_the_stream() {
     }
     wait_acked(&broker, n).await;
     assert_eq!(broker.inspect().stored.len(), 0);
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -242,13 +236,10 @@ async fn manual_ack_through_the_stream() {
 async fn manual_mode_handler_acks_explicitly() {
     let broker = broker(Faults::default()).await;
     publish(&broker, 2).await;
-    let cfg = ReceiverConfig {
-        ack_mode: AckMode::Manual,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).ack_mode(AckMode::Manual);
     let ledger = Ledger::default();
     let l = ledger.clone();
-    let r = Receiver::start(cfg, move |d: Delivery| {
+    let r = Receiver::connect(cfg, move |d: Delivery| {
         let l = l.clone();
         async move {
             l.record(d.id());
@@ -259,7 +250,7 @@ async fn manual_mode_handler_acks_explicitly() {
     .unwrap();
     wait_acked(&broker, 2).await;
     ledger.assert_each_once(2);
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -288,14 +279,10 @@ async fn receiver_stopped_mid_stream_and_restarted_loses_nothing() {
     publish(&broker, n).await;
     let store = Arc::new(MemoryDedupStore::default());
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
     let first = ReceiverBuilder::new(cfg.clone())
         .dedup_store(store.clone())
-        .start(slow_recording_handler(
+        .connect(slow_recording_handler(
             ledger.clone(),
             Duration::from_millis(5),
         ))
@@ -303,13 +290,13 @@ async fn receiver_stopped_mid_stream_and_restarted_loses_nothing() {
         .unwrap();
     // Stop once part of the stream is processed.
     wait_acked(&broker, n / 4).await;
-    first.shutdown(WAIT).await.unwrap();
+    first.close(WAIT).await.unwrap();
     let after_first = ledger.counts().len() as u64;
     println!("first receiver handled {after_first}");
     assert!(after_first < n, "stopped too late to test a restart");
     let second = ReceiverBuilder::new(cfg)
         .dedup_store(store.clone())
-        .start(slow_recording_handler(
+        .connect(slow_recording_handler(
             ledger.clone(),
             Duration::from_millis(1),
         ))
@@ -319,7 +306,7 @@ async fn receiver_stopped_mid_stream_and_restarted_loses_nothing() {
     // With the store shared across the restart, nothing is handled twice.
     ledger.assert_each_once(n);
     assert_eq!(broker.inspect().stored.len(), 0);
-    second.shutdown(WAIT).await.unwrap();
+    second.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -329,12 +316,8 @@ async fn broker_crash_mid_stream_loses_nothing_and_dedupes_redeliveries() {
     let n = 100;
     publish(&broker, n).await;
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
-    let r = Receiver::start(
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
+    let r = Receiver::connect(
         cfg,
         slow_recording_handler(ledger.clone(), Duration::from_millis(5)),
     )
@@ -349,7 +332,7 @@ async fn broker_crash_mid_stream_loses_nothing_and_dedupes_redeliveries() {
     let rs = r.stats();
     println!("receiver {rs:?}");
     assert!(rs.reconnects >= 1);
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -359,12 +342,8 @@ async fn restart_with_a_fresh_store_handles_everything_at_least_once() {
     let n = 60;
     publish(&broker, n).await;
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
-    let first = Receiver::start(
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
+    let first = Receiver::connect(
         cfg.clone(),
         slow_recording_handler(ledger.clone(), Duration::from_millis(5)),
     )
@@ -373,7 +352,7 @@ async fn restart_with_a_fresh_store_handles_everything_at_least_once() {
     wait_acked(&broker, n / 4).await;
     // Dropped, not shut down: handlers are aborted and nothing is acked.
     drop(first);
-    let second = Receiver::start(
+    let second = Receiver::connect(
         cfg,
         slow_recording_handler(ledger.clone(), Duration::from_millis(1)),
     )
@@ -388,7 +367,7 @@ async fn restart_with_a_fresh_store_handles_everything_at_least_once() {
         );
     }
     assert_eq!(broker.inspect().stored.len(), 0);
-    second.shutdown(WAIT).await.unwrap();
+    second.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -408,12 +387,8 @@ async fn slow_handler_with_prefetch_10_never_has_more_than_10_unacked() {
     let max_running = Arc::new(AtomicUsize::new(0));
     let ledger = Ledger::default();
     let (run, maxr, l) = (running.clone(), max_running.clone(), ledger.clone());
-    let cfg = ReceiverConfig {
-        prefetch: 10,
-        max_concurrency: 10,
-        ..config(&broker)
-    };
-    let r = Receiver::start(cfg, move |d: Delivery| {
+    let cfg = config(&broker).prefetch(10).max_concurrency(10);
+    let r = Receiver::connect(cfg, move |d: Delivery| {
         let (run, maxr, l) = (run.clone(), maxr.clone(), l.clone());
         async move {
             let now = run.fetch_add(1, Ordering::SeqCst) + 1;
@@ -447,7 +422,7 @@ async fn slow_handler_with_prefetch_10_never_has_more_than_10_unacked() {
     );
     assert!(max_running.load(Ordering::SeqCst) <= 10);
     ledger.assert_each_once(n);
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -460,17 +435,14 @@ async fn fails_over_to_the_next_address() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let cfg = ReceiverConfig {
-        addresses: vec![dead.to_string(), broker.addr().to_string()],
-        ..config(&broker)
-    };
+    let cfg = config(&broker).addresses(vec![dead.to_string(), broker.addr().to_string()]);
     let ledger = Ledger::default();
-    let r = Receiver::start(cfg, slow_recording_handler(ledger.clone(), Duration::ZERO))
+    let r = Receiver::connect(cfg, slow_recording_handler(ledger.clone(), Duration::ZERO))
         .await
         .unwrap();
     wait_acked(&broker, 5).await;
     ledger.assert_each_once(5);
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }
 
@@ -482,11 +454,8 @@ async fn wrong_token_is_a_refusal_not_a_retry_loop() {
         ..Default::default()
     };
     let broker = MockBroker::start(b).await.unwrap();
-    let cfg = ReceiverConfig {
-        auth_token: Some("wrong".into()),
-        ..config(&broker)
-    };
-    let err = Receiver::start(
+    let cfg = config(&broker).auth_token(Some("wrong".into()));
+    let err = Receiver::connect(
         cfg,
         slow_recording_handler(Ledger::default(), Duration::ZERO),
     )
@@ -505,12 +474,8 @@ async fn broker_restart_keeping_its_store_loses_nothing() {
     let n = 60;
     publish(&broker, n).await;
     let ledger = Ledger::default();
-    let cfg = ReceiverConfig {
-        prefetch: 8,
-        max_concurrency: 4,
-        ..config(&broker)
-    };
-    let r = Receiver::start(
+    let cfg = config(&broker).prefetch(8).max_concurrency(4);
+    let r = Receiver::connect(
         cfg,
         slow_recording_handler(ledger.clone(), Duration::from_millis(5)),
     )
@@ -532,6 +497,6 @@ async fn broker_restart_keeping_its_store_loses_nothing() {
     // Same receiver, same dedup window: nothing handled twice.
     ledger.assert_each_once(n);
     assert!(r.stats().reconnects >= 1);
-    r.shutdown(WAIT).await.unwrap();
+    r.close(WAIT).await.unwrap();
     broker.shutdown().await;
 }

@@ -5,50 +5,18 @@
 //!
 //! Run with `--nocapture` to see the measured bytes per producer.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use mq_client_receiver::{DedupConfig, DedupWindow};
 use mq_protocol::MessageId;
 
-struct Counting;
-
-thread_local! {
-    /// Live bytes allocated minus freed by this thread.
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(delta: isize) {
-    // `try_with`: the slot may be gone while the thread is exiting.
-    let _ = LIVE.try_with(|l| l.set(l.get() + delta));
-}
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as isize));
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as isize - layout.size() as isize);
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: mq_test_alloc::CountingAlloc = mq_test_alloc::CountingAlloc;
+
+/// Live bytes allocated minus freed by this thread.
+fn live() -> isize {
+    mq_test_alloc::thread_live()
+}
 
 /// Builds a window with `fill`, returns (real heap bytes, estimate, producers).
 fn measure(config: DedupConfig, fill: impl FnOnce(&mut DedupWindow)) -> (usize, usize, usize) {
@@ -136,11 +104,9 @@ fn gaps_evictions_and_expiry_are_estimated_from_above() {
         }
     });
     // Past every bound: the estimate still covers what is left.
-    let tight = DedupConfig {
-        max_producers: 300,
-        max_ranges_per_producer: 50,
-        ..Default::default()
-    };
+    let tight = DedupConfig::default()
+        .max_producers(300)
+        .max_ranges_per_producer(50);
     check("bounded churn", tight, |w| {
         for p in 0..1_000 {
             for seq in (0..400).step_by(3) {

@@ -99,16 +99,14 @@ async fn metrics_agree_with_stats_after_a_chaos_run() {
     .await
     .expect("broker starts");
     publish(&broker).await;
-    let config = ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: "t".into(),
-        group: "g".into(),
-        prefetch: 16,
-        max_concurrency: 4,
-        reconnect: quick(),
-        seed: Some(2),
-        ..Default::default()
-    };
+    let config = ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic("t")
+        .group("g")
+        .prefetch(16)
+        .max_concurrency(4)
+        .reconnect(quick())
+        .seed(Some(2));
     let r = Receiver::connect(config, |d: Delivery| async move {
         if d.id().seq % 4 == 0 && d.delivery_attempt() == 1 {
             return Err(HandlerError::new("first attempts of every fourth fail"));

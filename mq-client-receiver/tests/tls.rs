@@ -51,20 +51,18 @@ fn tls_pipes_with(
 }
 
 fn config() -> ReceiverConfig {
-    ReceiverConfig {
+    ReceiverConfig::default()
         // The host is the TLS server name: the test certificate's.
-        addresses: vec!["localhost:7878".into()],
-        topic: "t".into(),
-        group: "g".into(),
-        reconnect: Backoff {
+        .addresses(vec!["localhost:7878".into()])
+        .topic("t")
+        .group("g")
+        .reconnect(Backoff {
             initial: Duration::from_millis(100),
             multiplier: 2.0,
             max: Duration::from_secs(1),
             jitter: 0.0,
-        },
-        seed: Some(3),
-        ..Default::default()
-    }
+        })
+        .seed(Some(3))
 }
 
 async fn next(peer: &mut Peer) -> Frame {

@@ -86,11 +86,9 @@ async fn run(n: usize, size: usize, fake: bool) {
     })
     .await
     .expect("broker");
-    let cfg = SenderConfig {
-        max_in_flight: 1000,
-        send_timeout: Some(Duration::from_secs(60)),
-        ..SenderConfig::new(addr_fake.unwrap_or(broker.addr()).to_string())
-    };
+    let cfg = SenderConfig::new(addr_fake.unwrap_or(broker.addr()).to_string())
+        .max_in_flight(1000)
+        .send_timeout(Some(Duration::from_secs(60)));
     let sender = Sender::connect(cfg).await.expect("connect");
     let payload = bytes::Bytes::from(vec![7u8; size]);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

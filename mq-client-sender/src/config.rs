@@ -29,7 +29,7 @@ pub(crate) const MIN_WINDOW_BYTES: usize = mq_protocol::MESSAGE_OVERHEAD + 2;
 ///
 /// ```
 /// use mq_client_sender::{Backpressure, SenderConfig};
-/// let cfg = SenderConfig { backpressure: Backpressure::Fail, ..SenderConfig::new("127.0.0.1:7878") };
+/// let cfg = SenderConfig::new("127.0.0.1:7878").backpressure(Backpressure::Fail);
 /// assert_eq!(cfg.backpressure, Backpressure::Fail);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,14 +52,11 @@ pub enum Backpressure {
 /// use std::time::Duration;
 /// use mq_client_sender::SenderConfig;
 ///
-/// let cfg = SenderConfig {
-///     max_in_flight: 256,
-///     send_timeout: Some(Duration::from_secs(10)),
-///     ..SenderConfig::new("127.0.0.1:7878")
-/// };
+/// let cfg = SenderConfig::new("127.0.0.1:7878").max_in_flight(256).send_timeout(Some(Duration::from_secs(10)));
 /// assert!(cfg.validate().is_ok());
 /// ```
 #[derive(Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SenderConfig {
     /// Broker addresses (`host:port`), tried in order on connect and on every
     /// reconnect round. Default: empty (must be set).
@@ -289,10 +286,7 @@ impl Default for SenderConfig {
 mod tests {
     #[test]
     fn debug_never_prints_the_token() {
-        let cfg = SenderConfig {
-            auth_token: Some("s3cr3t-token".into()),
-            ..SenderConfig::default()
-        };
+        let cfg = SenderConfig::default().auth_token(Some("s3cr3t-token".into()));
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("s3cr3t-token"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
@@ -314,117 +308,45 @@ mod tests {
         let ok = SenderConfig::new("a:1");
         let cases: Vec<(SenderConfig, &str)> = vec![
             (
-                SenderConfig {
-                    addresses: vec!["a:1".into(), " ".into()],
-                    ..ok.clone()
-                },
+                ok.clone().addresses(vec!["a:1".into(), " ".into()]),
                 "addresses[1]",
             ),
+            (ok.clone().max_in_flight(0), "max_in_flight"),
+            (ok.clone().max_in_flight_bytes(3), "max_in_flight_bytes"),
+            (ok.clone().max_attempts(0), "max_attempts"),
             (
-                SenderConfig {
-                    max_in_flight: 0,
-                    ..ok.clone()
-                },
-                "max_in_flight",
-            ),
-            (
-                SenderConfig {
-                    max_in_flight_bytes: 3,
-                    ..ok.clone()
-                },
-                "max_in_flight_bytes",
-            ),
-            (
-                SenderConfig {
-                    max_attempts: 0,
-                    ..ok.clone()
-                },
-                "max_attempts",
-            ),
-            (
-                SenderConfig {
-                    send_timeout: Some(Duration::ZERO),
-                    ..ok.clone()
-                },
+                ok.clone().send_timeout(Some(Duration::ZERO)),
                 "send_timeout",
             ),
+            (ok.clone().send_timeout(None), "send_timeout"),
             (
-                SenderConfig {
-                    send_timeout: None,
-                    ..ok.clone()
-                },
-                "send_timeout",
-            ),
-            (
-                SenderConfig {
-                    connect_timeout: Duration::ZERO,
-                    ..ok.clone()
-                },
+                ok.clone().connect_timeout(Duration::ZERO),
                 "connect_timeout",
             ),
+            (ok.clone().max_frame_size(10), "max_frame_size"),
+            (ok.clone().heartbeat(Some(Duration::ZERO)), "heartbeat"),
+            (ok.clone().heartbeat(Some(Duration::MAX)), "heartbeat"),
+            (ok.clone().send_timeout(Some(Duration::MAX)), "send_timeout"),
             (
-                SenderConfig {
-                    max_frame_size: 10,
-                    ..ok.clone()
-                },
-                "max_frame_size",
-            ),
-            (
-                SenderConfig {
-                    heartbeat: Some(Duration::ZERO),
-                    ..ok.clone()
-                },
-                "heartbeat",
-            ),
-            (
-                SenderConfig {
-                    heartbeat: Some(Duration::MAX),
-                    ..ok.clone()
-                },
-                "heartbeat",
-            ),
-            (
-                SenderConfig {
-                    send_timeout: Some(Duration::MAX),
-                    ..ok.clone()
-                },
-                "send_timeout",
-            ),
-            (
-                SenderConfig {
-                    retry: Backoff {
-                        max: Duration::MAX,
-                        ..ok.retry
-                    },
-                    ..ok.clone()
-                },
+                ok.clone().retry(Backoff {
+                    max: Duration::MAX,
+                    ..ok.retry
+                }),
                 "retry.max",
             ),
+            (ok.clone().client_name("x".repeat(300)), "client_name"),
             (
-                SenderConfig {
-                    client_name: "x".repeat(300),
-                    ..ok.clone()
-                },
-                "client_name",
-            ),
-            (
-                SenderConfig {
-                    retry: Backoff {
-                        jitter: 3.0,
-                        ..ok.retry
-                    },
-                    ..ok.clone()
-                },
+                ok.clone().retry(Backoff {
+                    jitter: 3.0,
+                    ..ok.retry
+                }),
                 "retry",
             ),
             (
-                SenderConfig {
-                    reconnect: Backoff {
-                        initial: Duration::ZERO,
-                        ..ok.reconnect
-                    },
-                    ..ok.clone()
-                },
+                ok.clone().reconnect(Backoff {
+                    initial: Duration::ZERO,
+                    ..ok.reconnect
+                }),
                 "reconnect",
             ),
         ];

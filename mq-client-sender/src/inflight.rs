@@ -34,7 +34,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use mq_protocol::{Backoff, ErrorCode, Frame, Message, MessageId, Reply, ReplyStatus};
+use bytes::Bytes;
+use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
 use rand::Rng;
 
 use crate::{OutgoingMessage, Receipt, SendError};
@@ -75,39 +76,116 @@ pub(crate) struct CoreCounters {
     pub(crate) late_replies: u64,
 }
 
+/// One unresolved message. Kept dense: every in-flight message has one,
+/// and its size (times the table's load factor) is most of a message's
+/// memory cost beyond its payload. The total deadline and the entry's
+/// timer key are computed from `accepted` and `retry_at`, not stored, and
+/// instants are [`Tick`]s (8 bytes, where an `Instant` takes 16).
 #[derive(Debug)]
 struct Entry<T> {
-    /// Always `Frame::Message`; kept as a frame so the driver encodes it
-    /// by reference, without cloning topic or headers.
-    frame: Frame,
+    /// What is sent again on every attempt, byte for byte.
+    body: Body,
     attempt: u32,
-    /// Transmissions handed out so far.
-    transmissions: u32,
+    /// A transmission was handed out before (the next one is a
+    /// retransmission).
+    transmitted: bool,
     /// The current attempt has been handed to the driver for writing.
     on_wire: bool,
     /// The ID is in the transmit queue for the current attempt.
     queued: bool,
-    accepted: Instant,
-    retry_at: Instant,
-    total_at: Option<Instant>,
-    /// `min(retry_at, total_at)`; the key of this entry's live timer.
-    deadline: Instant,
+    accepted: Tick,
+    retry_at: Tick,
     /// The last transient rejection, reported if the attempts run out.
     /// Boxed: rare, and 24 bytes less in every entry.
     rejection: Option<Box<(ErrorCode, String)>>,
     data: T,
 }
 
-impl<T> Entry<T> {
-    fn set_attempt(&mut self, n: u32) {
-        self.attempt = n;
-        if let Frame::Message(m) = &mut self.frame {
-            m.attempt = n;
+/// The parts of a [`Message`] an entry keeps: 64 bytes where a `Frame`
+/// takes 112. The ID is the table's key and the attempt number the
+/// entry's; headers, usually empty, are boxed only when there are some.
+#[derive(Debug)]
+struct Body {
+    topic: String,
+    headers: Option<Box<Headers>>,
+    payload: Bytes,
+}
+
+impl Body {
+    fn new(msg: Message) -> Self {
+        let headers = (!msg.headers.is_empty()).then(|| Box::new(msg.headers));
+        Self {
+            topic: msg.topic,
+            headers,
+            payload: msg.payload,
+        }
+    }
+
+    /// Moves the parts out into the wire message for `(id, attempt)`,
+    /// leaving empty ones (no allocation); [`Body::put_back`] returns them.
+    fn lend(&mut self, id: MessageId, attempt: u32) -> Frame {
+        Frame::Message(Message {
+            id,
+            attempt,
+            topic: std::mem::take(&mut self.topic),
+            headers: self
+                .headers
+                .as_deref_mut()
+                .map_or_else(Headers::new, std::mem::take),
+            payload: std::mem::take(&mut self.payload),
+        })
+    }
+
+    /// Takes back what [`Body::lend`] lent (the box, if any, is reused).
+    fn put_back(&mut self, frame: Frame) {
+        if let Frame::Message(m) = frame {
+            self.topic = m.topic;
+            self.payload = m.payload;
+            if let Some(h) = self.headers.as_deref_mut() {
+                *h = m.headers;
+            }
+        }
+    }
+
+    fn into_message(self, id: MessageId, attempt: u32) -> Message {
+        Message {
+            id,
+            attempt,
+            topic: self.topic,
+            headers: self.headers.map_or_else(Headers::new, |h| *h),
+            payload: self.payload,
         }
     }
 }
 
+impl<T> Entry<T> {
+    fn set_attempt(&mut self, n: u32) {
+        self.attempt = n;
+    }
+
+    /// `accepted + send_timeout`, if there is a total deadline.
+    fn total_at(&self, cfg: &CoreConfig) -> Option<Tick> {
+        cfg.send_timeout
+            .map(|d| self.accepted.saturating_add(nanos(d)))
+    }
+
+    /// `min(retry_at, total_at)`; the key of this entry's live timer.
+    fn deadline(&self, cfg: &CoreConfig) -> Tick {
+        self.total_at(cfg)
+            .map_or(self.retry_at, |t| t.min(self.retry_at))
+    }
+}
+
 type IdMap<V> = mq_protocol::hash::FastMap<MessageId, V>;
+
+/// An instant as nanoseconds after the core's epoch (the `now` of its first
+/// insert). Exact: `Instant` counts nanoseconds, and so does this.
+type Tick = u64;
+
+/// A duration in nanoseconds, saturating (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// The in-flight table. `T` is the caller's per-message data (the driver
 /// keeps the completion and window permits there), returned in the outcome.
@@ -118,11 +196,19 @@ pub(crate) struct Inflight<T, R> {
     /// Min-heap of `(deadline, id)`; entries whose deadline changed since are
     /// stale and skipped (lazy deletion), and the heap is rebuilt when stale
     /// ones dominate.
-    timers: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    timers: BinaryHeap<Reverse<(Tick, MessageId)>>,
+    /// What [`Tick`]s count from; set by the first insert (no entry, no
+    /// tick, before it).
+    epoch: Option<Instant>,
     transmit: VecDeque<MessageId>,
     outcomes: VecDeque<Outcome<T>>,
     connected: bool,
     counters: CoreCounters,
+}
+
+/// `now` as a [`Tick`] after `epoch` (0 for an earlier instant).
+fn tick(epoch: Instant, now: Instant) -> Tick {
+    nanos(now.saturating_duration_since(epoch))
 }
 
 impl<T, R: Rng> Inflight<T, R> {
@@ -133,6 +219,7 @@ impl<T, R: Rng> Inflight<T, R> {
             rng,
             entries: IdMap::default(),
             timers: BinaryHeap::new(),
+            epoch: None,
             transmit: VecDeque::new(),
             outcomes: VecDeque::new(),
             connected: false,
@@ -168,7 +255,7 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn insert(
         &mut self,
         now: Instant,
-        mut msg: Message,
+        msg: Message,
         data: T,
     ) -> Result<(), (Message, T)> {
         let id = msg.id;
@@ -176,26 +263,24 @@ impl<T, R: Rng> Inflight<T, R> {
             std::collections::hash_map::Entry::Occupied(_) => return Err((msg, data)),
             std::collections::hash_map::Entry::Vacant(v) => v,
         };
-        msg.attempt = 1;
         // What `arm` and `queue` do for attempt 1, without looking the
         // entry up twice more.
-        let total_at = self.cfg.send_timeout.map(|d| now + d);
-        let retry_at = now + self.cfg.retry.delay(1, &mut self.rng);
-        let deadline = total_at.map_or(retry_at, |t| t.min(retry_at));
+        let epoch = *self.epoch.get_or_insert(now);
+        let accepted = tick(epoch, now);
+        let retry_at = accepted.saturating_add(nanos(self.cfg.retry.delay_with(1, self.rng.gen())));
         let queued = self.connected;
-        slot.insert(Entry {
-            frame: Frame::Message(msg),
+        let e = slot.insert(Entry {
+            body: Body::new(msg),
             attempt: 1,
-            transmissions: 0,
+            transmitted: false,
             on_wire: false,
             queued,
-            accepted: now,
+            accepted,
             retry_at,
-            total_at,
-            deadline,
             rejection: None,
             data,
         });
+        let deadline = e.deadline(&self.cfg);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
         if queued {
@@ -210,9 +295,10 @@ impl<T, R: Rng> Inflight<T, R> {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        e.retry_at = now + self.cfg.retry.delay(e.attempt, &mut self.rng);
-        let deadline = e.total_at.map_or(e.retry_at, |t| t.min(e.retry_at));
-        e.deadline = deadline;
+        let now = self.epoch.map_or(0, |epoch| tick(epoch, now));
+        e.retry_at =
+            now.saturating_add(nanos(self.cfg.retry.delay_with(e.attempt, self.rng.gen())));
+        let deadline = e.deadline(&self.cfg);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
     }
@@ -222,7 +308,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.timers = self
                 .entries
                 .iter()
-                .map(|(id, e)| Reverse((e.deadline, *id)))
+                .map(|(id, e)| Reverse((e.deadline(&self.cfg), *id)))
                 .collect();
         }
     }
@@ -240,34 +326,47 @@ impl<T, R: Rng> Inflight<T, R> {
         }
     }
 
-    /// The next frame to write (always a `Message`), or `None`. The frame is
-    /// counted as on the wire from here.
-    pub(crate) fn poll_transmit(&mut self) -> Option<&Frame> {
+    /// Hands the next frame to write (always a `Message`) to `write` and
+    /// returns what it returns, or `None` when nothing is queued. The frame
+    /// is counted as on the wire from here.
+    ///
+    /// The frame is assembled from the entry's parts for the call and taken
+    /// apart again after it (moves, no allocation), so the table keeps one
+    /// copy of each message and no frame.
+    pub(crate) fn poll_transmit<W>(&mut self, write: impl FnOnce(&Frame) -> W) -> Option<W> {
         loop {
             let id = self.transmit.pop_front()?;
-            let ready = match self.entries.get_mut(&id) {
-                Some(e) if e.queued => {
-                    e.queued = false;
-                    e.on_wire = true;
-                    if e.transmissions > 0 {
-                        self.counters.retransmitted += 1;
-                    }
-                    e.transmissions += 1;
-                    true
-                }
-                _ => false,
+            let Some(e) = self.entries.get_mut(&id) else {
+                continue;
             };
-            if ready {
-                return self.entries.get(&id).map(|e| &e.frame);
+            if !e.queued {
+                continue;
             }
+            e.queued = false;
+            e.on_wire = true;
+            if e.transmitted {
+                self.counters.retransmitted += 1;
+            }
+            e.transmitted = true;
+            let frame = e.body.lend(id, e.attempt);
+            let out = write(&frame);
+            e.body.put_back(frame);
+            return Some(out);
         }
     }
 
     /// The earliest deadline of any unresolved message.
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
+        let epoch = self.epoch?;
+        self.next_deadline()
+            .map(|t| epoch + Duration::from_nanos(t))
+    }
+
+    /// The earliest live timer, dropping stale ones.
+    fn next_deadline(&mut self) -> Option<Tick> {
         while let Some(Reverse((t, id))) = self.timers.peek().copied() {
             match self.entries.get(&id) {
-                Some(e) if e.deadline == t => return Some(t),
+                Some(e) if e.deadline(&self.cfg) == t => return Some(t),
                 _ => {
                     self.timers.pop();
                 }
@@ -278,22 +377,27 @@ impl<T, R: Rng> Inflight<T, R> {
 
     /// Fires every deadline at or before `now`: retransmissions and failures.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        while let Some(t) = self.poll_timeout() {
-            if t > now {
+        let Some(epoch) = self.epoch else {
+            return;
+        };
+        // An instant before the epoch is before every deadline.
+        let now_tick = tick(epoch, now);
+        while let Some(t) = self.next_deadline() {
+            if t > now_tick || now < epoch {
                 break;
             }
             let Some(Reverse((_, id))) = self.timers.pop() else {
                 break;
             };
-            self.expire(id, now);
+            self.expire(id, now, now_tick);
         }
     }
 
-    fn expire(&mut self, id: MessageId, now: Instant) {
+    fn expire(&mut self, id: MessageId, now: Instant, now_tick: Tick) {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let total_passed = e.total_at.is_some_and(|t| t <= now);
+        let total_passed = e.total_at(&self.cfg).is_some_and(|t| t <= now_tick);
         if total_passed || e.attempt >= self.cfg.max_attempts {
             tracing::debug!(id = %id, attempts = e.attempt, total_passed, "giving up");
             self.exhausted(id);
@@ -348,7 +452,9 @@ impl<T, R: Rng> Inflight<T, R> {
                 let receipt = Receipt {
                     id,
                     attempts: e.attempt,
-                    elapsed: now.saturating_duration_since(e.accepted),
+                    elapsed: self.epoch.map_or(Duration::ZERO, |epoch| {
+                        now.saturating_duration_since(epoch + Duration::from_nanos(e.accepted))
+                    }),
                     duplicate: reply.status == ReplyStatus::Duplicate,
                 };
                 self.resolve(id, Ok(receipt));
@@ -435,10 +541,8 @@ impl<T, R: Rng> Inflight<T, R> {
     /// size of a broker reached after a reconnect. The message is given back.
     pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
         if let Some(e) = self.entries.remove(&id) {
-            let size = e.frame.frame_size();
-            let Frame::Message(msg) = e.frame else {
-                return;
-            };
+            let msg = e.body.into_message(id, e.attempt);
+            let size = msg.frame_size();
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,

@@ -147,6 +147,7 @@
 mod builder;
 mod callback;
 mod config;
+mod config_setters;
 mod driver;
 mod error;
 mod flush;

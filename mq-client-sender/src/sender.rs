@@ -21,7 +21,7 @@ use tracing::Instrument;
 use mq_conn::Events;
 
 use crate::callback::CallbackOnce;
-use crate::driver::{Command, Completion, Permits, Ticket};
+use crate::driver::{Command, Completion, Done, Ticket};
 use crate::metrics::Metrics;
 use crate::stats::Stats;
 use crate::{
@@ -157,10 +157,7 @@ impl Sender {
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), mq_client_sender::ConnectError> {
-    /// let cfg = mq_client_sender::SenderConfig {
-    ///     addresses: vec!["10.0.0.1:7878".into(), "10.0.0.2:7878".into()],
-    ///     ..Default::default()
-    /// };
+    /// let cfg = mq_client_sender::SenderConfig::default().addresses(vec!["10.0.0.1:7878".into(), "10.0.0.2:7878".into()]);
     /// let sender = mq_client_sender::Sender::connect(cfg).await?;
     /// # Ok(()) }
     /// ```
@@ -293,7 +290,7 @@ impl Sender {
     ) -> Result<MessageId, SendError> {
         let cb: Box<dyn SendCallback> = Box::new(callback);
         self.hand_over(msg, move |id| {
-            Completion::Callback(CallbackOnce::new(cb, id))
+            Completion::Callback(Box::new(CallbackOnce::new(cb, id)))
         })
         .await
     }
@@ -361,13 +358,16 @@ impl Sender {
             guard.id = Some(id);
         }
         let bytes = (size + 4) as u32;
-        let permits = match shared.cfg.backpressure {
+        // Borrowed permits (no `Arc` clone); `forget` below hands them to
+        // the ticket, which records only `bytes`, and the driver gives them
+        // back with `Permits::release`. Dropped before that point (an error
+        // or a cancelled `await`), they go back by themselves.
+        let (count, byte_permits) = match shared.cfg.backpressure {
             Backpressure::Fail => {
-                let count = shared.count.clone().try_acquire_owned();
-                let bytes = count
-                    .and_then(|c| Ok((c, shared.bytes.clone().try_acquire_many_owned(bytes)?)));
-                match bytes {
-                    Ok((c, b)) => Permits { count: c, bytes: b },
+                let count = shared.count.try_acquire();
+                let both = count.and_then(|c| Ok((c, shared.bytes.try_acquire_many(bytes)?)));
+                match both {
+                    Ok(pair) => pair,
                     Err(TryAcquireError::NoPermits) => {
                         return Err(SendError::Backpressure(give_back(wire)))
                     }
@@ -375,20 +375,22 @@ impl Sender {
                 }
             }
             _ => {
-                let Ok(c) = shared.count.clone().acquire_owned().await else {
+                let Ok(c) = shared.count.acquire().await else {
                     return Err(SendError::Closed(give_back(wire)));
                 };
-                let Ok(b) = shared.bytes.clone().acquire_many_owned(bytes).await else {
+                let Ok(b) = shared.bytes.acquire_many(bytes).await else {
                     return Err(SendError::Closed(give_back(wire)));
                 };
-                Permits { count: c, bytes: b }
+                (c, b)
             }
         };
         if explicit.is_none() {
             wire.id.seq = shared.next_seq.fetch_add(1, Relaxed);
         }
         let id = wire.id;
-        let ticket = Ticket::new(completion(id), permits, explicit.is_some());
+        let ticket = Ticket::new(completion(id), bytes, explicit.is_some());
+        count.forget();
+        byte_permits.forget();
         // Counted before the driver can resolve it (see `Stats::snapshot`).
         shared.stats.sent.fetch_add(1, Relaxed);
         match self.tx.send(Command::Send { msg: wire, ticket }) {
@@ -399,8 +401,9 @@ impl Sender {
             Err(mpsc::error::SendError(cmd)) => match cmd {
                 Command::Send { msg, ticket } => {
                     shared.stats.sent.fetch_sub(1, Relaxed);
+                    ticket.permits().release(shared);
                     if let Completion::Callback(cb) = ticket.completion {
-                        cb.disarm();
+                        (*cb).disarm();
                     }
                     Err(SendError::Closed(give_back(msg)))
                 }
@@ -535,7 +538,7 @@ impl Sender {
 #[must_use = "the message is sent either way; await this to learn its outcome"]
 pub struct PendingSend {
     id: MessageId,
-    rx: oneshot::Receiver<Result<Receipt, SendError>>,
+    rx: oneshot::Receiver<Done>,
 }
 
 impl PendingSend {
@@ -562,8 +565,10 @@ impl Future for PendingSend {
     /// Polling is cancel-safe; dropping only stops observing the outcome.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let id = self.id;
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(SendError::DriverStopped { id })))
+        Pin::new(&mut self.rx).poll(cx).map(|r| match r {
+            Ok(Ok(confirmed)) => Ok(confirmed.receipt(id)),
+            Ok(Err(e)) => Err(*e),
+            Err(_) => Err(SendError::DriverStopped { id }),
+        })
     }
 }

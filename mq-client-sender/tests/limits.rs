@@ -15,11 +15,11 @@ async fn setup(config: BrokerConfig) -> (MockBroker, Sender) {
     })
     .await
     .expect("broker starts");
-    let sender = Sender::connect(SenderConfig {
-        seed: Some(14),
-        send_timeout: Some(Duration::from_secs(30)),
-        ..SenderConfig::new(broker.addr().to_string())
-    })
+    let sender = Sender::connect(
+        SenderConfig::new(broker.addr().to_string())
+            .seed(Some(14))
+            .send_timeout(Some(Duration::from_secs(30))),
+    )
     .await
     .expect("sender connects");
     (broker, sender)

@@ -65,12 +65,9 @@ async fn a_cut_connection_is_logged_once_as_lost_and_once_as_reconnected() {
     })
     .await
     .expect("broker");
-    let sender = Sender::connect(SenderConfig {
-        seed: Some(seed),
-        ..SenderConfig::new(broker.addr().to_string())
-    })
-    .await
-    .expect("connect");
+    let sender = Sender::connect(SenderConfig::new(broker.addr().to_string()).seed(Some(seed)))
+        .await
+        .expect("connect");
     sender
         .send(OutgoingMessage::new("orders", "before"))
         .await

@@ -39,23 +39,21 @@ async fn recorded_metrics_agree_with_stats_after_a_chaos_run() {
     })
     .await
     .expect("broker starts");
-    let cfg = SenderConfig {
-        retry: Backoff {
+    let cfg = SenderConfig::new(broker.addr().to_string())
+        .retry(Backoff {
             initial: 50 * MS,
             multiplier: 2.0,
             max: 200 * MS,
             jitter: 0.2,
-        },
-        reconnect: Backoff {
+        })
+        .reconnect(Backoff {
             initial: 10 * MS,
             multiplier: 2.0,
             max: 100 * MS,
             jitter: 0.2,
-        },
-        max_in_flight: 256,
-        seed: Some(7),
-        ..SenderConfig::new(broker.addr().to_string())
-    };
+        })
+        .max_in_flight(256)
+        .seed(Some(7));
     let sender = Sender::connect(cfg).await.unwrap();
     let n = 3000;
     let producer = {

@@ -23,20 +23,18 @@ fn retry(initial_ms: u64, jitter: f64) -> Backoff {
 
 fn sender_config(broker: &MockBroker, seed: u64) -> SenderConfig {
     eprintln!("sender seed = {seed}");
-    SenderConfig {
-        retry: retry(100, 0.0),
-        max_attempts: 10,
-        send_timeout: None,
-        reconnect: Backoff {
+    SenderConfig::new(broker.addr().to_string())
+        .retry(retry(100, 0.0))
+        .max_attempts(10)
+        .send_timeout(None)
+        .reconnect(Backoff {
             initial: 20 * MS,
             multiplier: 2.0,
             max: 200 * MS,
             jitter: 0.2,
-        },
-        connect_timeout: Duration::from_secs(2),
-        seed: Some(seed),
-        ..SenderConfig::new(broker.addr().to_string())
-    }
+        })
+        .connect_timeout(Duration::from_secs(2))
+        .seed(Some(seed))
 }
 
 async fn broker(seed: u64, faults: Faults) -> MockBroker {
@@ -91,11 +89,9 @@ async fn lost_reply_then_duplicate_then_exactly_one_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_longer_than_the_attempts_fails_on_schedule() {
     let broker = broker(2, Faults::default()).await;
-    let cfg = SenderConfig {
-        retry: retry(100, 0.0),
-        max_attempts: 4,
-        ..sender_config(&broker, 2)
-    };
+    let cfg = sender_config(&broker, 2)
+        .retry(retry(100, 0.0))
+        .max_attempts(4);
     let sender = Sender::connect(cfg).await.unwrap();
     broker.shutdown().await;
     let t0 = Instant::now();
@@ -114,10 +110,7 @@ async fn broker_down_longer_than_the_attempts_fails_on_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_stream_every_message_confirmed_once() {
     let broker = broker(3, Faults::default()).await;
-    let cfg = SenderConfig {
-        max_in_flight: 256,
-        ..sender_config(&broker, 3)
-    };
+    let cfg = sender_config(&broker, 3).max_in_flight(256);
     let sender = Sender::connect(cfg).await.unwrap();
     let n = 3000;
     let producer = {
@@ -157,10 +150,7 @@ async fn second_address_is_used_when_the_first_is_down() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap().to_string();
     drop(dead);
-    let cfg = SenderConfig {
-        addresses: vec![dead_addr, broker.addr().to_string()],
-        ..sender_config(&broker, 4)
-    };
+    let cfg = sender_config(&broker, 4).addresses(vec![dead_addr, broker.addr().to_string()]);
     let sender = Sender::connect(cfg).await.unwrap();
     assert!(sender.send(OutgoingMessage::new("t", "x")).await.is_ok());
     broker.shutdown().await;
@@ -188,12 +178,10 @@ async fn hundred_thousand_messages_under_faults_one_outcome_each() {
         ..Faults::default()
     };
     let broker = broker(seed, faults).await;
-    let cfg = SenderConfig {
-        retry: retry(200, 0.2),
-        max_attempts: 30,
-        max_in_flight: 1000,
-        ..sender_config(&broker, seed)
-    };
+    let cfg = sender_config(&broker, seed)
+        .retry(retry(200, 0.2))
+        .max_attempts(30)
+        .max_in_flight(1000);
     let sender = Sender::connect(cfg).await.unwrap();
     let n: u64 = 100_000;
     type Outcomes = Arc<Mutex<HashMap<MessageId, Vec<Result<Receipt, String>>>>>;

@@ -52,10 +52,7 @@ async fn setup_with(
 }
 
 fn config(addr: &str) -> SenderConfig {
-    SenderConfig {
-        connect_timeout: Duration::from_secs(5),
-        ..SenderConfig::new(addr)
-    }
+    SenderConfig::new(addr).connect_timeout(Duration::from_secs(5))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,15 +139,12 @@ async fn a_bad_client_key_is_a_tls_config_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnects_over_tls_after_a_broker_restart() {
     let (pki, broker, front) = setup(false).await;
-    let cfg = SenderConfig {
-        reconnect: mq_client_sender::Backoff {
-            initial: Duration::from_millis(10),
-            multiplier: 2.0,
-            max: Duration::from_millis(100),
-            jitter: 0.0,
-        },
-        ..config(&front)
-    };
+    let cfg = config(&front).reconnect(mq_client_sender::Backoff {
+        initial: Duration::from_millis(10),
+        multiplier: 2.0,
+        max: Duration::from_millis(100),
+        jitter: 0.0,
+    });
     let sender = Sender::builder(cfg)
         .tls(pki.client_tls().unwrap())
         .connect()
@@ -196,14 +190,11 @@ async fn heartbeats_keep_an_idle_tls_connection_alive() {
         ..BrokerConfig::default()
     };
     let (pki, broker, front) = setup_with(false, broker_cfg).await;
-    let sender = Sender::builder(SenderConfig {
-        heartbeat: Some(Duration::from_millis(50)),
-        ..config(&front)
-    })
-    .tls(pki.client_tls().unwrap())
-    .connect()
-    .await
-    .unwrap();
+    let sender = Sender::builder(config(&front).heartbeat(Some(Duration::from_millis(50))))
+        .tls(pki.client_tls().unwrap())
+        .connect()
+        .await
+        .unwrap();
     // Idle for 20 heartbeat intervals: both sides' pings and pongs cross
     // the TLS layer, or one side drops the other after 3 silent intervals.
     tokio::time::sleep(Duration::from_secs(1)).await;

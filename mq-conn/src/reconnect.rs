@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use mq_protocol::Backoff;
-use rand::Rng;
 
 /// When to start the next connect round (see [`crate::Dialer`] for what a
 /// round is).
@@ -23,12 +22,11 @@ use rand::Rng;
 /// use mq_protocol::Backoff;
 /// let backoff = Backoff { initial: Duration::from_millis(100), multiplier: 2.0,
 ///                         max: Duration::from_secs(1), jitter: 0.0 };
-/// let mut rng = rand::thread_rng();
 /// let t0 = Instant::now();
 /// let mut r = Reconnect::new(backoff);
 /// r.on_lost(t0);
 /// assert!(r.poll_start(t0));            // first round at once
-/// let (attempt, delay) = r.on_failed(t0, &mut rng);
+/// let (attempt, delay) = r.on_failed(t0, rand::random::<f64>());
 /// assert_eq!((attempt, delay), (1, Duration::from_millis(100)));
 /// assert!(!r.poll_start(t0));
 /// assert!(r.poll_start(t0 + delay));
@@ -100,8 +98,11 @@ impl Reconnect {
         false
     }
 
-    /// The running round failed at `now`: schedules the next. Returns the
-    /// number of failed rounds in a row and the delay (for a
+    /// The running round failed at `now`: schedules the next. `unit` is a
+    /// uniform random sample in `0.0..1.0` for the backoff's jitter
+    /// ([`Backoff::delay_with`](mq_protocol::Backoff::delay_with)), drawn by
+    /// the caller from any source (no random-number type in this API).
+    /// Returns the number of failed rounds in a row and the delay (for a
     /// [`crate::ConnectionEvent::Reconnecting`]).
     ///
     /// # Examples
@@ -109,14 +110,14 @@ impl Reconnect {
     /// ```
     /// # let mut r = mq_conn::Reconnect::new(mq_protocol::Backoff::default());
     /// let now = std::time::Instant::now();
-    /// let (attempt, delay) = r.on_failed(now, &mut rand::thread_rng());
+    /// let (attempt, delay) = r.on_failed(now, 0.5);
     /// assert_eq!(attempt, 1);
     /// assert_eq!(r.next_wake(), Some(now + delay));
     /// ```
-    pub fn on_failed<R: Rng + ?Sized>(&mut self, now: Instant, rng: &mut R) -> (u32, Duration) {
+    pub fn on_failed(&mut self, now: Instant, unit: f64) -> (u32, Duration) {
         self.running = false;
         self.failed = self.failed.saturating_add(1);
-        let delay = self.backoff.delay(self.failed, rng);
+        let delay = self.backoff.delay_with(self.failed, unit);
         self.at = Some(now + delay);
         (self.failed, delay)
     }

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use mq_protocol::Backoff;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use super::*;
 
@@ -29,7 +29,7 @@ fn failed_rounds_back_off_exponentially_up_to_max_then_reset() {
     for _ in 0..5 {
         assert!(r.poll_start(now));
         assert!(r.is_running());
-        let (_, d) = r.on_failed(now, &mut rng);
+        let (_, d) = r.on_failed(now, rng.gen());
         delays.push(d);
         assert!(!r.poll_start(now + d - MS), "not before the delay");
         now += d;
@@ -42,7 +42,7 @@ fn failed_rounds_back_off_exponentially_up_to_max_then_reset() {
     // The next loss starts over at once, and the first delay is `initial` again.
     r.on_lost(now);
     assert!(r.poll_start(now));
-    assert_eq!(r.on_failed(now, &mut rng), (1, MS * 100));
+    assert_eq!(r.on_failed(now, rng.gen()), (1, MS * 100));
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn a_loss_during_a_round_or_a_wait_changes_nothing() {
     assert!(r.poll_start(t0));
     r.on_lost(t0);
     assert!(!r.poll_start(t0), "one round at a time");
-    let (_, d) = r.on_failed(t0, &mut rng);
+    let (_, d) = r.on_failed(t0, rng.gen());
     r.on_lost(t0);
     assert_eq!(r.next_wake(), Some(t0 + d), "the backoff is kept");
 }

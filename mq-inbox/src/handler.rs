@@ -289,7 +289,7 @@ impl Inbox {
     ///         .map_err(|e| HandlerError::new(e.to_string()))?;
     ///     Ok(tx)
     /// })?;
-    /// let receiver = Receiver::start(config, handler).await?;
+    /// let receiver = Receiver::connect(config, handler).await?;
     /// # drop(receiver); Ok(()) }
     /// ```
     pub fn handler<DB, F, Fut>(&self, handler: F) -> Result<TxHandler<DB, F>, InboxError>

@@ -63,7 +63,7 @@
 //!         .map_err(|e| HandlerError::new(e.to_string()))?; // rolled back, nacked
 //!     Ok(tx) // marked, committed, then acked
 //! })?;
-//! let receiver = Receiver::start(config, handler).await?;
+//! let receiver = Receiver::connect(config, handler).await?;
 //! # receiver.shutdown(std::time::Duration::from_secs(10)).await?; Ok(()) }
 //! ```
 //!

@@ -19,12 +19,10 @@ use sqlx::{Sqlite, Transaction};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn config(broker: &MockBroker) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![broker.addr().to_string()],
-        topic: "t".into(),
-        group: "g".into(),
-        ..Default::default()
-    }
+    ReceiverConfig::default()
+        .addresses(vec![broker.addr().to_string()])
+        .topic("t")
+        .group("g")
 }
 
 async fn fast_broker() -> MockBroker {
@@ -81,7 +79,9 @@ async fn a_handler_error_rolls_back_and_the_redelivery_applies_once() {
             }
         })
         .expect("handler");
-    let r = Receiver::start(config(&broker), h).await.expect("receiver");
+    let r = Receiver::connect(config(&broker), h)
+        .await
+        .expect("receiver");
     let sender = Sender::connect(SenderConfig::new(broker.addr().to_string()))
         .await
         .expect("sender");
@@ -94,7 +94,7 @@ async fn a_handler_error_rolls_back_and_the_redelivery_applies_once() {
         .wait_for(WAIT, |s| s.acks_received >= 1 && s.stored_messages == 0)
         .await
         .expect("acked");
-    r.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+    r.close(Duration::from_secs(5)).await.expect("shutdown");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(
         applied(&inbox).await,
@@ -151,12 +151,14 @@ async fn an_id_committed_before_a_crash_is_acked_without_the_handler() {
             }
         })
         .expect("handler");
-    let r = Receiver::start(config(&broker), h).await.expect("receiver");
+    let r = Receiver::connect(config(&broker), h)
+        .await
+        .expect("receiver");
     broker
         .wait_for(WAIT, |s| s.acks_received >= 2 && s.stored_messages == 0)
         .await
         .expect("both acked");
-    r.shutdown(Duration::from_secs(5)).await.expect("shutdown");
+    r.close(Duration::from_secs(5)).await.expect("shutdown");
     assert_eq!(
         *seen.lock().expect("lock"),
         vec![second],

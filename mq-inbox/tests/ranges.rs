@@ -43,12 +43,12 @@ fn config() -> InboxConfig {
 }
 
 fn window() -> DedupWindow {
-    DedupWindow::new(DedupConfig {
-        max_producers: 1000,
-        max_ranges_per_producer: MAX_RANGES,
-        max_ranges: 1_000_000,
-        ..Default::default()
-    })
+    DedupWindow::new(
+        DedupConfig::default()
+            .max_producers(1000)
+            .max_ranges_per_producer(MAX_RANGES)
+            .max_ranges(1_000_000),
+    )
 }
 
 /// Runs `ops` against both and compares every answer and the final ranges.

@@ -28,6 +28,9 @@ pub enum HarnessError {
     /// The broker did not start.
     #[error("broker: {0}")]
     Broker(#[from] mq_mock_broker::BrokerError),
+    /// The run's TLS certificates could not be made or loaded.
+    #[error("TLS set-up: {0}")]
+    Tls(String),
     /// The sender could not connect.
     #[error("sender connect: {0}")]
     Sender(#[from] mq_client_sender::ConnectError),
@@ -47,30 +50,26 @@ pub enum HarnessError {
 }
 
 fn sender_config(s: &Scenario, addr: String, generation: u64) -> SenderConfig {
-    SenderConfig {
-        max_in_flight: s.window,
-        retry: s.retry,
-        max_attempts: s.max_attempts,
-        send_timeout: s.send_timeout,
-        reconnect: s.reconnect,
-        seed: Some(s.seed.wrapping_add(generation)),
-        client_name: format!("{}-sender-{generation}", s.name),
-        ..SenderConfig::new(addr)
-    }
+    SenderConfig::new(addr)
+        .max_in_flight(s.window)
+        .retry(s.retry)
+        .max_attempts(s.max_attempts)
+        .send_timeout(s.send_timeout)
+        .reconnect(s.reconnect)
+        .seed(Some(s.seed.wrapping_add(generation)))
+        .client_name(format!("{}-sender-{generation}", s.name))
 }
 
 fn receiver_config(s: &Scenario, addr: String) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![addr],
-        client_name: format!("{}-receiver", s.name),
-        topic: TOPIC.into(),
-        group: GROUP.into(),
-        prefetch: s.prefetch,
-        max_concurrency: s.concurrency,
-        reconnect: s.reconnect,
-        seed: Some(s.seed),
-        ..ReceiverConfig::default()
-    }
+    ReceiverConfig::default()
+        .addresses(vec![addr])
+        .client_name(format!("{}-receiver", s.name))
+        .topic(TOPIC)
+        .group(GROUP)
+        .prefetch(s.prefetch)
+        .max_concurrency(s.concurrency)
+        .reconnect(s.reconnect)
+        .seed(Some(s.seed))
 }
 
 fn broker_config(s: &Scenario) -> BrokerConfig {
@@ -109,6 +108,12 @@ pub fn settings_changed(s: &Scenario) -> Vec<String> {
         "seed {}: broker faults and redelivery jitter, sender and receiver jitter (default: from the OS)",
         s.seed
     )];
+    if s.tls {
+        out.push(
+            "transport TLS only, with a CA and server certificate made for this run (default plain TCP)"
+                .into(),
+        );
+    }
     let (sc, sd) = (sender_config(s, String::new(), 0), SenderConfig::default());
     diff(
         &mut out,
@@ -162,11 +167,45 @@ pub fn settings_changed(s: &Scenario) -> Vec<String> {
     out
 }
 
+/// The run's certificates when the scenario is over TLS.
+struct Pki {
+    broker: mq_mock_broker::TlsConfig,
+    client: mq_conn::TlsConfig,
+}
+
+impl Pki {
+    fn new(s: &Scenario) -> Result<Option<Pki>, HarnessError> {
+        if !s.tls {
+            return Ok(None);
+        }
+        let tls = |e: &dyn std::fmt::Display| HarnessError::Tls(e.to_string());
+        let pki = mq_conn::testing::TestPki::generate().map_err(|e| tls(&e))?;
+        let broker = mq_mock_broker::TlsConfig::from_pem(
+            pki.server_cert_pem.as_bytes(),
+            pki.server_key_pem.as_bytes(),
+            None,
+        )
+        .map_err(|e| tls(&e))?
+        .tls_only(true);
+        let client = pki.client_tls().map_err(|e| tls(&e))?;
+        Ok(Some(Pki { broker, client }))
+    }
+}
+
+async fn connect_sender(config: SenderConfig, pki: Option<&Pki>) -> Result<Sender, HarnessError> {
+    let mut b = Sender::builder(config);
+    if let Some(p) = pki {
+        b = b.tls(p.client.clone());
+    }
+    Ok(b.connect().await?)
+}
+
 async fn start_receiver(
     s: &Scenario,
     addr: String,
     store: Arc<dyn DedupStore>,
     tally: Arc<Tally>,
+    pki: Option<&Pki>,
 ) -> Result<Receiver, HarnessError> {
     let rate = s.handler_error_rate;
     let handler = move |d: Delivery| {
@@ -179,11 +218,11 @@ async fn start_receiver(
             Ok(())
         }
     };
-    ReceiverBuilder::new(receiver_config(s, addr))
-        .dedup_store(store)
-        .connect(handler)
-        .await
-        .map_err(HarnessError::Receiver)
+    let mut b = ReceiverBuilder::new(receiver_config(s, addr)).dedup_store(store);
+    if let Some(p) = pki {
+        b = b.tls(p.client.clone());
+    }
+    b.connect(handler).await.map_err(HarnessError::Receiver)
 }
 
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
@@ -216,13 +255,20 @@ async fn until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// ```
 pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     let started = Instant::now();
-    let broker = MockBroker::start(broker_config(s)).await?;
+    let pki = Pki::new(s)?;
+    let broker = MockBroker::start(BrokerConfig {
+        tls: pki.as_ref().map(|p| p.broker.clone()),
+        ..broker_config(s)
+    })
+    .await?;
+    // In TLS-only mode the one listener is the TLS one.
     let addr = broker.addr().to_string();
+    let pki = pki.as_ref();
     let tally = Arc::new(Tally::new(s.messages, s.seed));
     let store: Arc<dyn DedupStore> = Arc::new(MemoryDedupStore::new(DedupConfig::default()));
 
-    let mut receiver = start_receiver(s, addr.clone(), store.clone(), tally.clone()).await?;
-    let mut sender = Sender::connect(sender_config(s, addr.clone(), 0)).await?;
+    let mut receiver = start_receiver(s, addr.clone(), store.clone(), tally.clone(), pki).await?;
+    let mut sender = connect_sender(sender_config(s, addr.clone(), 0), pki).await?;
     let mut counts = Counts::default();
     let mut partition: Option<(u64, u64)> = None;
     let mut partitions = Vec::new();
@@ -237,18 +283,20 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
                 Disruption::BrokerRestart => broker.restart(RestartMode::KeepStore).await?,
                 Disruption::ReceiverRestart => {
                     counts.add_receiver(&receiver.stats());
-                    let _ = receiver.shutdown(Duration::from_secs(10)).await;
+                    let _ = receiver.close(Duration::from_secs(10)).await;
                     receiver =
-                        start_receiver(s, addr.clone(), store.clone(), tally.clone()).await?;
+                        start_receiver(s, addr.clone(), store.clone(), tally.clone(), pki).await?;
                 }
                 Disruption::SenderRestart => {
                     let report = sender.close(Duration::from_secs(60)).await;
                     counts.unresolved_at_close += report.unresolved.len() as u64;
                     counts.add_sender(&sender.stats());
                     counts.sender_generations += 1;
-                    sender =
-                        Sender::connect(sender_config(s, addr.clone(), counts.sender_generations))
-                            .await?;
+                    sender = connect_sender(
+                        sender_config(s, addr.clone(), counts.sender_generations),
+                        pki,
+                    )
+                    .await?;
                 }
                 Disruption::Partition { messages } => {
                     broker.set_faults(Faults {
@@ -320,7 +368,7 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     let receiver_unsettled = receiver.stats().unsettled;
     let close = sender.close(Duration::from_secs(10)).await;
     counts.unresolved_at_close += close.unresolved.len() as u64;
-    let _ = receiver.shutdown(Duration::from_secs(10)).await;
+    let _ = receiver.close(Duration::from_secs(10)).await;
     let broker_stats = broker.stats();
     broker.shutdown().await;
     if let Some(p) = progress {

@@ -75,6 +75,10 @@ pub struct Scenario {
     /// The broker's storage. Default: [`test_storage`], memory unless
     /// `MQ_TEST_STORAGE=disk` (CI runs the chaos suite both ways).
     pub storage: Storage,
+    /// Everything over TLS: a CA and a server certificate are made for the
+    /// run, the broker listens on TLS only, and both clients trust that
+    /// CA. Default `false` (plain TCP).
+    pub tls: bool,
 }
 
 /// The storage a test broker uses: `Storage::Memory`, or with
@@ -164,6 +168,7 @@ impl Scenario {
             settle_timeout: Duration::from_secs(120),
             progress: false,
             storage: test_storage(name),
+            tls: false,
             replay: None,
         }
     }

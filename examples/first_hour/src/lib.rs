@@ -133,13 +133,11 @@ pub async fn start_billing(
     broker: &str,
     billed: Billed,
 ) -> Result<Receiver, mq_client_receiver::ConnectError> {
-    let config = ReceiverConfig {
-        addresses: vec![broker.to_owned()],
-        topic: TOPIC.into(),
-        group: "billing".into(),
-        ..Default::default()
-    };
-    Receiver::start(config, move |d: Delivery| {
+    let config = ReceiverConfig::default()
+        .addresses(vec![broker.to_owned()])
+        .topic(TOPIC)
+        .group("billing");
+    Receiver::connect(config, move |d: Delivery| {
         let billed = billed.clone();
         async move {
             let order = String::from_utf8(d.payload().to_vec())

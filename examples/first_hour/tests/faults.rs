@@ -97,7 +97,7 @@ async fn every_order_is_confirmed_and_billed_once_under_the_readme_faults() {
         .unresolved
         .is_empty());
     receiver
-        .shutdown(Duration::from_secs(5))
+        .close(Duration::from_secs(5))
         .await
         .expect("shutdown");
     broker.shutdown().await;
@@ -138,7 +138,7 @@ async fn outbox_orders_placed_before_the_dispatcher_starts_are_sent_and_billed_o
 
     dispatcher.shutdown().await;
     receiver
-        .shutdown(Duration::from_secs(5))
+        .close(Duration::from_secs(5))
         .await
         .expect("shutdown");
     broker.shutdown().await;

@@ -1,4 +1,4 @@
-//! The driver: one task that owns the connection, runs the handler tasks
+//! The driver: one task that owns the connection, runs the handler calls
 //! and the dedup store calls, and feeds the sans-IO [`RecvCore`] (credit,
 //! in-progress table, settling, dedup decision) with what they produce.
 //!
@@ -12,11 +12,12 @@
 //! timers). A write buffer that makes no progress for the write limit
 //! (three heartbeats, at least `connect_timeout`) drops the connection.
 //! Reading a frame, writing buffered bytes, receiving an event, reaping a
-//! handler task and polling the connect attempt are cancel safe.
+//! handler call and polling the connect attempt are cancel safe.
 //!
 //! The driver keeps only what needs I/O or a clock: the connection and its
-//! heartbeat, reconnecting, the handler tasks, the store calls (a ready
-//! answer is given to the core inline; a pending one goes to `store_ops`
+//! heartbeat, reconnecting, the handler calls (polled in this task, see
+//! `handlers`), the store calls (a ready answer is given to the core
+//! inline; a pending one goes to `store_ops`
 //! and is polled in the `select!` like the connection) and the shutdown.
 
 use std::sync::Arc;
@@ -29,20 +30,22 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use mq_conn::{ConnectionEvent, Dialer, Events, Heartbeat, HeartbeatAction, Reconnect};
 use mq_protocol::{Close, ErrorCode, Frame, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::{AckMode, ReceiverConfig};
 use crate::conn::{connect_round, Conn};
 use crate::delivery::Event;
-use crate::error::{ConnectError, HandlerError, RecvError};
+use crate::error::{ConnectError, RecvError};
 use crate::handler::RecvCallback;
 use crate::recv_core::RecvCore;
 use crate::stats::Counters;
 use crate::store::{DedupStore, StoreError};
 
+mod handlers;
 mod settle;
+
+use handlers::Handlers;
 
 pub use crate::recv_core::CREDIT_FLUSH_DELAY;
 
@@ -57,7 +60,8 @@ const DRAIN_BATCH: usize = 256;
 pub(crate) enum Dispatch {
     Handler {
         handler: Arc<dyn RecvCallback>,
-        sem: Arc<Semaphore>,
+        /// At most this many calls at a time.
+        max_concurrency: usize,
     },
     Stream(Option<mpsc::UnboundedSender<crate::delivery::Delivery>>),
 }
@@ -91,8 +95,6 @@ struct Shutdown {
     deadline: Instant,
     reply: Option<oneshot::Sender<Result<(), RecvError>>>,
 }
-
-type TaskResult = (MessageId, u64, Result<(), HandlerError>);
 
 /// A dedup store call that did not answer at once, finished.
 pub(super) enum StoreDone {
@@ -129,7 +131,8 @@ pub(crate) struct Driver {
 struct State {
     d: Driver,
     core: RecvCore,
-    tasks: JoinSet<TaskResult>,
+    /// The handler calls (handler mode only), polled in this task.
+    handlers: Option<Handlers>,
     /// Dedup store calls still running (only for a store that does I/O).
     store_ops: FuturesUnordered<BoxFuture<'static, StoreDone>>,
     /// An `expire` is among `store_ops`: do not start another.
@@ -157,10 +160,21 @@ impl Driver {
             self.counters.clone(),
         );
         let reconnect = Reconnect::new(self.config.reconnect);
+        let handlers = match &self.dispatch {
+            Dispatch::Handler {
+                handler,
+                max_concurrency,
+            } => Some(Handlers::new(
+                handler.clone(),
+                *max_concurrency,
+                self.counters.clone(),
+            )),
+            Dispatch::Stream(_) => None,
+        };
         let mut s = State {
             d: self,
             core,
-            tasks: JoinSet::new(),
+            handlers,
             store_ops: FuturesUnordered::new(),
             expiring: false,
             live: None,
@@ -215,6 +229,15 @@ async fn io(live: &mut Option<Live>) -> IoEvent {
     .await
 }
 
+/// The next finished handler call; `None` at once without handlers or
+/// calls. Cancel safe.
+async fn next_done(h: &mut Option<Handlers>) -> Option<handlers::Done> {
+    match h {
+        Some(h) => std::future::poll_fn(|cx| h.poll_next(cx)).await,
+        None => None,
+    }
+}
+
 async fn connecting(c: &mut Option<Connecting>) -> Result<Conn, ConnectError> {
     match c {
         Some(f) => f.await,
@@ -223,10 +246,15 @@ async fn connecting(c: &mut Option<Connecting>) -> Result<Conn, ConnectError> {
 }
 
 impl State {
+    /// No handler call running or waiting.
+    fn handlers_idle(&self) -> bool {
+        self.handlers.as_ref().is_none_or(Handlers::is_empty)
+    }
+
     async fn run(mut self) {
         loop {
             if let Some(sd) = &self.shutdown {
-                let idle = self.core.in_progress() == 0 && self.tasks.is_empty();
+                let idle = self.core.in_progress() == 0 && self.handlers_idle();
                 if idle || Instant::now() >= sd.deadline {
                     break;
                 }
@@ -235,10 +263,8 @@ impl State {
             tokio::select! {
                 ev = io(&mut self.live) => self.on_io(ev),
                 Some(ev) = self.d.events_rx.recv() => self.on_event(ev),
-                Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    if let Ok((id, token, result)) = res {
-                        self.on_task(id, token, result);
-                    }
+                Some((id, token, result)) = next_done(&mut self.handlers), if !self.handlers_idle() => {
+                    self.on_task(id, token, result);
                 }
                 Some(done) = self.store_ops.next(), if !self.store_ops.is_empty() => {
                     self.on_store_done(done);
@@ -249,7 +275,7 @@ impl State {
                         Ok(conn) => self.on_connected(conn),
                         Err(e) => {
                             let now = Instant::now().into_std();
-                            let (attempt, delay) = self.reconnect.on_failed(now, &mut self.d.rng);
+                            let (attempt, delay) = self.reconnect.on_failed(now, rand::Rng::gen(&mut self.d.rng));
                             tracing::warn!(error = %e, attempt, ?delay, "reconnect round failed");
                             self.d.events.emit(ConnectionEvent::Reconnecting { attempt, delay });
                         }
@@ -276,11 +302,13 @@ impl State {
                 return;
             }
             let mut progressed = false;
-            if let Some(res) = self.tasks.try_join_next() {
-                if let Ok((id, token, result)) = res {
+            if !self.handlers_idle() {
+                if let Some(Some((id, token, result))) =
+                    next_done(&mut self.handlers).now_or_never()
+                {
                     self.on_task(id, token, result);
+                    progressed = true;
                 }
-                progressed = true;
             }
             if let Ok(ev) = self.d.events_rx.try_recv() {
                 self.on_event(ev);
@@ -556,10 +584,8 @@ impl State {
 
     async fn finish(mut self) {
         // Settle whatever finished in the meantime before giving up on the rest.
-        while let Some(res) = self.tasks.try_join_next() {
-            if let Ok((id, token, result)) = res {
-                self.on_task(id, token, result);
-            }
+        while let Some(Some((id, token, result))) = next_done(&mut self.handlers).now_or_never() {
+            self.on_task(id, token, result);
         }
         while let Ok(ev) = self.d.events_rx.try_recv() {
             if matches!(ev, Event::Settle { .. }) {
@@ -569,7 +595,9 @@ impl State {
         self.pump();
         self.write_outbox().await;
         let abandoned = self.core.in_progress();
-        self.tasks.abort_all();
+        if let Some(h) = &mut self.handlers {
+            h.abort_all();
+        }
         if let Some(mut l) = self.live.take() {
             let close = Frame::Close(Close {
                 code: ErrorCode::NORMAL,

@@ -5,12 +5,10 @@
 use futures::FutureExt;
 use mq_protocol::{Deliver, MessageId};
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use super::{Dispatch, Shutdown, State, StoreDone};
 use crate::delivery::{delay_ms, Delivery, Event};
 use crate::error::HandlerError;
-use crate::handler::call;
 use crate::recv_core::{DeliverStep, Settled};
 use crate::store::StoreError;
 
@@ -97,34 +95,14 @@ impl State {
             topic = %d.topic
         );
         let delivery = Delivery::new(d, self.d.mode, token, self.d.events_tx.clone());
-        match &mut self.d.dispatch {
-            Dispatch::Handler { handler, sem } => {
-                let handler = handler.clone();
-                let sem = sem.clone();
-                let counters = self.d.counters.clone();
-                self.tasks.spawn(
-                    async move {
-                        let result = match sem.acquire_owned().await {
-                            Ok(_permit) => {
-                                let start = std::time::Instant::now();
-                                let r = call(&*handler, delivery).await;
-                                counters.handler_latency(start.elapsed());
-                                r
-                            }
-                            Err(_) => Err(HandlerError::new("receiver closing")),
-                        };
-                        (id, token, result)
-                    }
-                    .instrument(span),
-                );
-            }
-            Dispatch::Stream(tx) => {
-                // If the stream is gone the delivery comes back here and its
-                // drop nacks it.
-                if let Some(tx) = tx {
-                    let _ = tx.send(delivery);
-                }
-            }
+        if let Some(h) = &mut self.handlers {
+            h.push(delivery, token, span);
+            return;
+        }
+        // If the stream is gone the delivery comes back here and its drop
+        // nacks it.
+        if let Dispatch::Stream(Some(tx)) = &self.d.dispatch {
+            let _ = tx.send(delivery);
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mq_protocol::{ErrorCode, MessageId};
 use tokio::time::Instant;
 
-use super::{Command, Completion, Driver, Ticket};
+use super::{done, Command, Completion, Driver, ReleaseOnDrop, Ticket};
 use crate::callback::Job;
 use crate::inflight::Outcome;
 use crate::{CloseReport, Receipt, SendError};
@@ -33,7 +33,7 @@ impl Driver {
                 let _ = tx.send(());
             })));
         }
-        self.released = None;
+        std::mem::take(&mut self.released).release(&self.shared);
     }
 
     pub(super) fn complete(
@@ -51,11 +51,8 @@ impl Driver {
             Ok(r) => {
                 stats.confirmed.fetch_add(1, Relaxed);
                 metrics.confirmed.increment(1);
-                if let Some(t) = ticket.accepted {
-                    metrics
-                        .confirm_latency
-                        .record(self.turn_now.saturating_duration_since(t));
-                }
+                // The core measured it from acceptance to this turn's reply.
+                metrics.confirm_latency.record(r.elapsed);
                 if r.duplicate {
                     stats.duplicates.fetch_add(1, Relaxed);
                     metrics.duplicates.increment(1);
@@ -77,19 +74,20 @@ impl Driver {
             self.shared.explicit.remove(&id);
         }
         self.flush.resolve(ticket.index);
+        let permits = ticket.permits();
         match ticket.completion {
             Completion::Future(tx) => {
                 // A dropped PendingSend is fine: the outcome is counted above.
-                let _ = tx.send(result);
-                match self.released.as_mut() {
-                    Some(r) => r.merge(ticket.permits),
-                    None => self.released = Some(ticket.permits),
-                }
+                let _ = tx.send(done(result));
+                self.released.merge(permits);
             }
             Completion::Callback(cb) => self.callbacks.push(Job::Call {
-                cb,
+                cb: *cb,
                 outcome: result,
-                release: Box::new(ticket.permits),
+                release: Box::new(ReleaseOnDrop {
+                    shared: self.shared.clone(),
+                    permits,
+                }),
             }),
         }
     }
@@ -109,7 +107,6 @@ impl Driver {
     pub(super) async fn shutdown(mut self) {
         self.shared.set_driver_closed();
         let now = Instant::now();
-        self.turn_now = now;
         let mut unresolved = self.core.abandon_all();
         self.deliver_outcomes();
         self.rx.close();

@@ -20,7 +20,7 @@ use mq_conn::{
 };
 use mq_protocol::{Close, ErrorCode, Frame, Message, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::callback::{CallbackOnce, Callbacks};
@@ -37,46 +37,126 @@ const BATCH: usize = 512;
 /// Longest a goodbye `Close` to a broker we give up on may take to write.
 const GOODBYE_LIMIT: Duration = Duration::from_millis(200);
 
-/// Where an outcome goes.
+/// Where an outcome goes. Both variants are one pointer, so a ticket in
+/// the in-flight table stays small.
 pub(crate) enum Completion {
-    Future(oneshot::Sender<Result<Receipt, SendError>>),
-    Callback(CallbackOnce),
+    Future(oneshot::Sender<Done>),
+    Callback(Box<CallbackOnce>),
 }
 
-/// The window permits of one message: a slot and its frame bytes.
+/// What travels over a [`PendingSend`](crate::PendingSend)'s channel: a
+/// compact confirm (the ID is in the `PendingSend`) or a boxed error. It is
+/// 16 bytes where `Result<Receipt, SendError>` is well over 100, and every
+/// in-flight message's channel allocation holds one.
+pub(crate) type Done = Result<Confirmed, Box<SendError>>;
+
+/// A [`Receipt`] without its ID (see [`Done`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Confirmed {
+    /// [`Receipt::elapsed`] in nanoseconds (saturating; 584 years).
+    elapsed_ns: u64,
+    attempts: u32,
+    duplicate: bool,
+}
+
+impl Confirmed {
+    pub(crate) fn new(r: &Receipt) -> Self {
+        Self {
+            elapsed_ns: u64::try_from(r.elapsed.as_nanos()).unwrap_or(u64::MAX),
+            attempts: r.attempts,
+            duplicate: r.duplicate,
+        }
+    }
+
+    /// The receipt of message `id`.
+    pub(crate) fn receipt(self, id: MessageId) -> Receipt {
+        Receipt {
+            id,
+            attempts: self.attempts,
+            elapsed: Duration::from_nanos(self.elapsed_ns),
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+/// Turns an outcome into what its channel carries.
+pub(crate) fn done(result: Result<Receipt, SendError>) -> Done {
+    match result {
+        Ok(r) => Ok(Confirmed::new(&r)),
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+/// Window permits taken by accepted messages and not yet given back. The
+/// hand-over `forget`s its permits and the ticket records only the byte
+/// count (a slot is always one permit): no semaphore `Arc` per message.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Permits {
-    pub(crate) count: OwnedSemaphorePermit,
-    pub(crate) bytes: OwnedSemaphorePermit,
+    pub(crate) count: usize,
+    pub(crate) bytes: usize,
 }
 
 impl Permits {
+    /// The permits of one message whose window share is `bytes`.
+    pub(crate) fn one(bytes: u32) -> Self {
+        Self {
+            count: 1,
+            bytes: bytes as usize,
+        }
+    }
+
     /// Adds `other`'s permits to these, to release them in one go.
-    fn merge(&mut self, other: Permits) {
-        self.count.merge(other.count);
-        self.bytes.merge(other.bytes);
+    pub(crate) fn merge(&mut self, other: Permits) {
+        self.count += other.count;
+        self.bytes += other.bytes;
+    }
+
+    /// Gives the permits back to the window.
+    pub(crate) fn release(self, shared: &Shared) {
+        if self.count > 0 {
+            shared.count.add_permits(self.count);
+        }
+        if self.bytes > 0 {
+            shared.bytes.add_permits(self.bytes);
+        }
+    }
+}
+
+/// Releases permits when dropped: a callback's permits go back after the
+/// callback returns, on the callback thread.
+pub(crate) struct ReleaseOnDrop {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) permits: Permits,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.permits).release(&self.shared);
     }
 }
 
 /// The driver's per-message data, kept in the core next to the message.
 pub(crate) struct Ticket {
     pub(crate) completion: Completion,
-    pub(crate) permits: Permits,
-    pub(crate) explicit: bool,
+    /// Flush index (see [`FlushTracker`]).
     index: u64,
-    /// When the driver accepted it (for the confirm latency); set by the
-    /// driver, so the hand-over does not read the clock.
-    pub(super) accepted: Option<Instant>,
+    /// The message's share of the byte window.
+    pub(crate) bytes: u32,
+    pub(crate) explicit: bool,
 }
 
 impl Ticket {
-    pub(crate) fn new(completion: Completion, permits: Permits, explicit: bool) -> Self {
+    pub(crate) fn new(completion: Completion, bytes: u32, explicit: bool) -> Self {
         Self {
             completion,
-            permits,
-            explicit,
             index: 0,
-            accepted: None,
+            bytes,
+            explicit,
         }
+    }
+
+    pub(crate) fn permits(&self) -> Permits {
+        Permits::one(self.bytes)
     }
 }
 
@@ -131,10 +211,7 @@ pub(crate) struct Driver {
     /// Permits of the outcomes resolved this turn, released together at the
     /// end of [`Driver::deliver_outcomes`]: one semaphore update (and one
     /// lock) per turn instead of two per message.
-    released: Option<Permits>,
-    /// The clock as read at the start of this turn's work (the confirm
-    /// latency uses it: one clock read per turn, not per message).
-    turn_now: Instant,
+    released: Permits,
 }
 
 fn std_now(t: Instant) -> std::time::Instant {
@@ -177,8 +254,7 @@ impl Driver {
             ever_connected: false,
             flush: FlushTracker::default(),
             closing: None,
-            released: None,
-            turn_now: Instant::now(),
+            released: Permits::default(),
         };
         let now = Instant::now();
         match est {
@@ -195,7 +271,6 @@ impl Driver {
         let mut sleep = pin!(tokio::time::sleep_until(Instant::now()));
         loop {
             let now = Instant::now();
-            self.turn_now = now;
             self.on_time(now);
             self.fill_writes();
             self.deliver_outcomes();
@@ -332,7 +407,9 @@ impl Driver {
         match r {
             Ok(est) => self.install(now, est),
             Err(e) => {
-                let (attempt, delay) = self.reconnect.on_failed(std_now(now), &mut self.rng);
+                let (attempt, delay) = self
+                    .reconnect
+                    .on_failed(std_now(now), rand::Rng::gen(&mut self.rng));
                 tracing::warn!(error = %e, round = attempt, retry_in = ?delay, "reconnect failed");
                 self.shared
                     .events
@@ -429,13 +506,15 @@ impl Driver {
         };
         let mut too_large: Vec<MessageId> = Vec::new();
         while w.buf.len() < WRITE_HIGH_WATER {
-            let Some(frame) = self.core.poll_transmit() else {
-                break;
-            };
-            if frame.frame_size() > w.max_frame() || w.push(frame).is_err() {
-                if let Frame::Message(m) = frame {
-                    too_large.push(m.id);
+            let written = self.core.poll_transmit(|frame| {
+                if frame.frame_size() > w.max_frame() || w.push(frame).is_err() {
+                    if let Frame::Message(m) = frame {
+                        too_large.push(m.id);
+                    }
                 }
+            });
+            if written.is_none() {
+                break;
             }
         }
         let max = w.max_frame();
@@ -460,7 +539,6 @@ impl Driver {
                 let _span = tracing::trace_span!("mq_send", id = %msg.id).entered();
                 self.shared.metrics.accepted();
                 ticket.index = self.flush.next_index();
-                ticket.accepted = Some(now);
                 if let Err((msg, ticket)) = self.core.insert(std_now(now), msg, ticket) {
                     let id = msg.id;
                     let err = SendError::AlreadyInFlight {

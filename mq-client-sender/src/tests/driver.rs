@@ -176,11 +176,7 @@ async fn transient_rejection_retries_permanent_does_not() {
 
 #[tokio::test(start_paused = true)]
 async fn backpressure_fail_gives_the_message_back_and_wait_waits() {
-    let cfg = SenderConfig {
-        max_in_flight: 2,
-        backpressure: Backpressure::Fail,
-        ..config()
-    };
+    let cfg = config().max_in_flight(2).backpressure(Backpressure::Fail);
     let (sender, _net, mut peer) = start(cfg, welcome(0, 1 << 20)).await;
     let a = sender.enqueue(msg(1)).await.unwrap();
     let _b = sender.enqueue(msg(2)).await.unwrap();
@@ -193,10 +189,7 @@ async fn backpressure_fail_gives_the_message_back_and_wait_waits() {
     a.await.unwrap();
     assert!(sender.enqueue(msg(3)).await.is_ok());
 
-    let cfg = SenderConfig {
-        max_in_flight: 1,
-        ..config()
-    };
+    let cfg = config().max_in_flight(1);
     let (sender, _net, mut peer) = start(cfg, welcome(0, 1 << 20)).await;
     let _a = sender.enqueue(msg(1)).await.unwrap();
     let s2 = sender.clone();
@@ -213,11 +206,9 @@ async fn backpressure_fail_gives_the_message_back_and_wait_waits() {
 #[tokio::test(start_paused = true)]
 async fn byte_window_bounds_in_flight_bytes() {
     // Room for one 1000-byte payload frame but not two.
-    let cfg = SenderConfig {
-        max_in_flight_bytes: 1500,
-        backpressure: Backpressure::Fail,
-        ..config()
-    };
+    let cfg = config()
+        .max_in_flight_bytes(1500)
+        .backpressure(Backpressure::Fail);
     let (sender, _net, _peer) = start(cfg, welcome(0, 1 << 20)).await;
     let big = || OutgoingMessage::new("t", vec![0u8; 1000]);
     let _a = sender.enqueue(big()).await.unwrap();
@@ -233,10 +224,7 @@ async fn byte_window_bounds_in_flight_bytes() {
 
 #[tokio::test(start_paused = true)]
 async fn oversized_and_invalid_are_refused_before_taking_a_slot() {
-    let cfg = SenderConfig {
-        max_in_flight: 1,
-        ..config()
-    };
+    let cfg = config().max_in_flight(1);
     // The broker's Welcome says 200 bytes: smaller than ours, so it wins.
     let (sender, _net, _peer) = start(cfg, welcome(0, 200)).await;
     match sender
@@ -290,11 +278,7 @@ async fn explicit_sequence_in_flight_is_refused_and_freed_after_outcome() {
 
 #[tokio::test(start_paused = true)]
 async fn dropped_pending_send_keeps_retransmitting_and_frees_its_slot() {
-    let cfg = SenderConfig {
-        max_in_flight: 1,
-        backpressure: Backpressure::Fail,
-        ..config()
-    };
+    let cfg = config().max_in_flight(1).backpressure(Backpressure::Fail);
     let (sender, _net, mut peer) = start(cfg, welcome(0, 1 << 20)).await;
     drop(sender.enqueue(msg(1)).await.unwrap());
     assert_eq!(peer.recv_msg().await.attempt, 1);
@@ -427,18 +411,12 @@ async fn connect_errors_are_typed() {
 
     let (connector, net) = super::net();
     net.down.store(true, Ordering::SeqCst);
-    let cfg = SenderConfig {
-        addresses: vec!["a:1".into(), "b:2".into()],
-        ..config()
-    };
+    let cfg = config().addresses(vec!["a:1".into(), "b:2".into()]);
     match Sender::connect_with(cfg, connector).await {
         Err(ConnectError::Unreachable { addresses, .. }) => assert_eq!(addresses.len(), 2),
         other => panic!("{other:?}"),
     }
-    let bad = SenderConfig {
-        max_attempts: 0,
-        ..config()
-    };
+    let bad = config().max_attempts(0);
     assert!(matches!(
         Sender::connect(bad).await,
         Err(ConnectError::Config(_))
@@ -482,10 +460,7 @@ async fn message_too_large_for_the_broker_reached_after_a_reconnect_is_given_bac
 
 #[tokio::test(start_paused = true)]
 async fn close_wakes_hand_overs_waiting_for_a_slot_with_their_message() {
-    let cfg = SenderConfig {
-        max_in_flight: 1,
-        ..config()
-    };
+    let cfg = config().max_in_flight(1);
     let (sender, _net, _peer) = start(cfg, welcome(0, 1 << 20)).await;
     let _a = sender.enqueue(msg(1)).await.unwrap();
     let s2 = sender.clone();
@@ -507,10 +482,7 @@ async fn close_wakes_hand_overs_waiting_for_a_slot_with_their_message() {
 async fn cancelled_hand_over_takes_no_slot_and_pending_send_wakes_on_its_reply() {
     use tokio_test::{assert_pending, assert_ready, task};
 
-    let cfg = SenderConfig {
-        max_in_flight: 1,
-        ..config()
-    };
+    let cfg = config().max_in_flight(1);
     let (sender, _net, mut peer) = start(cfg, welcome(0, 1 << 20)).await;
     let first = sender.enqueue(msg(1)).await.unwrap();
     let mut first = task::spawn(first);

@@ -14,11 +14,9 @@ const S: Duration = Duration::from_secs(1);
 
 /// `config()` with a 5 s total deadline per message and no attempt count.
 fn lazy_config() -> SenderConfig {
-    SenderConfig {
-        send_timeout: Some(5 * S),
-        max_attempts: SenderConfig::UNLIMITED_ATTEMPTS,
-        ..config()
-    }
+    config()
+        .send_timeout(Some(5 * S))
+        .max_attempts(SenderConfig::UNLIMITED_ATTEMPTS)
 }
 
 async fn lazy_sender(cfg: SenderConfig, events: Events) -> (Sender, Net) {
@@ -142,10 +140,7 @@ async fn lost_connection_and_refusals_are_events() {
 
 #[test]
 fn debug_hides_the_auth_token() {
-    let cfg = SenderConfig {
-        auth_token: Some("s3cr3t-token".into()),
-        ..SenderConfig::new("127.0.0.1:7878")
-    };
+    let cfg = SenderConfig::new("127.0.0.1:7878").auth_token(Some("s3cr3t-token".into()));
     let shown = format!("{cfg:?}");
     assert!(!shown.contains("s3cr3t-token"), "{shown}");
     assert!(shown.contains("<redacted>"), "{shown}");

@@ -17,6 +17,7 @@ use mq_conn::{BoxIo, SharedConnector};
 
 mod driver;
 mod lazy;
+mod window;
 
 /// The test's side of the fake network: each connect of the sender hands
 /// the broker end of a fresh duplex pipe to `accept`.
@@ -132,26 +133,24 @@ pub(crate) fn welcome(heartbeat_ms: u32, max_frame_size: u32) -> Welcome {
 /// Retry 1 s, 2 s, 4 s (no jitter), 3 attempts, no total deadline;
 /// reconnect 100 ms ×2 up to 1 s (no jitter).
 pub(crate) fn config() -> SenderConfig {
-    SenderConfig {
-        addresses: vec!["fake:1".into()],
-        producer_id: Some(0xabc),
-        retry: Backoff {
+    SenderConfig::default()
+        .addresses(vec!["fake:1".into()])
+        .producer_id(Some(0xabc))
+        .retry(Backoff {
             initial: Duration::from_secs(1),
             multiplier: 2.0,
             max: Duration::from_secs(10),
             jitter: 0.0,
-        },
-        max_attempts: 3,
-        send_timeout: None,
-        reconnect: Backoff {
+        })
+        .max_attempts(3)
+        .send_timeout(None)
+        .reconnect(Backoff {
             initial: Duration::from_millis(100),
             multiplier: 2.0,
             max: Duration::from_secs(1),
             jitter: 0.0,
-        },
-        seed: Some(1),
-        ..SenderConfig::default()
-    }
+        })
+        .seed(Some(1))
 }
 
 /// Connects a sender to a fresh fake broker.

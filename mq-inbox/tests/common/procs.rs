@@ -40,20 +40,18 @@ fn hme(e: impl std::fmt::Display) -> HandlerError {
 }
 
 fn receiver_config(broker: String) -> ReceiverConfig {
-    ReceiverConfig {
-        addresses: vec![broker],
-        topic: TOPIC.into(),
-        group: GROUP.into(),
-        prefetch: 64,
-        max_concurrency: 8,
-        reconnect: Backoff {
+    ReceiverConfig::default()
+        .addresses(vec![broker])
+        .topic(TOPIC)
+        .group(GROUP)
+        .prefetch(64)
+        .max_concurrency(8)
+        .reconnect(Backoff {
             initial: Duration::from_millis(20),
             multiplier: 2.0,
             max: Duration::from_millis(300),
             jitter: 0.2,
-        },
-        ..Default::default()
-    }
+        })
 }
 
 /// Runs the child named by `MQ_INBOX_CHILD`, if any; returns at once otherwise.
@@ -100,7 +98,7 @@ async fn consumer(db: &str, broker: String, mode: &str) {
                     },
                 )
                 .expect("handler");
-            Receiver::start(config, h).await
+            Receiver::connect(config, h).await
         }
         ("tx", None, Some(_)) => {
             let h = inbox
@@ -112,10 +110,10 @@ async fn consumer(db: &str, broker: String, mode: &str) {
                     },
                 )
                 .expect("handler");
-            Receiver::start(config, h).await
+            Receiver::connect(config, h).await
         }
         ("memory", Some(pool), _) => {
-            Receiver::start(config, move |d: Delivery| {
+            Receiver::connect(config, move |d: Delivery| {
                 let pool = pool.clone();
                 async move {
                     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(hme)?;
