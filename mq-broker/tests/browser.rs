@@ -23,25 +23,45 @@ fn id(seq: u64) -> MessageId {
     MessageId::new(0xB2, seq)
 }
 
+/// The page refreshes its figures in place (REFRESH_JS): an element found
+/// a moment ago can be replaced before it is read or clicked. That is a
+/// "stale element", not a failure: find it again.
+fn stale(e: &fantoccini::error::CmdError) -> bool {
+    format!("{e:?}").contains("StaleElementReference")
+}
+
 async fn text(c: &fantoccini::Client, css: &str) -> String {
-    let el = c
-        .wait()
-        .at_most(BROWSER_WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
-    el.text().await.expect("element text")
+    let deadline = std::time::Instant::now() + BROWSER_WAIT;
+    loop {
+        let el = c
+            .wait()
+            .at_most(BROWSER_WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
+        match el.text().await {
+            Ok(t) => return t,
+            Err(e) if stale(&e) && std::time::Instant::now() < deadline => continue,
+            Err(e) => panic!("text of {css}: {e}"),
+        }
+    }
 }
 
 async fn click(c: &fantoccini::Client, css: &str) {
-    c.wait()
-        .at_most(BROWSER_WAIT)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    let deadline = std::time::Instant::now() + BROWSER_WAIT;
+    loop {
+        let el = c
+            .wait()
+            .at_most(BROWSER_WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
+        match el.click().await {
+            Ok(()) => return,
+            Err(e) if stale(&e) && std::time::Instant::now() < deadline => continue,
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
 }
 
 #[tokio::test]

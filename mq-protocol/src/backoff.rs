@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
-
 /// An exponential backoff schedule with proportional jitter.
 ///
 /// The `n`-th retry (`n >= 1`) waits `base(n) = min(max, initial * multiplier^(n-1))`
@@ -115,16 +113,6 @@ impl Backoff {
         }
     }
 
-    /// The delay before retry `n`, with jitter drawn from `rng`.
-    ///
-    /// Kept for the crates of this workspace during the move to
-    /// [`Backoff::delay_with`]; it ties the caller to the `rand` version
-    /// this crate is built with, so new code uses `delay_with`.
-    #[doc(hidden)]
-    pub fn delay<R: Rng + ?Sized>(&self, n: u32, rng: &mut R) -> Duration {
-        self.delay_with(n, rng.gen::<f64>())
-    }
-
     /// The delay before retry `n`, with jitter from `unit`: a uniform random
     /// sample in `0.0..1.0` drawn by the caller from any random source
     /// (`rand::random::<f64>()`, a seeded generator in a test). `unit` 0
@@ -175,7 +163,7 @@ impl Default for Backoff {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rand::{rngs::StdRng, SeedableRng};
+    use rand::{rngs::StdRng, Rng, SeedableRng};
 
     #[test]
     fn doubles_then_caps() {
@@ -195,11 +183,11 @@ mod tests {
         let b = Backoff::default();
         let a: Vec<_> = {
             let mut r = StdRng::seed_from_u64(42);
-            (1..10).map(|n| b.delay(n, &mut r)).collect()
+            (1..10).map(|n| b.delay_with(n, r.gen())).collect()
         };
         let c: Vec<_> = {
             let mut r = StdRng::seed_from_u64(42);
-            (1..10).map(|n| b.delay(n, &mut r)).collect()
+            (1..10).map(|n| b.delay_with(n, r.gen())).collect()
         };
         assert_eq!(a, c);
     }
@@ -262,8 +250,7 @@ mod tests {
                               max: Duration::from_secs(30), jitter };
             let mut rng = StdRng::seed_from_u64(seed);
             let base = b.base_delay(n);
-            let d = b.delay(n, &mut rng);
-            prop_assert_eq!(d, b.delay_with(n, rand::Rng::gen::<f64>(&mut StdRng::seed_from_u64(seed))));
+            let d = b.delay_with(n, rng.gen());
             prop_assert!(d <= base);
             prop_assert!(d <= b.max);
             prop_assert!(d >= base.mul_f64(1.0 - jitter) - Duration::from_nanos(1));

@@ -193,7 +193,9 @@ impl Core {
         }
         sub.unacked = sub.unacked.saturating_sub(1);
         let delay = if delay_ms == 0 {
-            self.limits.redelivery.delay(p.deliveries, &mut self.rng)
+            self.limits
+                .redelivery
+                .delay_with(p.deliveries, rand::Rng::gen(&mut self.rng))
         } else {
             let asked = Duration::from_millis(u64::from(delay_ms));
             if asked > self.limits.max_nack_delay {
@@ -266,7 +268,10 @@ impl Core {
             p.deliveries = p.deliveries.saturating_add(1);
             p.gen = p.gen.wrapping_add(1);
             p.state = PendingState::Outstanding { sub: sk };
-            let at = now + limits.redelivery.delay(p.deliveries, rng);
+            let at = now
+                + limits
+                    .redelivery
+                    .delay_with(p.deliveries, rand::Rng::gen(rng));
             timers.push(
                 now,
                 at,

@@ -117,7 +117,7 @@ pub(crate) async fn run(
                     Some(o) => {
                         // Capped like the single node's (max_nack_delay).
                         let delay = if ms == 0 {
-                            shared.config.redelivery.delay(o.attempt, &mut rng)
+                            shared.config.redelivery.delay_with(o.attempt, rand::Rng::gen(&mut rng))
                         } else {
                             Duration::from_millis(u64::from(ms))
                                 .min(shared.config.max_nack_delay)
