@@ -256,6 +256,9 @@ mod inspect;
 mod jetstream;
 mod journal;
 mod limits;
+#[cfg(feature = "signals")]
+#[doc(hidden)]
+pub mod process;
 mod server;
 mod state;
 mod stats;

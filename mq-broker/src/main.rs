@@ -393,34 +393,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args.merge(file))
 }
 
-/// SIGTERM and SIGINT, listened for from the moment this is created (so
-/// a signal sent right after the `listening` line is not missed).
-struct Signals {
-    #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        Signals {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
-        }
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        if let Some(term) = self.term.as_mut() {
-            return tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            };
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -458,7 +430,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut signals = Signals::new();
+    let mut signals = mq_broker::process::Signals::new();
     let admin = match admin_config {
         Some(a) => match AdminServer::start(&broker, a).await {
             Ok(s) => Some(s),
@@ -475,27 +447,7 @@ async fn main() -> ExitCode {
         println!("admin on http://{}", a.addr());
     }
     let every = Duration::from_secs(args.stats_every_secs.unwrap_or(60));
-    let mut last = broker.stats();
-    let why = loop {
-        let tick = async {
-            if every.is_zero() {
-                std::future::pending::<()>().await
-            } else {
-                tokio::time::sleep(every).await
-            }
-        };
-        tokio::select! {
-            s = signals.recv() => break s,
-            _ = broker.stopped() => break "a fatal error",
-            _ = tick => {
-                let now = broker.stats();
-                if now != last {
-                    tracing::info!("stats {now}");
-                    last = now;
-                }
-            }
-        }
-    };
+    let why = mq_broker::process::serve(&broker, &mut signals, every).await;
     tracing::info!("shutting down on {why}");
     if let Some(a) = &admin {
         a.shutdown().await;
@@ -539,7 +491,7 @@ async fn run_gateway(args: &Args, config: BrokerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut signals = Signals::new();
+    let mut signals = mq_broker::process::Signals::new();
     print_addrs(gateway.addr(), gateway.tls_addr());
     let why = signals.recv().await;
     tracing::info!("shutting down on {why}");

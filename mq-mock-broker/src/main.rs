@@ -205,34 +205,6 @@ impl Args {
     }
 }
 
-/// SIGTERM and SIGINT, listened for from the moment this is created (so
-/// a signal sent right after the `listening` line is not missed).
-struct Signals {
-    #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new() -> Self {
-        Signals {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
-        }
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        if let Some(term) = self.term.as_mut() {
-            return tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            };
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -272,7 +244,7 @@ async fn main() -> ExitCode {
         },
         None => None,
     };
-    let mut signals = Signals::new();
+    let mut signals = mq_broker::process::Signals::new();
     // `listening on ADDR` for the plaintext listener (none in TLS-only
     // mode), `tls on ADDR` for the TLS one.
     if broker.tls_addr() != Some(broker.addr()) {
@@ -285,26 +257,7 @@ async fn main() -> ExitCode {
         println!("admin on http://{}", a.addr());
     }
     let every = Duration::from_secs(args.stats_every_secs);
-    let mut last = broker.stats();
-    let why = loop {
-        let tick = async {
-            if every.is_zero() {
-                std::future::pending::<()>().await
-            } else {
-                tokio::time::sleep(every).await
-            }
-        };
-        tokio::select! {
-            s = signals.recv() => break s,
-            _ = tick => {
-                let now = broker.stats();
-                if now != last {
-                    tracing::info!("stats {now}");
-                    last = now;
-                }
-            }
-        }
-    };
+    let why = mq_broker::process::serve(&broker, &mut signals, every).await;
     tracing::info!("shutting down on {why}");
     if let Some(a) = &admin {
         a.shutdown().await;
