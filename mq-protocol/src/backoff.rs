@@ -93,7 +93,7 @@ impl Backoff {
         Ok(())
     }
 
-    /// The delay before retry `n` without jitter (the upper bound of [`Backoff::delay`]).
+    /// The delay before retry `n` without jitter (the upper bound of [`Backoff::delay_with`]).
     /// `n = 0` is treated as 1.
     ///
     /// # Examples
