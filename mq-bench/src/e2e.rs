@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
-use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
+use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig, RecvCallback};
 use mq_client_sender::SenderConfig;
 use mq_mock_broker::MockBroker;
 use tokio::sync::Notify;
@@ -20,51 +21,86 @@ use crate::{now_us, pace_delay, BenchResult, Load, Progress};
 pub const PREFETCH: u32 = 1024;
 pub const MAX_CONCURRENCY: usize = 64;
 
-struct Seen {
+/// What the handlers saw: send-to-handler latencies, the count, and when
+/// the last expected message arrived. Shared by the e2e and fan runs.
+pub struct Seen {
     hist: Mutex<Histogram<u64>>,
-    handled: AtomicU64,
+    pub handled: AtomicU64,
     target: u64,
     last_us: AtomicU64,
-    done: Notify,
+    pub done: Notify,
     pb: Progress,
+}
+
+impl Seen {
+    /// Expecting `target` handler calls.
+    pub fn new(target: u64, pb: &Progress) -> BenchResult<Arc<Seen>> {
+        Ok(Arc::new(Seen {
+            hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+            handled: AtomicU64::new(0),
+            target,
+            last_us: AtomicU64::new(0),
+            done: Notify::new(),
+            pb: pb.clone(),
+        }))
+    }
+
+    /// A handler that records each delivery (the send time is in the
+    /// payload's first 8 bytes) and acks it.
+    pub fn handler(self: &Arc<Self>) -> SeenHandler {
+        SeenHandler(self.clone())
+    }
+
+    /// From `start_us` to the last expected handler call.
+    pub fn elapsed_since(&self, start_us: u64) -> Duration {
+        Duration::from_micros(self.last_us.load(Relaxed).saturating_sub(start_us))
+            .max(Duration::from_nanos(1))
+    }
+
+    /// The latency histogram so far.
+    pub fn hist(&self) -> Histogram<u64> {
+        self.hist
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+}
+
+/// The handler of [`Seen::handler`]: one boxed future per delivery, as a
+/// closure handler costs.
+#[derive(Clone)]
+pub struct SeenHandler(Arc<Seen>);
+
+impl RecvCallback for SeenHandler {
+    fn on_message(&self, d: Delivery) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let seen = self.0.clone();
+        Box::pin(async move {
+            let now = now_us();
+            let sent = d
+                .payload()
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(now, u64::from_be_bytes);
+            if let Ok(mut h) = seen.hist.lock() {
+                let _ = h.record(now.saturating_sub(sent).max(1));
+            }
+            let n = seen.handled.fetch_add(1, Relaxed) + 1;
+            seen.pb.tick(n);
+            if n == seen.target {
+                seen.last_us.store(now, Relaxed);
+                seen.done.notify_one();
+            }
+            Ok(())
+        })
+    }
 }
 
 pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
     let config = broker_config(&load)?;
     let broker = MockBroker::start(config.clone()).await?;
     let addr = broker.addr().to_string();
-    let seen = Arc::new(Seen {
-        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds")),
-        handled: AtomicU64::new(0),
-        target: load.count,
-        last_us: AtomicU64::new(0),
-        done: Notify::new(),
-        pb: pb.clone(),
-    });
-    let handler = {
-        let seen = seen.clone();
-        move |d: Delivery| {
-            let seen = seen.clone();
-            async move {
-                let now = now_us();
-                let sent = d
-                    .payload()
-                    .get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(now, u64::from_be_bytes);
-                if let Ok(mut h) = seen.hist.lock() {
-                    let _ = h.record(now.saturating_sub(sent).max(1));
-                }
-                let n = seen.handled.fetch_add(1, Relaxed) + 1;
-                seen.pb.tick(n);
-                if n == seen.target {
-                    seen.last_us.store(now, Relaxed);
-                    seen.done.notify_one();
-                }
-                Ok::<(), HandlerError>(())
-            }
-        }
-    };
+    let seen = Seen::new(load.count, pb)?;
+    let handler = seen.handler();
     let mut builder = Receiver::builder(
         ReceiverConfig::default()
             .addresses(vec![addr.clone()])
@@ -96,8 +132,7 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
         let got = seen.handled.load(Relaxed);
         return Err(format!("only {got} of {} handled within {limit:?}", load.count).into());
     }
-    let elapsed = Duration::from_micros(seen.last_us.load(Relaxed).saturating_sub(start_us))
-        .max(Duration::from_nanos(1));
+    let elapsed = seen.elapsed_since(start_us);
     let _ = sender.close(Duration::from_secs(5)).await;
     let _ = receiver.close(Duration::from_secs(5)).await;
     broker.shutdown().await;
@@ -110,11 +145,7 @@ pub async fn run(load: Load, pb: &Progress) -> BenchResult<Row> {
         (true, false, false) => "e2e-paced",
         (false, false, false) => "e2e",
     };
-    let hist = seen
-        .hist
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|e| e.into_inner().clone());
+    let hist = seen.hist();
     let mut row =
         Row::new(name, load.payload, load.window, load.count, elapsed).with_latency(&hist);
     if let Some(r) = load.rate {

@@ -14,19 +14,17 @@
 //! Also here: the broker's resident memory per idle connection.
 
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use hdrhistogram::Histogram;
-use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
+use mq_client_receiver::{Receiver, ReceiverConfig};
 use mq_client_sender::{OutgoingMessage, Sender, SenderConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::Notify;
 
+use crate::e2e::Seen;
 use crate::report::Row;
 use crate::{now_us, BenchResult, Progress};
 
@@ -143,15 +141,6 @@ pub async fn serve_broker() -> BenchResult<()> {
     Ok(())
 }
 
-struct Seen {
-    hist: Mutex<Histogram<u64>>,
-    handled: AtomicU64,
-    target: u64,
-    last_us: AtomicU64,
-    done: Notify,
-    pb: Progress,
-}
-
 fn message(topic: String, payload: usize, filler: &[u8]) -> OutgoingMessage {
     let mut p = BytesMut::with_capacity(payload.max(8));
     p.put_u64(now_us());
@@ -171,41 +160,13 @@ pub async fn run(
     let broker = BrokerChild::start().await?;
     let addr = broker.addr.clone();
     let target = count * shape.groups as u64;
-    let seen = Arc::new(Seen {
-        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
-        handled: AtomicU64::new(0),
-        target,
-        last_us: AtomicU64::new(0),
-        done: Notify::new(),
-        pb: pb.clone(),
-    });
+    let seen = Seen::new(target, pb)?;
     // Many receivers share the credit the single-topic runs give one.
     let prefetch = if shape.topics > 1 { 64 } else { 1024 };
     let mut receivers = Vec::new();
     for t in 0..shape.topics {
         for g in 0..shape.groups {
-            let seen = seen.clone();
-            let handler = move |d: Delivery| {
-                let seen = seen.clone();
-                async move {
-                    let now = now_us();
-                    let sent = d
-                        .payload()
-                        .get(..8)
-                        .and_then(|b| b.try_into().ok())
-                        .map_or(now, u64::from_be_bytes);
-                    if let Ok(mut h) = seen.hist.lock() {
-                        let _ = h.record(now.saturating_sub(sent).max(1));
-                    }
-                    let n = seen.handled.fetch_add(1, Relaxed) + 1;
-                    seen.pb.tick(n);
-                    if n == seen.target {
-                        seen.last_us.store(now, Relaxed);
-                        seen.done.notify_one();
-                    }
-                    Ok::<(), HandlerError>(())
-                }
-            };
+            let handler = seen.handler();
             let r = Receiver::connect(
                 ReceiverConfig::default()
                     .addresses(vec![addr.clone()])
@@ -257,8 +218,7 @@ pub async fn run(
         return Err(format!("{}: only {got} of {target} handled", shape.name).into());
     }
     let cpu = broker.cpu().saturating_sub(cpu0);
-    let elapsed = Duration::from_micros(seen.last_us.load(Relaxed).saturating_sub(start_us))
-        .max(Duration::from_nanos(1));
+    let elapsed = seen.elapsed_since(start_us);
     for s in &senders {
         let _ = s.close(Duration::from_secs(5)).await;
     }
@@ -266,11 +226,7 @@ pub async fn run(
         let _ = r.close(Duration::from_secs(5)).await;
     }
     broker.stop().await;
-    let hist = seen
-        .hist
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|e| e.into_inner().clone());
+    let hist = seen.hist();
     let mut row = Row::new(shape.name, payload, window, target, elapsed).with_latency(&hist);
     let cpu_us = cpu.as_secs_f64() * 1e6;
     row.extra.push(("sent".into(), count.into()));

@@ -212,6 +212,27 @@ async fn ceiling(pb: &Progress, run: &str, load: Load) -> BenchResult<Row> {
     .await
 }
 
+/// The echo ceiling for `load`'s payload and window in this run: the one
+/// an earlier group of the run measured (rows from `first` on), or a new
+/// measurement added to `rows`.
+async fn ceiling_once(
+    pb: &Progress,
+    run: &str,
+    load: Load,
+    rows: &mut Vec<Row>,
+    first: usize,
+) -> BenchResult<Row> {
+    let same = rows[first..].iter().find(|r| {
+        r.scenario == "ceiling-echo" && (r.payload, r.window) == (load.payload, load.window)
+    });
+    if let Some(c) = same {
+        return Ok(c.clone());
+    }
+    let c = ceiling(pb, run, load).await?;
+    rows.push(c.clone());
+    Ok(c)
+}
+
 async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> BenchResult<()> {
     let first = rows.len();
     let wants = |g: &str| args.only.iter().any(|o| o == g);
@@ -276,17 +297,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                     disk: false,
                     tls: false,
                 };
-                let same = rows[first..].iter().find(|r| {
-                    r.scenario == "ceiling-echo" && (r.payload, r.window) == (payload, load.window)
-                });
-                let c = match same {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = ceiling(pb, run, load).await?;
-                        rows.push(c.clone());
-                        c
-                    }
-                };
+                let c = ceiling_once(pb, run, load, rows, first).await?;
                 pb.start(
                     format!("{run} {} {payload}B", shape.name),
                     load.count * shape.groups as u64,
@@ -305,18 +316,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                 disk: false,
                 tls: false,
             };
-            // The publish group may have measured this ceiling in this run.
-            let same = rows[first..].iter().find(|r| {
-                r.scenario == "ceiling-echo" && (r.payload, r.window) == (payload, load.window)
-            });
-            let c = match same {
-                Some(c) => c.clone(),
-                None => {
-                    let c = ceiling(pb, run, load).await?;
-                    rows.push(c.clone());
-                    c
-                }
-            };
+            let c = ceiling_once(pb, run, load, rows, first).await?;
             let paced = Load {
                 count: (args.rate * args.paced_seconds) as u64,
                 rate: Some(args.rate),

@@ -302,25 +302,13 @@ impl Args {
 
     /// TLS, if `tls_listen` is set: TLS only unless `listen` is set too.
     fn tls_config(&self) -> Result<Option<TlsConfig>, String> {
-        let (cert, key) = match (self.tls_listen, &self.tls_cert, &self.tls_key) {
-            (None, None, None) => {
-                if self.tls_client_ca.is_some() {
-                    return Err(
-                        "--tls-client-ca needs --tls-listen, --tls-cert and --tls-key".into(),
-                    );
-                }
-                return Ok(None);
-            }
-            (Some(_), Some(cert), Some(key)) => (cert, key),
-            _ => {
-                return Err("TLS needs all three of --tls-listen, --tls-cert and --tls-key".into())
-            }
-        };
-        let tls = TlsConfig::from_pem_files(cert, key, self.tls_client_ca.as_deref())
-            .map_err(|e| e.to_string())?;
-        Ok(self
-            .tls_listen
-            .map(|addr| tls.listen(addr).tls_only(self.listen.is_none())))
+        mq_broker::process::tls_from_flags(
+            self.listen,
+            self.tls_listen,
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )
     }
 
     /// The admin server's settings, if `admin_listen` is set.

@@ -1,6 +1,6 @@
 //! What the two broker binaries (`mq-broker`, `mq-mock-broker`) share
-//! around a running broker: the signals that stop it and the periodic
-//! `stats` log line. Feature `signals` (on with `cli`); not part of the
+//! around a running broker: their TLS flags, the signals that stop it and
+//! the periodic `stats` log line. Feature `signals` (on with `cli`); not part of the
 //! library's stable API.
 
 use std::time::Duration;
@@ -100,4 +100,42 @@ pub async fn serve(broker: &Broker, signals: &mut Signals, every: Duration) -> &
             }
         }
     }
+}
+
+/// The TLS listener the binaries' flags ask for (`--tls-listen`,
+/// `--tls-cert`, `--tls-key`, `--tls-client-ca`): none without any of
+/// them, TLS only when there is no plaintext `listen`. The error says
+/// which flag to add.
+///
+/// # Errors
+///
+/// A message naming the missing flag or the unreadable file.
+///
+/// # Examples
+///
+/// ```
+/// use mq_broker::process::tls_from_flags;
+/// assert!(tls_from_flags(None, None, None, None, None).unwrap().is_none());
+/// let e = tls_from_flags(None, Some("127.0.0.1:0".parse().unwrap()), None, None, None);
+/// assert!(e.unwrap_err().contains("--tls-cert"));
+/// ```
+pub fn tls_from_flags(
+    listen: Option<std::net::SocketAddr>,
+    tls_listen: Option<std::net::SocketAddr>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+    client_ca: Option<&std::path::Path>,
+) -> Result<Option<crate::TlsConfig>, String> {
+    let (addr, cert, key) = match (tls_listen, cert, key) {
+        (None, None, None) => {
+            if client_ca.is_some() {
+                return Err("--tls-client-ca needs --tls-listen, --tls-cert and --tls-key".into());
+            }
+            return Ok(None);
+        }
+        (Some(addr), Some(cert), Some(key)) => (addr, cert, key),
+        _ => return Err("TLS needs all three of --tls-listen, --tls-cert and --tls-key".into()),
+    };
+    let tls = crate::TlsConfig::from_pem_files(cert, key, client_ca).map_err(|e| e.to_string())?;
+    Ok(Some(tls.listen(addr).tls_only(listen.is_none())))
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mq_conn::{Connector, Dialer, Events, SharedConnector, TcpConnector, TlsConfig, TlsConnector};
+use mq_conn::{Connector, Dialer, Events, SharedConnector, TlsConfig};
 use mq_protocol::{Hello, Role};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -265,13 +265,7 @@ impl ReceiverBuilder {
     async fn launch(self, dispatch: Dispatch, mode: AckMode) -> Result<Receiver, ConnectError> {
         self.config.validate()?;
         let config = Arc::new(self.config);
-        let base: SharedConnector = self
-            .connector
-            .unwrap_or_else(|| Arc::new(TcpConnector::new()));
-        let connector: SharedConnector = match &self.tls {
-            Some(tls) => Arc::new(TlsConnector::with_inner(base, tls)?),
-            None => base,
-        };
+        let connector = mq_conn::client_transport(self.connector, self.tls.as_ref())?;
         let events = self.events.unwrap_or_default();
         let hello = Hello {
             token: config.auth_token.clone(),

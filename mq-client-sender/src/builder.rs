@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use mq_conn::ConnectionEvent;
-use mq_conn::{
-    ConnectError, Connector, Dialer, Events, SharedConnector, TcpConnector, TlsConfig, TlsConnector,
-};
+use mq_conn::{ConnectError, Connector, Dialer, Events, SharedConnector, TlsConfig};
 use mq_protocol::{Hello, Role};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -193,13 +191,7 @@ impl SenderBuilder {
     pub async fn connect(self) -> Result<Sender, ConnectError> {
         self.config.validate()?;
         let cfg = Arc::new(self.config);
-        let base: SharedConnector = self
-            .connector
-            .unwrap_or_else(|| Arc::new(TcpConnector::new()));
-        let connector: SharedConnector = match &self.tls {
-            Some(tls) => Arc::new(TlsConnector::with_inner(base, tls)?),
-            None => base,
-        };
+        let connector = mq_conn::client_transport(self.connector, self.tls.as_ref())?;
         let events = self.events.unwrap_or_default();
         let hello = Hello {
             token: cfg.auth_token.clone(),

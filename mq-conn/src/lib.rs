@@ -56,7 +56,7 @@ pub use error::{BoxError, ConnectError};
 pub use events::{ConnectionEvent, Events};
 pub use heartbeat::{Heartbeat, HeartbeatAction, DEAD_AFTER_INTERVALS};
 pub use reconnect::Reconnect;
-pub use tls::{TlsConfig, TlsConfigError, TlsConnector};
+pub use tls::{client_transport, TlsConfig, TlsConfigError, TlsConnector};
 
 /// The TLS library's error type (what [`ConnectError::Tls`] carries), so
 /// callers can match on it without depending on rustls themselves.

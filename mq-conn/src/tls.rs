@@ -10,7 +10,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use crate::{BoxIo, Connector, TcpConnector};
+use crate::{BoxIo, Connector, SharedConnector, TcpConnector};
 
 /// Why a [`TlsConfig`] could not be built. Each message says what to change.
 ///
@@ -437,6 +437,32 @@ impl<C: Connector> Connector for TlsConnector<C> {
             Ok(Box::new(s) as BoxIo)
         })
     }
+}
+
+/// The transport a client dials with: `connector` (plain TCP when `None`),
+/// with TLS on top when `tls` is given. What both clients' builders do
+/// with their `.connector(..)` and `.tls(..)` settings.
+///
+/// # Errors
+///
+/// [`TlsConfigError`] when the TLS settings cannot make a client config.
+///
+/// # Examples
+///
+/// ```
+/// let plain = mq_conn::client_transport(None, None)?;
+/// # drop(plain);
+/// # Ok::<(), mq_conn::TlsConfigError>(())
+/// ```
+pub fn client_transport(
+    connector: Option<SharedConnector>,
+    tls: Option<&TlsConfig>,
+) -> Result<SharedConnector, TlsConfigError> {
+    let base: SharedConnector = connector.unwrap_or_else(|| Arc::new(TcpConnector::new()));
+    Ok(match tls {
+        Some(tls) => Arc::new(TlsConnector::with_inner(base, tls)?),
+        None => base,
+    })
 }
 
 #[cfg(test)]
