@@ -29,7 +29,9 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 pub mod nats;
+mod proxy;
 mod report;
 mod run;
 mod scenario;
@@ -44,4 +46,7 @@ pub struct ReadmeSnippets;
 
 pub use report::Report;
 pub use run::{run, settings_changed, HarnessError};
-pub use scenario::{disk_storage, seed_from_env, test_storage, Disruption, Scenario};
+pub use scenario::{
+    disk_storage, seed_from_env, test_backend, test_storage, Backend, Disruption, JetStreamBackend,
+    Scenario,
+};

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use mq_client_receiver::ReceiverStats;
 use mq_client_sender::SenderStats;
-use mq_mock_broker::{BrokerStats, Inspection};
 use mq_protocol::MessageId;
 
 use crate::scenario::Scenario;
@@ -40,6 +39,27 @@ impl Counts {
         self.handler_errors += r.handler_errors;
         self.receiver_reconnects += r.reconnects;
     }
+}
+
+/// What the broker under test holds and counted at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BrokerEnd {
+    /// Messages still stored.
+    pub stored: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Deliveries after the first, when the broker counts them.
+    pub redeliveries: u64,
+    /// Every `Deliver` sent, when the broker counts only that (the
+    /// gateway): redeliveries are then this minus the distinct messages
+    /// handled (each was delivered once first).
+    pub deliveries_sent: Option<u64>,
+    /// Messages answered `Duplicate`.
+    pub duplicates_answered: u64,
+    /// Groups (consumers) with deliveries left, one line each.
+    pub leftovers: Vec<String>,
+    /// What the summary should say about the backend (not violations).
+    pub notes: Vec<String>,
 }
 
 /// The result of one [`crate::run`].
@@ -93,6 +113,9 @@ pub struct Report {
     pub settings: Vec<String>,
     /// How to replay the run.
     pub replay: String,
+    /// About the broker under test (the JetStream backend's set-up and its
+    /// fault proxy's counts), one line each.
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -101,8 +124,7 @@ impl Report {
         s: &Scenario,
         tally: &Tally,
         counts: Counts,
-        broker: BrokerStats,
-        view: Inspection,
+        broker: BrokerEnd,
         receiver_unsettled: u64,
         partitions: Vec<(u64, u64)>,
         all_resolved: bool,
@@ -164,10 +186,10 @@ impl Report {
         if !all_resolved {
             other.push("not every send resolved within the settle timeout".into());
         }
-        if !settled || broker.stored_messages != 0 {
+        if !settled || broker.stored != 0 {
             other.push(format!(
                 "broker still stores {} message(s) after the run",
-                broker.stored_messages
+                broker.stored
             ));
         }
         if broker.dead_lettered != 0 {
@@ -176,14 +198,7 @@ impl Report {
                 broker.dead_lettered
             ));
         }
-        for g in &view.groups {
-            if g.unacked + g.ready + g.waiting != 0 {
-                other.push(format!(
-                    "group {}/{}: {} ready, {} unacked, {} waiting after the run",
-                    g.topic, g.group, g.ready, g.unacked, g.waiting
-                ));
-            }
-        }
+        other.extend(broker.leftovers.iter().cloned());
         if receiver_unsettled != 0 {
             other.push(format!(
                 "receiver holds {receiver_unsettled} unsettled deliveries"
@@ -214,7 +229,9 @@ impl Report {
             delivered: counts.delivered,
             duplicates_suppressed: counts.duplicates_suppressed,
             handler_errors: counts.handler_errors,
-            redeliveries: broker.redeliveries_sent,
+            redeliveries: broker.deliveries_sent.map_or(broker.redeliveries, |d| {
+                d.saturating_sub(tally.handled.len() as u64)
+            }),
             duplicates_answered: broker.duplicates_answered,
             reconnects: counts.sender_reconnects + counts.receiver_reconnects,
             elapsed,
@@ -227,6 +244,7 @@ impl Report {
                 .replay
                 .clone()
                 .unwrap_or_else(|| format!("MQ_CHAOS_SEED={}", s.seed)),
+            notes: broker.notes,
         }
     }
 
@@ -327,6 +345,9 @@ impl Report {
             self.elapsed,
             self.rate()
         );
+        for n in &self.notes {
+            let _ = writeln!(s, "  note: {n}");
+        }
         for v in self.violations() {
             let _ = writeln!(s, "  VIOLATION: {v}");
         }

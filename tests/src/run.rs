@@ -10,11 +10,12 @@ use mq_client_receiver::{
     ReceiverConfig,
 };
 use mq_client_sender::{OutgoingMessage, Receipt, SendError, Sender, SenderConfig};
-use mq_mock_broker::{BrokerConfig, DirectionFaults, Faults, MockBroker, RestartMode, RoleFilter};
+use mq_mock_broker::{BrokerConfig, DirectionFaults, Faults, RoleFilter};
 use tokio::time::Instant;
 
+use crate::backend::UnderTest;
 use crate::report::{Counts, Report};
-use crate::scenario::{Disruption, Scenario};
+use crate::scenario::{Backend, Disruption, Scenario};
 use crate::tally::{payload, Tally};
 
 const TOPIC: &str = "loop";
@@ -28,9 +29,17 @@ pub enum HarnessError {
     /// The broker did not start.
     #[error("broker: {0}")]
     Broker(#[from] mq_mock_broker::BrokerError),
-    /// The run's TLS certificates could not be made or loaded.
+    /// The run's TLS certificates could not be made or loaded (or TLS was
+    /// asked of the JetStream backend, whose fault proxy reads frames).
     #[error("TLS set-up: {0}")]
     Tls(String),
+    /// The NATS server(s) of [`Backend::JetStream`] did not start or answer.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// The JetStream gateway (or the fault proxy in front of it) did not
+    /// start.
+    #[error("gateway: {0}")]
+    Gateway(String),
     /// The sender could not connect.
     #[error("sender connect: {0}")]
     Sender(#[from] mq_client_sender::ConnectError),
@@ -108,6 +117,12 @@ pub fn settings_changed(s: &Scenario) -> Vec<String> {
         "seed {}: broker faults and redelivery jitter, sender and receiver jitter (default: from the OS)",
         s.seed
     )];
+    if let Backend::JetStream(j) = &s.backend {
+        out.push(format!(
+            "backend JetStream gateway on {} NATS node(s), ack_wait {:?}, faults applied by a frame proxy (default: the in-process broker)",
+            j.nodes, j.ack_wait
+        ));
+    }
     if s.tls {
         out.push(
             "transport TLS only, with a CA and server certificate made for this run (default plain TCP)"
@@ -152,7 +167,7 @@ pub fn settings_changed(s: &Scenario) -> Vec<String> {
         bc.max_deliveries,
         bd.max_deliveries,
     );
-    if let mq_mock_broker::Storage::Disk(d) = &bc.storage {
+    if let (Backend::Broker, mq_mock_broker::Storage::Disk(d)) = (&s.backend, &bc.storage) {
         out.push(format!(
             "broker.storage  disk journal in {} (default memory)",
             d.data_dir.display()
@@ -177,6 +192,11 @@ impl Pki {
     fn new(s: &Scenario) -> Result<Option<Pki>, HarnessError> {
         if !s.tls {
             return Ok(None);
+        }
+        if s.is_jetstream() {
+            return Err(HarnessError::Tls(
+                "the JetStream backend's fault proxy reads frames, so it does not carry TLS".into(),
+            ));
         }
         let tls = |e: &dyn std::fmt::Display| HarnessError::Tls(e.to_string());
         let pki = mq_conn::testing::TestPki::generate().map_err(|e| tls(&e))?;
@@ -256,13 +276,18 @@ async fn until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     let started = Instant::now();
     let pki = Pki::new(s)?;
-    let broker = MockBroker::start(BrokerConfig {
-        tls: pki.as_ref().map(|p| p.broker.clone()),
-        ..broker_config(s)
-    })
+    let mut broker = UnderTest::start(
+        &s.backend,
+        BrokerConfig {
+            tls: pki.as_ref().map(|p| p.broker.clone()),
+            ..broker_config(s)
+        },
+        s.faults,
+        s.seed,
+    )
     .await?;
     // In TLS-only mode the one listener is the TLS one.
-    let addr = broker.addr().to_string();
+    let addr = broker.addr();
     let pki = pki.as_ref();
     let tally = Arc::new(Tally::new(s.messages, s.seed));
     let store: Arc<dyn DedupStore> = Arc::new(MemoryDedupStore::new(DedupConfig::default()));
@@ -280,7 +305,7 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     for index in 0..s.messages {
         for (_, d) in s.disruptions.iter().filter(|(at, _)| *at == index) {
             match *d {
-                Disruption::BrokerRestart => broker.restart(RestartMode::KeepStore).await?,
+                Disruption::BrokerRestart => broker.restart().await?,
                 Disruption::ReceiverRestart => {
                     counts.add_receiver(&receiver.stats());
                     let _ = receiver.close(Duration::from_secs(10)).await;
@@ -356,20 +381,16 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
     if let Err(e) = sender.flush().await {
         counts.flush_failures.push(e.to_string());
     }
-    let settled = broker
-        .wait_for(s.settle_timeout, |b| b.stored_messages == 0)
-        .await
-        .is_ok();
+    let settled = broker.settle(s.settle_timeout).await;
     let elapsed = started.elapsed();
 
-    let broker_view = broker.inspect();
+    let broker_end = broker.observe().await;
     counts.add_sender(&sender.stats());
     counts.add_receiver(&receiver.stats());
     let receiver_unsettled = receiver.stats().unsettled;
     let close = sender.close(Duration::from_secs(10)).await;
     counts.unresolved_at_close += close.unresolved.len() as u64;
     let _ = receiver.close(Duration::from_secs(10)).await;
-    let broker_stats = broker.stats();
     broker.shutdown().await;
     if let Some(p) = progress {
         p.abort();
@@ -382,8 +403,7 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
         s,
         &tally,
         counts,
-        broker_stats,
-        broker_view,
+        broker_end,
         receiver_unsettled,
         partitions,
         all_resolved,

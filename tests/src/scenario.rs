@@ -28,6 +28,77 @@ pub enum Disruption {
     },
 }
 
+/// Which broker a run talks to.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The in-process broker (`mq_mock_broker::MockBroker`), with the
+    /// scenario's [`Scenario::storage`] and its own fault injection.
+    Broker,
+    /// A JetStream gateway (`mq_broker::Gateway`) on NATS servers the run
+    /// starts (`nats-server` from `$NATS_SERVER` or the `PATH`), behind a
+    /// frame proxy that applies the scenario's faults. A
+    /// [`Disruption::BrokerRestart`] crashes the gateway (its tasks dropped,
+    /// its sockets closed) and starts a new one over the same NATS.
+    JetStream(JetStreamBackend),
+}
+
+/// The NATS side of [`Backend::JetStream`].
+///
+/// # Examples
+///
+/// ```
+/// let j = mq_e2e::JetStreamBackend::default();
+/// assert_eq!(j.nodes, 1);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct JetStreamBackend {
+    /// NATS servers: 1 (a single JetStream server, stream R1) or 3 (a
+    /// cluster, R3).
+    pub nodes: usize,
+    /// The consumers' `ack_wait`: how soon a delivery lost with its ack (or
+    /// held by a crashed gateway) comes back.
+    pub ack_wait: Duration,
+}
+
+impl Default for JetStreamBackend {
+    /// One node, `ack_wait` 2 s (short, so that lost acks cost the run
+    /// little; the gateway's default is 30 s).
+    fn default() -> Self {
+        Self {
+            nodes: 1,
+            ack_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The backend a test uses: [`Backend::JetStream`] when
+/// `MQ_TEST_STORAGE=jetstream` (with `MQ_TEST_NATS_NODES=3` for a 3-node
+/// cluster instead of one server), else [`Backend::Broker`].
+///
+/// # Examples
+///
+/// ```
+/// let b = mq_e2e::test_backend();
+/// # let _ = b;
+/// ```
+pub fn test_backend() -> Backend {
+    match std::env::var("MQ_TEST_STORAGE").as_deref() {
+        Ok("jetstream") => {
+            let nodes = std::env::var("MQ_TEST_NATS_NODES")
+                .ok()
+                .and_then(|n| n.trim().parse().ok())
+                .filter(|&n| n == 1 || n == 3)
+                .unwrap_or(1);
+            Backend::JetStream(JetStreamBackend {
+                nodes,
+                ..JetStreamBackend::default()
+            })
+        }
+        _ => Backend::Broker,
+    }
+}
+
 /// One run of the whole loop.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -77,11 +148,14 @@ pub struct Scenario {
     pub storage: Storage,
     /// Everything over TLS: a CA and a server certificate are made for the
     /// run, the broker listens on TLS only, and both clients trust that
-    /// CA. Default `false` (plain TCP).
+    /// CA. Default `false` (plain TCP). Not with [`Backend::JetStream`].
     pub tls: bool,
+    /// The broker: default [`test_backend`].
+    pub backend: Backend,
 }
 
-/// The storage a test broker uses: `Storage::Memory`, or with
+/// The storage a test broker uses: `Storage::Memory` (also with
+/// `MQ_TEST_STORAGE=jetstream`, see [`test_backend`]), or with
 /// `MQ_TEST_STORAGE=disk` the journal in a fresh directory under the system's
 /// temporary directory (named after `name`, this process and a counter).
 ///
@@ -169,6 +243,7 @@ impl Scenario {
             progress: false,
             storage: test_storage(name),
             tls: false,
+            backend: test_backend(),
             replay: None,
         }
     }
@@ -202,6 +277,19 @@ impl Scenario {
                 + Duration::from_secs(300),
             ..Self::new(name, seed, messages)
         }
+    }
+
+    /// True if the run goes through the JetStream gateway.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut s = mq_e2e::Scenario::new("x", 1, 10);
+    /// s.backend = mq_e2e::Backend::Broker;
+    /// assert!(!s.is_jetstream());
+    /// ```
+    pub fn is_jetstream(&self) -> bool {
+        matches!(self.backend, Backend::JetStream(_))
     }
 
     /// True if the scenario makes the broker unreachable at some point, so
