@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use mq_broker::{Gateway, JetStreamConfig};
+use mq_broker::JetStreamConfig;
 use mq_mock_broker::{BrokerConfig, Faults, MockBroker, RestartMode};
 
+use crate::gateway::CrashableGateway;
 use crate::nats::NatsCluster;
 use crate::proxy::FaultProxy;
 use crate::report::BrokerEnd;
@@ -19,15 +20,6 @@ pub(crate) enum UnderTest {
     JetStream(Box<JsGateway>),
 }
 
-/// A gateway running on its own runtime: a crash is that runtime's
-/// shutdown (every task dropped where it stands, every socket closed, no
-/// `Close` written and no delivery returned: JetStream redelivers them
-/// after `ack_wait`, as after a killed process).
-struct Running {
-    rt: tokio::runtime::Runtime,
-    gw: Gateway,
-}
-
 /// Counters of the gateways that ran before the current one.
 #[derive(Default, Clone, Copy)]
 struct Sums {
@@ -37,7 +29,7 @@ struct Sums {
 }
 
 impl Sums {
-    fn add(&mut self, gw: &Gateway) {
+    fn add(&mut self, gw: &CrashableGateway) {
         let s = gw.stats();
         self.duplicates += s.duplicates;
         self.delivered += s.delivered;
@@ -47,7 +39,7 @@ impl Sums {
 
 pub(crate) struct JsGateway {
     // Dropped last (fields drop in order): the gateway and the proxy first.
-    running: Option<Running>,
+    running: Option<CrashableGateway>,
     proxy: FaultProxy,
     broker: BrokerConfig,
     js: JetStreamConfig,
@@ -59,31 +51,6 @@ pub(crate) struct JsGateway {
 
 fn nats_err(e: impl std::fmt::Display) -> HarnessError {
     HarnessError::Nats(e.to_string())
-}
-
-async fn launch(broker: &BrokerConfig, js: &JetStreamConfig) -> Result<Running, HarnessError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("mq-e2e-gateway")
-        .enable_all()
-        .build()
-        .map_err(|e| HarnessError::Gateway(format!("runtime: {e}")))?;
-    let gw = rt
-        .spawn(Gateway::start(broker.clone(), js.clone()))
-        .await
-        .map_err(|e| HarnessError::Gateway(format!("start task: {e}")))?
-        .map_err(|e| HarnessError::Gateway(e.to_string()))?;
-    Ok(Running { rt, gw })
-}
-
-impl Running {
-    fn crash(self) {
-        let Running { rt, gw } = self;
-        // Stop the tasks first: dropping `gw` alone would start an orderly
-        // shutdown (Close frames, deliveries returned).
-        rt.shutdown_background();
-        drop(gw);
-    }
 }
 
 impl UnderTest {
@@ -169,8 +136,7 @@ impl UnderTest {
             UnderTest::Broker(b) => b.shutdown().await,
             UnderTest::JetStream(mut j) => {
                 if let Some(r) = j.running.take() {
-                    r.gw.shutdown().await;
-                    r.rt.shutdown_background();
+                    r.shutdown().await;
                 }
             }
         }
@@ -192,8 +158,8 @@ impl JsGateway {
             listen: ([127, 0, 0, 1], 0).into(),
             ..broker
         };
-        let running = launch(&broker, &js).await?;
-        let proxy = FaultProxy::start(running.gw.addr(), faults, seed)
+        let running = CrashableGateway::start(broker.clone(), js.clone()).await?;
+        let proxy = FaultProxy::start(running.addr(), faults, seed)
             .await
             .map_err(|e| HarnessError::Gateway(format!("fault proxy: {e}")))?;
         let ctx = async_nats::jetstream::new(cluster.client().await.map_err(nats_err)?);
@@ -212,12 +178,12 @@ impl JsGateway {
     async fn restart(&mut self) -> Result<(), HarnessError> {
         self.proxy.set_backend(None);
         if let Some(r) = self.running.take() {
-            self.past.add(&r.gw);
+            self.past.add(&r);
             r.crash();
         }
         self.proxy.cut_all();
-        let r = launch(&self.broker, &self.js).await?;
-        self.proxy.set_backend(Some(r.gw.addr()));
+        let r = CrashableGateway::start(self.broker.clone(), self.js.clone()).await?;
+        self.proxy.set_backend(Some(r.addr()));
         self.running = Some(r);
         self.restarts += 1;
         Ok(())
@@ -246,7 +212,7 @@ impl JsGateway {
     fn sums(&self) -> Sums {
         let mut s = self.past;
         if let Some(r) = &self.running {
-            s.add(&r.gw);
+            s.add(r);
         }
         s
     }

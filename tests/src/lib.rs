@@ -30,6 +30,7 @@
 //! ```
 
 mod backend;
+pub mod gateway;
 pub mod nats;
 mod proxy;
 mod report;
