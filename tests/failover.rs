@@ -67,7 +67,10 @@ async fn receiver(
         move |d: Delivery| {
             let (h, tx) = (handled.clone(), bump.clone());
             async move {
-                *h.lock().unwrap_or_else(|p| p.into_inner()).entry(d.id()).or_insert(0) += 1;
+                *h.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(d.id())
+                    .or_insert(0) += 1;
                 tx.send_modify(|n| *n += 1);
                 Ok::<(), HandlerError>(())
             }
@@ -248,7 +251,9 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
         at < MESSAGES,
         "seed {seed}: the load ended before the cluster kill"
     );
-    println!("seed {seed}: SIGKILL all three NATS nodes after {at} resolved sends, then restart them");
+    println!(
+        "seed {seed}: SIGKILL all three NATS nodes after {at} resolved sends, then restart them"
+    );
     cluster
         .restart_all()
         .await
@@ -310,7 +315,10 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
             confirmed.len(),
             h.len()
         );
-        assert_eq!(twice, 0, "seed {seed}: group {name} handled a message twice");
+        assert_eq!(
+            twice, 0,
+            "seed {seed}: group {name} handled a message twice"
+        );
     }
     sender.close(Duration::from_secs(5)).await;
     for r in receivers {

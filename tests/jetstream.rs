@@ -459,13 +459,13 @@ async fn sdk_sender_and_receiver_through_the_gateway() {
 }
 
 #[tokio::test]
-#[ignore = "does not hold on JetStream: dedup is time-bounded (duplicate_window, default 10 min), the single node's per-producer ranges are not"]
+#[ignore = "does not hold on JetStream: dedup is time-bounded (duplicate_window, default 10 min), the single node's per-producer ranges are not; jetstream_differences.rs shows a retransmission after the window stored again"]
 async fn dedup_outlives_any_time() {}
 
 #[tokio::test]
-#[ignore = "does not hold on JetStream: an unacked delivery comes back after the consumer's ack_wait, not after redelivery.delay(n)"]
+#[ignore = "does not hold on JetStream: an unacked delivery comes back after the consumer's ack_wait, not after redelivery.delay(n); jetstream_differences.rs shows it"]
 async fn timeout_redelivery_follows_the_backoff_schedule() {}
 
 #[tokio::test]
-#[ignore = "does not hold on JetStream: fault injection, inspect(), paused time and RestartMode belong to the in-process broker; the gateway is tested with real processes (jetstream_failover)"]
+#[ignore = "does not hold on JetStream: fault injection, inspect(), paused time and RestartMode belong to the in-process broker; the gateway is tested with real processes (mq-broker's jetstream_failover), through a fault proxy (chaos.rs with MQ_TEST_STORAGE=jetstream) and crashed in process (failover.rs)"]
 async fn faults_inspection_and_simulated_restarts() {}

@@ -190,4 +190,3 @@ pub fn msg(id: MessageId, attempt: u32, topic: &str, payload: &'static [u8]) -> 
 pub fn stored(r: &Reply) -> bool {
     r.status == ReplyStatus::Stored
 }
-

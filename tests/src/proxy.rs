@@ -180,7 +180,11 @@ impl FaultProxy {
     /// Where new connections go; `None`: accepted and closed at once (the
     /// broker is down).
     pub(crate) fn set_backend(&self, a: Option<SocketAddr>) {
-        *self.shared.backend.lock().unwrap_or_else(|p| p.into_inner()) = a;
+        *self
+            .shared
+            .backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = a;
     }
 
     /// Cuts every open connection, both sides, without `Close`.
@@ -230,11 +234,7 @@ enum End {
 }
 
 async fn serve(client: TcpStream, shared: Arc<Shared>) {
-    let cut = shared
-        .cut
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let cut = shared.cut.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let backend = *shared.backend.lock().unwrap_or_else(|p| p.into_inner());
     let Some(backend) = backend else { return };
     let Ok(server) = TcpStream::connect(backend).await else {
