@@ -11,8 +11,9 @@
 //! gateway on it, a frame proxy between the clients and the gateway applies
 //! the same seeded faults, and a broker restart crashes the gateway and
 //! starts a new one over the same NATS. Fewer messages there
-//! ([`messages`]): every publish is an fsync in NATS. A scenario that cannot
-//! hold on JetStream returns at once and prints why.
+//! ([`messages`]): every publish is an fsync in NATS. Every scenario holds
+//! there, the TLS one too (the gateway on TLS only, the proxy speaking TLS
+//! on both sides), so none is skipped.
 
 use std::time::Duration;
 
@@ -27,16 +28,6 @@ fn messages() -> u64 {
         Backend::JetStream(_) => 1_000,
         _ => 4_000,
     }
-}
-
-/// Returns true (and prints why) when the test cannot hold on the backend
-/// under test.
-fn skipped_on_jetstream(test: &str, why: &str) -> bool {
-    if matches!(test_backend(), Backend::JetStream(_)) {
-        println!("SKIPPED on JetStream: {test}: {why}");
-        return true;
-    }
-    false
 }
 
 fn lossy(p: f64) -> DirectionFaults {
@@ -198,13 +189,6 @@ async fn everything_at_once() {
 /// records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_at_once_over_tls() {
-    if skipped_on_jetstream(
-        "everything_at_once_over_tls",
-        "the fault proxy in front of the gateway reads frames, so it cannot sit inside a TLS \
-         session; TLS to the gateway itself is tested by mq-broker/tests/tls_gateway.rs",
-    ) {
-        return;
-    }
     let n = messages();
     let mut s = Scenario::new("everything-tls", seed_from_env(), n);
     s.tls = true;

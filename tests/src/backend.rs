@@ -9,9 +9,9 @@ use mq_mock_broker::{BrokerConfig, Faults, MockBroker, RestartMode};
 
 use crate::gateway::CrashableGateway;
 use crate::nats::NatsCluster;
-use crate::proxy::FaultProxy;
+use crate::proxy::{FaultProxy, ProxyTls};
 use crate::report::BrokerEnd;
-use crate::run::HarnessError;
+use crate::run::{HarnessError, Pki};
 use crate::scenario::{Backend, JetStreamBackend};
 
 /// What the run sees of the broker, whichever it is.
@@ -59,11 +59,12 @@ impl UnderTest {
         config: BrokerConfig,
         faults: Faults,
         seed: u64,
+        pki: Option<&Pki>,
     ) -> Result<UnderTest, HarnessError> {
         match backend {
             Backend::Broker => Ok(UnderTest::Broker(MockBroker::start(config).await?)),
             Backend::JetStream(j) => Ok(UnderTest::JetStream(Box::new(
-                JsGateway::start(j, config, faults, seed).await?,
+                JsGateway::start(j, config, faults, seed, pki).await?,
             ))),
         }
     }
@@ -149,6 +150,7 @@ impl JsGateway {
         broker: BrokerConfig,
         faults: Faults,
         seed: u64,
+        pki: Option<&Pki>,
     ) -> Result<JsGateway, HarnessError> {
         let cluster = NatsCluster::start(j.nodes).await.map_err(nats_err)?;
         let js = JetStreamConfig::new(cluster.urls())
@@ -159,7 +161,14 @@ impl JsGateway {
             ..broker
         };
         let running = CrashableGateway::start(broker.clone(), js.clone()).await?;
-        let proxy = FaultProxy::start(running.addr(), faults, seed)
+        // Over TLS both legs are TLS: clients to the proxy (which must read
+        // the frames to apply faults), the proxy to the gateway's TLS-only
+        // listener (every reconnect a new handshake with the gateway).
+        let tls = match pki {
+            Some(p) => Some(ProxyTls::new(p).map_err(HarnessError::Tls)?),
+            None => None,
+        };
+        let proxy = FaultProxy::start(running.addr(), faults, seed, tls)
             .await
             .map_err(|e| HarnessError::Gateway(format!("fault proxy: {e}")))?;
         let ctx = async_nats::jetstream::new(cluster.client().await.map_err(nats_err)?);

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use mq_conn::{BoxIo, SharedConnector};
 use mq_mock_broker::{DirectionFaults, Faults};
 use mq_protocol::{Codec, Credit, Frame, Role};
 use rand::rngs::StdRng;
@@ -73,6 +74,10 @@ struct Counters {
 }
 
 struct Shared {
+    /// How to reach the broker (TLS or plain TCP).
+    connector: SharedConnector,
+    /// TLS towards the clients, when the run is over TLS.
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
     backend: Mutex<Option<SocketAddr>>,
@@ -136,6 +141,24 @@ fn is_data(f: &Frame) -> bool {
     )
 }
 
+/// TLS on both legs of the proxy.
+pub(crate) struct ProxyTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: SharedConnector,
+}
+
+impl ProxyTls {
+    /// Accepts with the run's server certificate; connects to the broker
+    /// trusting the run's CA.
+    pub(crate) fn new(pki: &crate::run::Pki) -> Result<ProxyTls, String> {
+        Ok(ProxyTls {
+            acceptor: tokio_rustls::TlsAcceptor::from(pki.proxy.clone()),
+            connector: mq_conn::client_transport(None, Some(&pki.client))
+                .map_err(|e| e.to_string())?,
+        })
+    }
+}
+
 /// The proxy: one listener, a task per connection.
 pub(crate) struct FaultProxy {
     addr: SocketAddr,
@@ -149,10 +172,20 @@ impl FaultProxy {
         backend: SocketAddr,
         faults: Faults,
         seed: u64,
+        tls: Option<ProxyTls>,
     ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let (acceptor, connector) = match tls {
+            Some(t) => (Some(t.acceptor), t.connector),
+            None => (
+                None,
+                Arc::new(mq_conn::TcpConnector::new()) as SharedConnector,
+            ),
+        };
         let shared = Arc::new(Shared {
+            connector,
+            acceptor,
             faults: Mutex::new(faults),
             rng: Mutex::new(StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15)),
             backend: Mutex::new(Some(backend)),
@@ -237,14 +270,20 @@ async fn serve(client: TcpStream, shared: Arc<Shared>) {
     let cut = shared.cut.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let backend = *shared.backend.lock().unwrap_or_else(|p| p.into_inner());
     let Some(backend) = backend else { return };
-    let Ok(server) = TcpStream::connect(backend).await else {
+    let _ = client.set_nodelay(true);
+    let client: BoxIo = match &shared.acceptor {
+        None => Box::new(client),
+        Some(a) => match tokio::time::timeout(Duration::from_secs(10), a.accept(client)).await {
+            Ok(Ok(tls)) => Box::new(tls),
+            _ => return,
+        },
+    };
+    let Ok(server) = shared.connector.connect(&backend.to_string()).await else {
         return;
     };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
     let codec = Codec::new(MAX_FRAME);
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
+    let (cr, cw) = tokio::io::split(client);
+    let (sr, sw) = tokio::io::split(server);
     let (to_server, server_rx) = mpsc::unbounded_channel::<Frame>();
     let (to_client, client_rx) = mpsc::unbounded_channel::<Frame>();
     let w_server = tokio::spawn(write_all(FramedWrite::new(sw, codec), server_rx));

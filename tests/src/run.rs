@@ -29,8 +29,7 @@ pub enum HarnessError {
     /// The broker did not start.
     #[error("broker: {0}")]
     Broker(#[from] mq_mock_broker::BrokerError),
-    /// The run's TLS certificates could not be made or loaded (or TLS was
-    /// asked of the JetStream backend, whose fault proxy reads frames).
+    /// The run's TLS certificates could not be made or loaded.
     #[error("TLS set-up: {0}")]
     Tls(String),
     /// The NATS server(s) of [`Backend::JetStream`] did not start or answer.
@@ -183,20 +182,19 @@ pub fn settings_changed(s: &Scenario) -> Vec<String> {
 }
 
 /// The run's certificates when the scenario is over TLS.
-struct Pki {
-    broker: mq_mock_broker::TlsConfig,
-    client: mq_conn::TlsConfig,
+pub(crate) struct Pki {
+    /// The broker's (or gateway's) TLS-only listener.
+    pub broker: mq_mock_broker::TlsConfig,
+    /// The clients' (and the JetStream fault proxy's, towards the gateway).
+    pub client: mq_conn::TlsConfig,
+    /// The JetStream fault proxy's listener, with the same certificate.
+    pub proxy: std::sync::Arc<mq_conn::rustls::ServerConfig>,
 }
 
 impl Pki {
     fn new(s: &Scenario) -> Result<Option<Pki>, HarnessError> {
         if !s.tls {
             return Ok(None);
-        }
-        if s.is_jetstream() {
-            return Err(HarnessError::Tls(
-                "the JetStream backend's fault proxy reads frames, so it does not carry TLS".into(),
-            ));
         }
         let tls = |e: &dyn std::fmt::Display| HarnessError::Tls(e.to_string());
         let pki = mq_conn::testing::TestPki::generate().map_err(|e| tls(&e))?;
@@ -208,7 +206,12 @@ impl Pki {
         .map_err(|e| tls(&e))?
         .tls_only(true);
         let client = pki.client_tls().map_err(|e| tls(&e))?;
-        Ok(Some(Pki { broker, client }))
+        let proxy = pki.server_config(false).map_err(|e| tls(&e))?;
+        Ok(Some(Pki {
+            broker,
+            client,
+            proxy,
+        }))
     }
 }
 
@@ -284,6 +287,7 @@ pub async fn run(s: &Scenario) -> Result<Report, HarnessError> {
         },
         s.faults,
         s.seed,
+        pki.as_ref(),
     )
     .await?;
     // In TLS-only mode the one listener is the TLS one.

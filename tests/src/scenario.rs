@@ -148,7 +148,8 @@ pub struct Scenario {
     pub storage: Storage,
     /// Everything over TLS: a CA and a server certificate are made for the
     /// run, the broker listens on TLS only, and both clients trust that
-    /// CA. Default `false` (plain TCP). Not with [`Backend::JetStream`].
+    /// CA. Default `false` (plain TCP). With [`Backend::JetStream`] the
+    /// gateway listens on TLS only and the fault proxy speaks TLS on both sides.
     pub tls: bool,
     /// The broker: default [`test_backend`].
     pub backend: Backend,
