@@ -216,11 +216,19 @@ impl Pki {
 }
 
 async fn connect_sender(config: SenderConfig, pki: Option<&Pki>) -> Result<Sender, HarnessError> {
-    let mut b = Sender::builder(config);
-    if let Some(p) = pki {
-        b = b.tls(p.client.clone());
+    let mut attempt = 1;
+    loop {
+        let mut b = Sender::builder(config.clone());
+        if let Some(p) = pki {
+            b = b.tls(p.client.clone());
+        }
+        match b.connect().await {
+            Ok(sender) => return Ok(sender),
+            Err(e) if attempt >= CONNECT_ATTEMPTS => return Err(e.into()),
+            Err(_) => attempt += 1,
+        }
+        tokio::time::sleep(config.reconnect.initial).await;
     }
-    Ok(b.connect().await?)
 }
 
 async fn start_receiver(
@@ -241,12 +249,27 @@ async fn start_receiver(
             Ok(())
         }
     };
-    let mut b = ReceiverBuilder::new(receiver_config(s, addr)).dedup_store(store);
-    if let Some(p) = pki {
-        b = b.tls(p.client.clone());
+    // A fault may cut the very first connection (the SDK then returns the
+    // error instead of reconnecting): an application would start it again,
+    // so does the harness, a few times.
+    let mut attempt = 1;
+    loop {
+        let mut b =
+            ReceiverBuilder::new(receiver_config(s, addr.clone())).dedup_store(store.clone());
+        if let Some(p) = pki {
+            b = b.tls(p.client.clone());
+        }
+        match b.connect(handler.clone()).await {
+            Ok(r) => return Ok(r),
+            Err(e) if attempt >= CONNECT_ATTEMPTS => return Err(HarnessError::Receiver(e)),
+            Err(_) => attempt += 1,
+        }
+        tokio::time::sleep(s.reconnect.initial).await;
     }
-    b.connect(handler).await.map_err(HarnessError::Receiver)
 }
+
+/// Attempts at a client's first connection (see `start_receiver`).
+const CONNECT_ATTEMPTS: u32 = 5;
 
 /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
 /// Used only for conditions no component signals (sender counters).
