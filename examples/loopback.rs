@@ -161,6 +161,8 @@ async fn main() -> ExitCode {
     } else {
         Scenario::with_defaults("loopback", seed, args.count)
     };
+    // `--backend` decides, not the test suites' MQ_TEST_STORAGE.
+    s.backend = mq_e2e::Backend::Broker;
     s.payload = args.payload.max(8);
     if let Some(w) = args.window {
         s.window = w;
