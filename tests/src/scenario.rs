@@ -29,6 +29,17 @@ pub enum Disruption {
 }
 
 /// Which broker a run talks to.
+///
+/// # Examples
+///
+/// ```
+/// let mut s = mq_e2e::Scenario::new("on-jetstream", 7, 1_000);
+/// s.backend = mq_e2e::Backend::JetStream(mq_e2e::JetStreamBackend {
+///     nodes: 3,
+///     ..Default::default()
+/// });
+/// assert!(s.is_jetstream());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Backend {
