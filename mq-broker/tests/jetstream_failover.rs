@@ -186,39 +186,53 @@ async fn failover_under_load_loses_nothing_and_handles_each_once() {
         }
     });
 
-    // 1. The stream leader node.
-    count_rx
-        .wait_for(|n| *n >= at[0])
+    // Every wait is bounded: a stall fails with the seed instead of hanging.
+    let bounded = Duration::from_secs(90);
+    // 1. The stream leader node (found, never guessed: killing a follower
+    // would not test a leader failover).
+    tokio::time::timeout(bounded, count_rx.wait_for(|n| *n >= at[0]))
         .await
+        .unwrap_or_else(|_| panic!("seed {seed}: stalled before the leader kill"))
         .expect("publisher alive");
-    let leader = cluster.stream_leader("MQ").await.unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let leader = loop {
+        if let Some(l) = cluster.stream_leader("MQ").await {
+            break l;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed {seed}: stream MQ has no leader to kill"
+        );
+        // Leadership is JetStream's state; nothing signals it here.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     eprintln!("SIGKILL NATS node n{leader} (stream leader)");
     cluster.kill(leader);
-    count_rx
-        .wait_for(|n| *n >= at[0] + 50)
+    tokio::time::timeout(bounded, count_rx.wait_for(|n| *n >= at[0] + 50))
         .await
+        .unwrap_or_else(|_| panic!("seed {seed}: stalled with the leader down"))
         .expect("publisher alive");
     cluster
         .restart(leader)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // 2. A gateway.
-    count_rx
-        .wait_for(|n| *n >= at[1])
+    tokio::time::timeout(bounded, count_rx.wait_for(|n| *n >= at[1]))
         .await
+        .unwrap_or_else(|_| panic!("seed {seed}: stalled before the gateway kill"))
         .expect("publisher alive");
     eprintln!("SIGKILL gateway 0");
     let addr0 = gw0.addr.clone();
     gw0.kill9();
-    count_rx
-        .wait_for(|n| *n >= at[1] + 50)
+    tokio::time::timeout(bounded, count_rx.wait_for(|n| *n >= at[1] + 50))
         .await
+        .unwrap_or_else(|_| panic!("seed {seed}: stalled with a gateway down"))
         .expect("publisher alive");
     gw0 = GatewayProc::start(&urls, &addr0, tmp.join("gw0-1.log"));
     // 3. Every NATS node at once.
-    count_rx
-        .wait_for(|n| *n >= at[2])
+    tokio::time::timeout(bounded, count_rx.wait_for(|n| *n >= at[2]))
         .await
+        .unwrap_or_else(|_| panic!("seed {seed}: stalled before the cluster kill"))
         .expect("publisher alive");
     eprintln!("SIGKILL all NATS nodes");
     cluster
@@ -239,6 +253,13 @@ async fn failover_under_load_loses_nothing_and_handles_each_once() {
         failed.first()
     );
     assert_eq!(confirmed.len() as u64, MESSAGES);
+    // Only transient errors: nothing rejected for good, nothing timed out.
+    let stats = sender.stats();
+    assert_eq!(
+        (stats.failed, stats.rejected),
+        (0, 0),
+        "seed {seed}: the sender saw a permanent error"
+    );
 
     let all_handled = || {
         groups.iter().all(|g| {
