@@ -143,6 +143,8 @@
 //! * `admin`: [`Outbox::list_failed`], [`Outbox::requeue`],
 //!   [`Outbox::purge_confirmed`], [`Outbox::stats`], [`Outbox::wait_for`].
 //! * `sender`: [`Dispatch`] for `mq_client_sender::Sender`.
+//! * [`web`] (feature `web`): the failed rows in a browser, on
+//!   `mq-admin-web` (the broker's admin pages' shared parts).
 //! * `bin/mq-outbox.rs`: the admin command line.
 //!
 //! # Why sqlx
