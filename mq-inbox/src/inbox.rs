@@ -1,14 +1,8 @@
 //! [`Inbox`]: opening the database and the shared handle.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-#[cfg(feature = "postgres")]
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-#[cfg(feature = "sqlite")]
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 #[cfg(feature = "postgres")]
 use sqlx::PgPool;
 #[cfg(feature = "sqlite")]
@@ -202,12 +196,9 @@ impl Inbox {
         };
         match &db {
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => {
-                schema::check_sqlite_pragmas(pool).await?;
-                schema::migrate_sqlite(pool).await?;
-            }
+            Db::Sqlite(pool) => schema::open_sqlite(pool).await?,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => schema::migrate_postgres(pool).await?,
+            Db::Postgres(pool) => schema::open_postgres(pool).await?,
         }
         tracing::debug!(db = db.kind(), "inbox opened");
         Ok(Inbox {
@@ -322,69 +313,22 @@ impl Inbox {
 
 async fn connect_url(url: &str, config: &InboxConfig) -> Result<Db, OpenError> {
     #[cfg(feature = "sqlite")]
-    if url.starts_with("sqlite:") {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(OpenError::Unreachable)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(config.busy_timeout);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let mut pool = SqlitePoolOptions::new().max_connections(config.max_connections);
-        if in_memory {
-            // The database lives as long as one connection to it does, and
-            // each connection would otherwise get its own database.
-            pool = pool
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
-        }
-        let pool = pool
-            .connect_with(opts)
-            .await
-            .map_err(OpenError::Unreachable)?;
-        return Ok(Db::Sqlite(pool));
+    if mq_db::is_sqlite_url(url) {
+        // In memory, one connection: each connection of a `mode=memory`
+        // URL would otherwise get its own database.
+        let (n, busy) = (config.max_connections, config.busy_timeout);
+        return Ok(Db::Sqlite(mq_db::connect_sqlite(url, n, busy, true).await?));
     }
     #[cfg(feature = "postgres")]
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let opts = PgConnectOptions::from_str(url).map_err(OpenError::Unreachable)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .connect_with(opts)
-            .await
-            .map_err(OpenError::Unreachable)?;
+    if mq_db::is_postgres_url(url) {
+        let pool = mq_db::connect_postgres(url, config.max_connections).await?;
         return Ok(Db::Postgres(pool));
     }
     let _ = config;
-    Err(OpenError::UnsupportedUrl(redact(url)))
-}
-
-/// The URL without anything that could be a password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
-        _ => url.to_owned(),
-    }
+    Err(OpenError::UnsupportedUrl(mq_db::redact(url)))
 }
 
 /// Wall-clock unix milliseconds: the time base of `last_active`. Hosts
 /// sharing one database need synchronised clocks (NTP); the retention's
 /// idle expiry should be far above the skew.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact("mysql://u:pw@h/db"), "mysql://***@h/db");
-        assert_eq!(redact("nope"), "nope");
-    }
-}
+pub(crate) use mq_db::now_ms;

@@ -135,7 +135,8 @@
 //!
 //! * [`config`]: [`OutboxConfig`], [`Retention`], [`ConfigError`].
 //! * `schema`: embedded migrations (`migrations/sqlite`, `migrations/postgres`),
-//!   schema-version check, producer id, SQLite pragmas.
+//!   the schema version and the producer id; opening, the SQLite pragma
+//!   check and applying migrations are `mq-db`'s (shared with mq-inbox).
 //! * `outbox`: [`Outbox::open`], [`Outbox::notify`].
 //! * `enqueue`: [`Outbox::enqueue`] inside the caller's transaction.
 //! * `dispatcher`: [`Dispatch`], [`Dispatcher`], [`DispatcherHandle`].
