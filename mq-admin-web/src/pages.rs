@@ -163,6 +163,107 @@ pub fn action_form<S: Site>(
     Ok(picked)
 }
 
+/// What an action does to the items it names.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_admin_web::pages::Action::Purge.done(), "purged");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send the items again.
+    Requeue,
+    /// Delete the items.
+    Purge,
+}
+
+impl Action {
+    /// The past tense, lowercase: `"requeued"` or `"purged"`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(mq_admin_web::pages::Action::Requeue.done(), "requeued");
+    /// ```
+    pub fn done(self) -> &'static str {
+        match self {
+            Action::Requeue => "requeued",
+            Action::Purge => "purged",
+        }
+    }
+}
+
+/// The answer to a form action: back to page `path`, with what was done
+/// in the query (`did`, `n`, and `left_key` for the items that were not)
+/// for [`action_flash`] to show.
+///
+/// # Examples
+///
+/// ```
+/// use mq_admin_web::pages::{action_done, Action};
+/// let r = action_done("/dead-letters", Action::Requeue, 1, "failed", 0);
+/// assert_eq!(r.headers()["location"], "/dead-letters?did=requeued&n=1&failed=0");
+/// ```
+pub fn action_done(
+    path: &str,
+    action: Action,
+    done: usize,
+    left_key: &str,
+    left: usize,
+) -> Response {
+    Redirect::to(&format!(
+        "{path}?did={}&n={done}&{}={left}",
+        action.done(),
+        pct(left_key)
+    ))
+    .into_response()
+}
+
+/// The flash message after [`action_done`]: "Requeued 3 rows." (`noun`
+/// pluralised with an `s`), then the count under `left_key` and
+/// `left_note` when some were not done; empty without an action in `q`.
+///
+/// # Examples
+///
+/// ```
+/// let q = [("did", "purged"), ("n", "2"), ("skipped", "1")]
+///     .map(|(k, v)| (k.to_owned(), v.to_owned()))
+///     .into();
+/// let h = mq_admin_web::pages::action_flash(&q, "row", "skipped", " were no longer failed.");
+/// assert_eq!(h, r#"<div class="flash" role="status">Purged 2 rows. 1 were no longer failed.</div>"#);
+/// ```
+pub fn action_flash(
+    q: &HashMap<String, String>,
+    noun: &str,
+    left_key: &str,
+    left_note: &str,
+) -> String {
+    let (Some(did), Some(n)) = (q.get("did"), q.get("n")) else {
+        return String::new();
+    };
+    let n: usize = n.parse().unwrap_or(0);
+    let verb = if did == Action::Purge.done() {
+        "Purged"
+    } else {
+        "Requeued"
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    let mut h = format!(
+        r#"<div class="flash" role="status">{verb} {n} {}{plural}."#,
+        esc(noun)
+    );
+    if let Some(left) = q
+        .get(left_key)
+        .and_then(|f| f.parse::<usize>().ok())
+        .filter(|f| *f > 0)
+    {
+        let _ = write!(h, " {left}{}", esc(left_note));
+    }
+    h.push_str("</div>");
+    h
+}
+
 /// `GET /login`, `POST /login` and `POST /logout` for site `S`, on the
 /// state `Arc<A>` the site's own routes use (`A` hands out its [`Gate`]).
 /// Merge them into the site's router.

@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
 use mq_admin_web::html::{self, age_ms, bytes, card, esc, opt_age};
-use mq_admin_web::pages::{action_form, json_error, read_page};
+use mq_admin_web::pages::{action_done, action_flash, action_form, json_error, read_page, Action};
 use serde::{Deserialize, Serialize};
 
 use super::{App, OutboxSite};
@@ -118,12 +118,6 @@ pub(crate) async fn api_failed(State(app): State<Arc<App>>, headers: HeaderMap) 
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Requeue,
-    Purge,
-}
-
 #[derive(Debug, Serialize)]
 struct Outcome {
     done: Vec<u64>,
@@ -211,27 +205,12 @@ pub(crate) async fn index(
         }
     };
     let mut h = String::from("<h1>Outbox</h1>");
-    if let (Some(did), Some(n)) = (q.get("did"), q.get("n")) {
-        let n: usize = n.parse().unwrap_or(0);
-        let verb = if did == "purged" {
-            "Purged"
-        } else {
-            "Requeued"
-        };
-        let plural = if n == 1 { "" } else { "s" };
-        let _ = write!(
-            h,
-            r#"<div class="flash" role="status">{verb} {n} row{plural}."#
-        );
-        if let Some(f) = q
-            .get("skipped")
-            .and_then(|f| f.parse::<usize>().ok())
-            .filter(|f| *f > 0)
-        {
-            let _ = write!(h, " {f} were no longer failed.");
-        }
-        h.push_str("</div>");
-    }
+    h.push_str(&action_flash(
+        &q,
+        "row",
+        "skipped",
+        " were no longer failed.",
+    ));
     h.push_str(r#"<div class="cards">"#);
     card(
         &mut h,
@@ -336,19 +315,7 @@ async fn form_act(
         }
     }
     match apply(app, action, &seqs).await {
-        Ok(out) => {
-            let did = if action == Action::Purge {
-                "purged"
-            } else {
-                "requeued"
-            };
-            Redirect::to(&format!(
-                "/?did={did}&n={}&skipped={}",
-                out.done.len(),
-                out.not_failed.len()
-            ))
-            .into_response()
-        }
+        Ok(out) => action_done("/", action, out.done.len(), "skipped", out.not_failed.len()),
         Err((s, m)) => error_page(s, &m),
     }
 }
