@@ -21,7 +21,8 @@
 //!   [`is_postgres_url`], [`redact`].
 //! * `schema`: [`Schema`], [`migrate_sqlite`], [`migrate_postgres`],
 //!   [`check_sqlite_pragmas`].
-//! * this file: [`Error`], [`now_ms`].
+//! * `target`: [`open_target!`], the crates' `OpenTarget` and `Db` enums.
+//! * this file: [`Error`], [`open_error_from!`], [`now_ms`].
 //!
 //! Why the version lives in the crate's own table (`name TEXT PRIMARY KEY,
 //! value BIGINT`) and not in `_sqlx_migrations`: an application that runs
@@ -36,6 +37,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod connect;
 mod schema;
+mod target;
 
 #[cfg(feature = "postgres")]
 pub use connect::connect_postgres;
@@ -60,6 +62,10 @@ pub use schema::{check_sqlite_pragmas, migrate_sqlite};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The URL is neither `sqlite:` nor `postgres:`/`postgresql:`, or
+    /// names a kind the crate was built without (the URL is redacted).
+    #[error("unsupported database URL {0:?}: expected sqlite:... or postgres://...")]
+    UnsupportedUrl(String),
     /// The database could not be reached or the URL is malformed.
     #[error("cannot connect to the database: {0}")]
     Unreachable(#[source] sqlx::Error),
@@ -114,7 +120,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Implements `From<mq_db::Error>` for a crate's own open error, an enum
-/// with the variants `Unreachable(sqlx::Error)`, `Migration { version,
+/// with the variants `UnsupportedUrl(String)`, `Unreachable(sqlx::Error)`, `Migration { version,
 /// description, source }`, `SchemaTooNew { found, supported }`, `Pragma {
 /// name, expected, found }` and `Database(sqlx::Error)` (whose messages
 /// name that crate). A variant added here later arrives as `Database`.
@@ -124,6 +130,7 @@ pub fn now_ms() -> i64 {
 /// ```
 /// #[derive(Debug)]
 /// enum OpenError {
+///     UnsupportedUrl(String),
 ///     Unreachable(sqlx::Error),
 ///     Migration { version: i64, description: String, source: sqlx::Error },
 ///     SchemaTooNew { found: i64, supported: i64 },
@@ -140,6 +147,7 @@ macro_rules! open_error_from {
         impl ::core::convert::From<$crate::Error> for $t {
             fn from(e: $crate::Error) -> Self {
                 match e {
+                    $crate::Error::UnsupportedUrl(url) => Self::UnsupportedUrl(url),
                     $crate::Error::Unreachable(e) => Self::Unreachable(e),
                     $crate::Error::Migration {
                         version,

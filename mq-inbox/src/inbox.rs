@@ -12,73 +12,17 @@ use crate::config::InboxConfig;
 use crate::error::OpenError;
 use crate::schema;
 
-/// Where [`Inbox::open`] finds its database: a URL, or a pool the
-/// application already has. Use the business tables' database, so that a
-/// handler's writes and the inbox mark can share one transaction.
-///
-/// # Examples
-///
-/// ```
-/// let t: mq_inbox::OpenTarget = "sqlite::memory:".into();
-/// assert!(matches!(t, mq_inbox::OpenTarget::Url(_)));
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum OpenTarget {
-    /// `sqlite:path/to/file.db`, `sqlite::memory:` or `postgres://user:pw@host/db`.
-    /// SQLite files are created if missing and opened with WAL,
-    /// `synchronous=FULL` and the configured busy timeout.
-    Url(String),
-    /// An existing SQLite pool. Its connections must use WAL and
-    /// `synchronous` FULL or EXTRA (checked on one connection).
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
-    /// An existing Postgres pool.
-    #[cfg(feature = "postgres")]
-    Postgres(PgPool),
-}
-
-impl From<&str> for OpenTarget {
-    fn from(url: &str) -> Self {
-        OpenTarget::Url(url.to_owned())
-    }
-}
-impl From<String> for OpenTarget {
-    fn from(url: String) -> Self {
-        OpenTarget::Url(url)
-    }
-}
-#[cfg(feature = "sqlite")]
-impl From<SqlitePool> for OpenTarget {
-    fn from(pool: SqlitePool) -> Self {
-        OpenTarget::Sqlite(pool)
-    }
-}
-#[cfg(feature = "postgres")]
-impl From<PgPool> for OpenTarget {
-    fn from(pool: PgPool) -> Self {
-        OpenTarget::Postgres(pool)
-    }
-}
-
-/// The inbox's database, one of the two supported kinds.
-#[derive(Debug, Clone)]
-pub(crate) enum Db {
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
-    #[cfg(feature = "postgres")]
-    Postgres(PgPool),
-}
-
-impl Db {
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => "SQLite",
-            #[cfg(feature = "postgres")]
-            Db::Postgres(_) => "Postgres",
-        }
-    }
+mq_db::open_target! {
+    /// Where [`Inbox::open`] finds its database: a URL, or a pool the
+    /// application already has. Use the business tables' database, so that a
+    /// handler's writes and the inbox mark can share one transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t: mq_inbox::OpenTarget = "sqlite::memory:".into();
+    /// assert!(matches!(t, mq_inbox::OpenTarget::Url(_)));
+    /// ```
 }
 
 /// Counters of this process's inbox use (not persisted).
@@ -187,13 +131,10 @@ impl Inbox {
         config: InboxConfig,
     ) -> Result<Inbox, OpenError> {
         config.validate()?;
-        let db = match target.into() {
-            OpenTarget::Url(url) => connect_url(&url, &config).await?,
-            #[cfg(feature = "sqlite")]
-            OpenTarget::Sqlite(pool) => Db::Sqlite(pool),
-            #[cfg(feature = "postgres")]
-            OpenTarget::Postgres(pool) => Db::Postgres(pool),
-        };
+        // In memory, one connection: each connection of a `mode=memory`
+        // URL would otherwise get its own database.
+        let (n, busy) = (config.max_connections, config.busy_timeout);
+        let db = Db::connect(target.into(), n, busy, true).await?;
         match &db {
             #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => schema::open_sqlite(pool).await?,
@@ -309,23 +250,6 @@ impl Inbox {
     pub(crate) fn count(&self, f: impl FnOnce(&Counters) -> &AtomicU64, n: u64) {
         f(&self.inner.counters).fetch_add(n, Ordering::Relaxed);
     }
-}
-
-async fn connect_url(url: &str, config: &InboxConfig) -> Result<Db, OpenError> {
-    #[cfg(feature = "sqlite")]
-    if mq_db::is_sqlite_url(url) {
-        // In memory, one connection: each connection of a `mode=memory`
-        // URL would otherwise get its own database.
-        let (n, busy) = (config.max_connections, config.busy_timeout);
-        return Ok(Db::Sqlite(mq_db::connect_sqlite(url, n, busy, true).await?));
-    }
-    #[cfg(feature = "postgres")]
-    if mq_db::is_postgres_url(url) {
-        let pool = mq_db::connect_postgres(url, config.max_connections).await?;
-        return Ok(Db::Postgres(pool));
-    }
-    let _ = config;
-    Err(OpenError::UnsupportedUrl(mq_db::redact(url)))
 }
 
 /// Wall-clock unix milliseconds: the time base of `last_active`. Hosts

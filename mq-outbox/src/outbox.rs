@@ -13,88 +13,26 @@ use crate::dispatcher::{Dispatch, Dispatcher};
 use crate::error::OpenError;
 use crate::schema;
 
-/// Where [`Outbox::open`] finds its database: a URL, or a pool the
-/// application already has (so the outbox shares the business tables'
-/// database and the caller's transactions can include outbox rows).
-///
-/// # Examples
-///
-/// ```
-/// let t: mq_outbox::OpenTarget = "sqlite::memory:".into();
-/// assert!(matches!(t, mq_outbox::OpenTarget::Url(_)));
-/// let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
-/// let t = mq_outbox::OpenTarget::from(&url); // a &String works too
-/// assert!(matches!(t, mq_outbox::OpenTarget::Url(_)));
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum OpenTarget {
-    /// `sqlite:path/to/file.db`, `sqlite::memory:` or `postgres://user:pw@host/db`.
-    /// SQLite files are created if missing and opened with WAL,
-    /// `synchronous=FULL` and the configured busy timeout.
-    Url(String),
-    /// An existing SQLite pool. Its connections must use WAL and
-    /// `synchronous` FULL or EXTRA (checked on one connection). Feature
-    /// `sqlite`.
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
-    /// An existing Postgres pool. Feature `postgres`.
-    #[cfg(feature = "postgres")]
-    Postgres(PgPool),
-}
-
-impl From<&str> for OpenTarget {
-    fn from(url: &str) -> Self {
-        OpenTarget::Url(url.to_owned())
-    }
-}
-impl From<String> for OpenTarget {
-    fn from(url: String) -> Self {
-        OpenTarget::Url(url)
-    }
-}
-impl From<&String> for OpenTarget {
-    fn from(url: &String) -> Self {
-        OpenTarget::Url(url.clone())
-    }
-}
-#[cfg(feature = "sqlite")]
-impl From<SqlitePool> for OpenTarget {
-    fn from(pool: SqlitePool) -> Self {
-        OpenTarget::Sqlite(pool)
-    }
-}
-#[cfg(feature = "postgres")]
-impl From<PgPool> for OpenTarget {
-    fn from(pool: PgPool) -> Self {
-        OpenTarget::Postgres(pool)
-    }
+mq_db::open_target! {
+    /// Where [`Outbox::open`] finds its database: a URL, or a pool the
+    /// application already has (so the outbox shares the business tables'
+    /// database and the caller's transactions can include outbox rows).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t: mq_outbox::OpenTarget = "sqlite::memory:".into();
+    /// assert!(matches!(t, mq_outbox::OpenTarget::Url(_)));
+    /// let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
+    /// let t = mq_outbox::OpenTarget::from(&url); // a &String works too
+    /// assert!(matches!(t, mq_outbox::OpenTarget::Url(_)));
+    /// ```
 }
 
 /// The lease owner of an SQLite outbox without [`OutboxConfig::owner`]: one
 /// producer process per database file.
 #[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_SINGLE_PRODUCER: &str = "sqlite-single-producer";
-
-/// The outbox's database, one of the two supported kinds.
-#[derive(Debug, Clone)]
-pub(crate) enum Db {
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
-    #[cfg(feature = "postgres")]
-    Postgres(PgPool),
-}
-
-impl Db {
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => "SQLite",
-            #[cfg(feature = "postgres")]
-            Db::Postgres(_) => "Postgres",
-        }
-    }
-}
 
 /// Runs `$body` in a short write transaction on `$db`: `BEGIN IMMEDIATE` on
 /// SQLite (take the write lock up front, so a busy database waits for
@@ -227,13 +165,9 @@ impl Outbox {
         config: OutboxConfig,
     ) -> Result<Outbox, OpenError> {
         config.validate()?;
-        let db = match target.into() {
-            OpenTarget::Url(url) => connect_url(&url, &config).await?,
-            #[cfg(feature = "sqlite")]
-            OpenTarget::Sqlite(pool) => Db::Sqlite(pool),
-            #[cfg(feature = "postgres")]
-            OpenTarget::Postgres(pool) => Db::Postgres(pool),
-        };
+        // In memory: a shared-cache pool of `max_connections`.
+        let (n, busy) = (config.max_connections, config.busy_timeout);
+        let db = Db::connect(target.into(), n, busy, false).await?;
         let producer_id = match &db {
             #[cfg(feature = "sqlite")]
             Db::Sqlite(pool) => schema::open_sqlite(pool).await?,
@@ -381,23 +315,6 @@ impl Outbox {
     pub(crate) fn settled(&self) {
         self.inner.settled.send_modify(|n| *n = n.wrapping_add(1));
     }
-}
-
-async fn connect_url(url: &str, config: &OutboxConfig) -> Result<Db, OpenError> {
-    #[cfg(feature = "sqlite")]
-    if mq_db::is_sqlite_url(url) {
-        let (n, busy) = (config.max_connections, config.busy_timeout);
-        return Ok(Db::Sqlite(
-            mq_db::connect_sqlite(url, n, busy, false).await?,
-        ));
-    }
-    #[cfg(feature = "postgres")]
-    if mq_db::is_postgres_url(url) {
-        let pool = mq_db::connect_postgres(url, config.max_connections).await?;
-        return Ok(Db::Postgres(pool));
-    }
-    let _ = config;
-    Err(OpenError::UnsupportedUrl(mq_db::redact(url)))
 }
 
 /// Wall-clock unix milliseconds: the time base of every stored timestamp
