@@ -2,10 +2,10 @@
 //! opening a database with the settings durability needs, reading them
 //! back, and applying a crate's embedded migrations.
 //!
-//! What it guarantees: a SQLite database opened by [`connect_sqlite`] uses
-//! WAL, `synchronous=FULL` and a busy timeout, and [`check_sqlite_pragmas`]
+//! What it guarantees: a SQLite database opened by `connect_sqlite` uses
+//! WAL, `synchronous=FULL` and a busy timeout, and `check_sqlite_pragmas`
 //! refuses a pool (opened anywhere) where those did not take. A migration
-//! by [`migrate_sqlite`] or [`migrate_postgres`] is one transaction
+//! by `migrate_sqlite` or `migrate_postgres` is one transaction
 //! (serialised between processes: `BEGIN IMMEDIATE` on SQLite, an advisory
 //! lock on Postgres): it applies every embedded migration newer than the
 //! version recorded in the crate's meta table, records the new version, and
@@ -17,10 +17,10 @@
 //!
 //! # Layout
 //!
-//! * `connect`: [`connect_sqlite`], [`connect_postgres`], [`is_sqlite_url`],
+//! * `connect`: `connect_sqlite`, `connect_postgres`, [`is_sqlite_url`],
 //!   [`is_postgres_url`], [`redact`].
-//! * `schema`: [`Schema`], [`migrate_sqlite`], [`migrate_postgres`],
-//!   [`check_sqlite_pragmas`].
+//! * `schema`: [`Schema`], `migrate_sqlite`, `migrate_postgres`,
+//!   `check_sqlite_pragmas`.
 //! * `target`: [`open_target!`], the crates' `OpenTarget` and `Db` enums.
 //! * this file: [`Error`], [`open_error_from!`], [`now_ms`].
 //!
@@ -29,7 +29,7 @@
 //! its own sqlx migrations on the same database would otherwise see our
 //! versions as "previously applied but missing" (and the version numbers
 //! could collide). The same table holds other values a crate keeps
-//! (`seed` in [`migrate_sqlite`]: the outbox's producer id).
+//! (`seed` in `migrate_sqlite`: the outbox's producer id).
 //!
 //! Features `sqlite` and `postgres` choose the databases compiled in.
 

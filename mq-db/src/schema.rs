@@ -54,6 +54,7 @@ impl Schema {
 
 /// Applies the migrations in one transaction `$tx` (an open
 /// `Transaction`), then seeds `$seed` and evaluates to its stored value.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 macro_rules! migrate_in {
     ($tx:ident, $schema:expr, $migrator:expr, $seed:expr) => {{
         let schema: &Schema = $schema;
@@ -164,12 +165,12 @@ pub async fn migrate_sqlite(
     Ok(kept)
 }
 
-/// [`migrate_sqlite`] on Postgres: the same steps in one transaction that
+/// `migrate_sqlite` on Postgres: the same steps in one transaction that
 /// first takes the advisory lock [`Schema::pg_lock`].
 ///
 /// # Errors
 ///
-/// As [`migrate_sqlite`].
+/// As `migrate_sqlite`.
 ///
 /// # Examples
 ///

@@ -13,8 +13,8 @@
 /// doc comment given, and `pub(crate) enum Db` (the open pool) with
 /// `Db::kind()` and `Db::connect(target, max_connections, busy_timeout,
 /// one_memory_connection)`, which opens a URL with
-/// [`connect_sqlite`](crate::connect_sqlite) or
-/// [`connect_postgres`](crate::connect_postgres). The variants follow the
+/// `connect_sqlite` or
+/// `connect_postgres`. The variants follow the
 /// calling crate's own `sqlite` and `postgres` features, which must turn
 /// on this crate's.
 ///
