@@ -64,6 +64,10 @@ pub enum OpenError {
     Database(#[source] sqlx::Error),
 }
 
+// The shared opening and migration steps (`mq-db`) report in this crate's
+// words: `From<mq_db::Error>`, variant by variant.
+mq_db::open_error_from!(OpenError);
+
 /// Looking up or marking an ID failed. Inside a handler transaction: the
 /// transaction must be rolled back (the transactional handler does it and
 /// nacks, so the message comes back).

@@ -1,14 +1,8 @@
 //! [`Inbox`]: opening the database and the shared handle.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-#[cfg(feature = "postgres")]
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-#[cfg(feature = "sqlite")]
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 #[cfg(feature = "postgres")]
 use sqlx::PgPool;
 #[cfg(feature = "sqlite")]
@@ -18,73 +12,17 @@ use crate::config::InboxConfig;
 use crate::error::OpenError;
 use crate::schema;
 
-/// Where [`Inbox::open`] finds its database: a URL, or a pool the
-/// application already has. Use the business tables' database, so that a
-/// handler's writes and the inbox mark can share one transaction.
-///
-/// # Examples
-///
-/// ```
-/// let t: mq_inbox::OpenTarget = "sqlite::memory:".into();
-/// assert!(matches!(t, mq_inbox::OpenTarget::Url(_)));
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum OpenTarget {
-    /// `sqlite:path/to/file.db`, `sqlite::memory:` or `postgres://user:pw@host/db`.
-    /// SQLite files are created if missing and opened with WAL,
-    /// `synchronous=FULL` and the configured busy timeout.
-    Url(String),
-    /// An existing SQLite pool. Its connections must use WAL and
-    /// `synchronous` FULL or EXTRA (checked on one connection).
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
-    /// An existing Postgres pool.
-    #[cfg(feature = "postgres")]
-    Postgres(PgPool),
-}
-
-impl From<&str> for OpenTarget {
-    fn from(url: &str) -> Self {
-        OpenTarget::Url(url.to_owned())
-    }
-}
-impl From<String> for OpenTarget {
-    fn from(url: String) -> Self {
-        OpenTarget::Url(url)
-    }
-}
-#[cfg(feature = "sqlite")]
-impl From<SqlitePool> for OpenTarget {
-    fn from(pool: SqlitePool) -> Self {
-        OpenTarget::Sqlite(pool)
-    }
-}
-#[cfg(feature = "postgres")]
-impl From<PgPool> for OpenTarget {
-    fn from(pool: PgPool) -> Self {
-        OpenTarget::Postgres(pool)
-    }
-}
-
-/// The inbox's database, one of the two supported kinds.
-#[derive(Debug, Clone)]
-pub(crate) enum Db {
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqlitePool),
-    #[cfg(feature = "postgres")]
-    Postgres(PgPool),
-}
-
-impl Db {
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(_) => "SQLite",
-            #[cfg(feature = "postgres")]
-            Db::Postgres(_) => "Postgres",
-        }
-    }
+mq_db::open_target! {
+    /// Where [`Inbox::open`] finds its database: a URL, or a pool the
+    /// application already has. Use the business tables' database, so that a
+    /// handler's writes and the inbox mark can share one transaction.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let t: mq_inbox::OpenTarget = "sqlite::memory:".into();
+    /// assert!(matches!(t, mq_inbox::OpenTarget::Url(_)));
+    /// ```
 }
 
 /// Counters of this process's inbox use (not persisted).
@@ -193,21 +131,15 @@ impl Inbox {
         config: InboxConfig,
     ) -> Result<Inbox, OpenError> {
         config.validate()?;
-        let db = match target.into() {
-            OpenTarget::Url(url) => connect_url(&url, &config).await?,
-            #[cfg(feature = "sqlite")]
-            OpenTarget::Sqlite(pool) => Db::Sqlite(pool),
-            #[cfg(feature = "postgres")]
-            OpenTarget::Postgres(pool) => Db::Postgres(pool),
-        };
+        // In memory, one connection: each connection of a `mode=memory`
+        // URL would otherwise get its own database.
+        let (n, busy) = (config.max_connections, config.busy_timeout);
+        let db = Db::connect(target.into(), n, busy, true).await?;
         match &db {
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(pool) => {
-                schema::check_sqlite_pragmas(pool).await?;
-                schema::migrate_sqlite(pool).await?;
-            }
+            Db::Sqlite(pool) => schema::open_sqlite(pool).await?,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => schema::migrate_postgres(pool).await?,
+            Db::Postgres(pool) => schema::open_postgres(pool).await?,
         }
         tracing::debug!(db = db.kind(), "inbox opened");
         Ok(Inbox {
@@ -320,71 +252,7 @@ impl Inbox {
     }
 }
 
-async fn connect_url(url: &str, config: &InboxConfig) -> Result<Db, OpenError> {
-    #[cfg(feature = "sqlite")]
-    if url.starts_with("sqlite:") {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(OpenError::Unreachable)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(config.busy_timeout);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let mut pool = SqlitePoolOptions::new().max_connections(config.max_connections);
-        if in_memory {
-            // The database lives as long as one connection to it does, and
-            // each connection would otherwise get its own database.
-            pool = pool
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
-        }
-        let pool = pool
-            .connect_with(opts)
-            .await
-            .map_err(OpenError::Unreachable)?;
-        return Ok(Db::Sqlite(pool));
-    }
-    #[cfg(feature = "postgres")]
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let opts = PgConnectOptions::from_str(url).map_err(OpenError::Unreachable)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .connect_with(opts)
-            .await
-            .map_err(OpenError::Unreachable)?;
-        return Ok(Db::Postgres(pool));
-    }
-    let _ = config;
-    Err(OpenError::UnsupportedUrl(redact(url)))
-}
-
-/// The URL without anything that could be a password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
 /// Wall-clock unix milliseconds: the time base of `last_active`. Hosts
 /// sharing one database need synchronised clocks (NTP); the retention's
 /// idle expiry should be far above the skew.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact("mysql://u:pw@h/db"), "mysql://***@h/db");
-        assert_eq!(redact("nope"), "nope");
-    }
-}
+pub(crate) use mq_db::now_ms;

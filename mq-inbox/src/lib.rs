@@ -85,7 +85,9 @@
 //!
 //! * [`config`]: [`InboxConfig`], [`Retention`], [`ConfigError`].
 //! * `schema`: embedded migrations (`migrations/sqlite`,
-//!   `migrations/postgres`), schema-version check, SQLite pragmas.
+//!   `migrations/postgres`) and the schema version; opening, the SQLite
+//!   pragma check and applying migrations are `mq-db`'s (shared with
+//!   mq-outbox).
 //! * `inbox`: [`Inbox::open`], pools, counters.
 //! * [`ranges`]: the range algorithm in SQL (lookup and mark).
 //! * `handler`: the transactional form, [`Inbox::handler`],

@@ -63,6 +63,10 @@ pub enum OpenError {
     Database(#[source] sqlx::Error),
 }
 
+// The shared opening and migration steps (`mq-db`) report in this crate's
+// words: `From<mq_db::Error>`, variant by variant.
+mq_db::open_error_from!(OpenError);
+
 /// [`Outbox::enqueue`](crate::Outbox::enqueue) refused the message; the
 /// caller's transaction is untouched and may still be committed or rolled back.
 ///

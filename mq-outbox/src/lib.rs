@@ -135,7 +135,8 @@
 //!
 //! * [`config`]: [`OutboxConfig`], [`Retention`], [`ConfigError`].
 //! * `schema`: embedded migrations (`migrations/sqlite`, `migrations/postgres`),
-//!   schema-version check, producer id, SQLite pragmas.
+//!   the schema version and the producer id; opening, the SQLite pragma
+//!   check and applying migrations are `mq-db`'s (shared with mq-inbox).
 //! * `outbox`: [`Outbox::open`], [`Outbox::notify`].
 //! * `enqueue`: [`Outbox::enqueue`] inside the caller's transaction.
 //! * `dispatcher`: [`Dispatch`], [`Dispatcher`], [`DispatcherHandle`].
@@ -143,6 +144,8 @@
 //! * `admin`: [`Outbox::list_failed`], [`Outbox::requeue`],
 //!   [`Outbox::purge_confirmed`], [`Outbox::stats`], [`Outbox::wait_for`].
 //! * `sender`: [`Dispatch`] for `mq_client_sender::Sender`.
+//! * [`web`] (feature `web`): the failed rows in a browser, on
+//!   `mq-admin-web` (the broker's admin pages' shared parts).
 //! * `bin/mq-outbox.rs`: the admin command line.
 //!
 //! # Why sqlx

@@ -7,30 +7,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::rejection::{FormRejection, JsonRejection};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::{Form, Json};
+use mq_admin_web::html::{self, age_ms, bytes, card, esc, opt_age};
+use mq_admin_web::pages::{action_done, action_flash, action_form, json_error, read_page, Action};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{clear_cookie, set_cookie, Caller};
-use super::html::{self, age_ms, bytes, card, esc, opt_age, Viewer};
-use super::App;
+use super::{App, OutboxSite};
 use crate::{AdminError, FailedRow};
 
-const PRODUCT: &str = "mq-outbox";
-const NAV: [(&str, &str); 1] = [("/", "Failed rows")];
 /// Most sequences one action request may name.
 const MAX_SEQS: usize = 10_000;
 /// Bytes of a payload shown in previews.
 const PREVIEW: usize = 256;
-
-fn json_error(status: StatusCode, msg: impl Into<String>) -> Response {
-    #[derive(Serialize)]
-    struct E {
-        error: String,
-    }
-    (status, Json(E { error: msg.into() })).into_response()
-}
 
 fn db_error(e: AdminError) -> (StatusCode, String) {
     tracing::warn!(error = %e, "outbox web: database error");
@@ -40,22 +30,8 @@ fn db_error(e: AdminError) -> (StatusCode, String) {
     )
 }
 
-fn viewer(c: &Caller) -> Viewer<'_> {
-    match c {
-        Caller::Session(s) => Viewer::Session(&s.csrf),
-        Caller::Token => Viewer::Token,
-        Caller::Anonymous => Viewer::Anonymous,
-    }
-}
-
 fn error_page(status: StatusCode, msg: &str) -> Response {
-    let body = format!(
-        r#"<h1>{}</h1><div class="flash err">{}</div><p><a href="/">Back</a></p>"#,
-        status.as_u16(),
-        esc(msg)
-    );
-    let page = html::page(PRODUCT, &NAV, "", "Error", &Viewer::Anonymous, 0, &body);
-    (status, Html(page)).into_response()
+    mq_admin_web::pages::error_page::<OutboxSite>(status, msg)
 }
 
 /// The counts and the oldest pending age.
@@ -117,7 +93,7 @@ impl App {
 }
 
 pub(crate) async fn api_stats(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err((s, m)) = app.may_read(&headers) {
+    if let Err((s, m)) = app.gate.may_read(&headers) {
         return json_error(s, m);
     }
     match app.stats_body().await {
@@ -130,7 +106,7 @@ pub(crate) async fn api_stats(State(app): State<Arc<App>>, headers: HeaderMap) -
 }
 
 pub(crate) async fn api_failed(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err((s, m)) = app.may_read(&headers) {
+    if let Err((s, m)) = app.gate.may_read(&headers) {
         return json_error(s, m);
     }
     match app.outbox.list_failed().await {
@@ -140,12 +116,6 @@ pub(crate) async fn api_failed(State(app): State<Arc<App>>, headers: HeaderMap) 
             json_error(s, m)
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
-    Requeue,
-    Purge,
 }
 
 #[derive(Debug, Serialize)]
@@ -182,7 +152,7 @@ async fn api_act(
     body: Result<Json<Seqs>, JsonRejection>,
     action: Action,
 ) -> Response {
-    if let Err((s, m)) = app.may_act(headers, None) {
+    if let Err((s, m)) = app.gate.may_act(headers, None) {
         return json_error(s, m);
     }
     let Json(body) = match body {
@@ -223,12 +193,9 @@ pub(crate) async fn index(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match app.may_read(&headers) {
+    let caller = match read_page::<OutboxSite>(&app.gate, &headers, "/") {
         Ok(c) => c,
-        Err((StatusCode::UNAUTHORIZED, _)) if app.caller(&headers).is_ok() => {
-            return Redirect::to("/login?next=%2F").into_response()
-        }
-        Err((s, m)) => return error_page(s, &m),
+        Err(r) => return *r,
     };
     let (stats, rows) = match (app.stats_body().await, app.outbox.list_failed().await) {
         (Ok(s), Ok(r)) => (s, r),
@@ -238,27 +205,12 @@ pub(crate) async fn index(
         }
     };
     let mut h = String::from("<h1>Outbox</h1>");
-    if let (Some(did), Some(n)) = (q.get("did"), q.get("n")) {
-        let n: usize = n.parse().unwrap_or(0);
-        let verb = if did == "purged" {
-            "Purged"
-        } else {
-            "Requeued"
-        };
-        let plural = if n == 1 { "" } else { "s" };
-        let _ = write!(
-            h,
-            r#"<div class="flash" role="status">{verb} {n} row{plural}."#
-        );
-        if let Some(f) = q
-            .get("skipped")
-            .and_then(|f| f.parse::<usize>().ok())
-            .filter(|f| *f > 0)
-        {
-            let _ = write!(h, " {f} were no longer failed.");
-        }
-        h.push_str("</div>");
-    }
+    h.push_str(&action_flash(
+        &q,
+        "row",
+        "skipped",
+        " were no longer failed.",
+    ));
     h.push_str(r#"<div class="cards">"#);
     card(
         &mut h,
@@ -292,11 +244,7 @@ pub(crate) async fn index(
     if rows.is_empty() {
         h.push_str(r#"<div class="empty">No failed rows. A row fails after the maximum attempts (or a permanent rejection) and waits here for a person.</div>"#);
     } else {
-        let csrf = match &caller {
-            Caller::Session(s) => s.csrf.clone(),
-            _ => String::new(),
-        };
-        let can_act = !matches!(caller, Caller::Anonymous);
+        let can_act = caller.can_act();
         if !can_act {
             h.push_str(r#"<p class="mut">Sign in with the admin token to requeue or purge.</p>"#);
         }
@@ -304,7 +252,7 @@ pub(crate) async fn index(
         let _ = write!(
             h,
             r#"<form method="post" action="/failed/requeue"><input type="hidden" name="csrf" value="{}"><div class="bar"><button type="submit" class="primary" formaction="/failed/requeue"{dis}>Requeue selected</button><button type="submit" class="danger" formaction="/failed/purge"{dis}>Purge selected</button><span class="mut" id="count">{} failed row{}</span></div><div class="scroll"><table class="stack"><thead><tr><th><input type="checkbox" aria-label="select all" onclick="for(const c of document.querySelectorAll('input[name=seq]'))c.checked=this.checked"></th><th class="n">Seq</th><th>Topic</th><th class="n">Attempts</th><th>Last error</th><th>Failed</th><th>Payload</th><th></th></tr></thead><tbody>"#,
-            esc(&csrf),
+            esc(caller.csrf()),
             rows.len(),
             if rows.len() == 1 { "" } else { "s" }
         );
@@ -337,7 +285,7 @@ pub(crate) async fn index(
         }
         h.push_str("</tbody></table></div></form>");
     }
-    let page = html::page(PRODUCT, &NAV, "/", "Failed rows", &viewer(&caller), 5, &h);
+    let page = html::page::<OutboxSite>("/", "Failed rows", &(&caller).into(), 5, &h);
     Html(page).into_response()
 }
 
@@ -347,27 +295,12 @@ async fn form_act(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
     action: Action,
 ) -> Response {
-    let Form(fields) = match form {
-        Ok(f) => f,
-        Err(e) => return error_page(e.status(), &e.body_text()),
-    };
-    let csrf = fields
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map_or("", |(_, v)| v.as_str());
-    if let Err((s, m)) = app.may_act(headers, Some(csrf)) {
-        return error_page(s, &m);
-    }
-    let picked: Vec<&str> = match fields.iter().find(|(k, _)| k == "one") {
-        Some((_, one)) => vec![one.as_str()],
-        None => fields
-            .iter()
-            .filter(|(k, _)| k == "seq")
-            .map(|(_, v)| v.as_str())
-            .collect(),
+    let picked = match action_form::<OutboxSite>(&app.gate, headers, form, "seq", "row") {
+        Ok(p) => p,
+        Err(r) => return *r,
     };
     let mut seqs = Vec::with_capacity(picked.len());
-    for p in picked {
+    for p in &picked {
         match p.parse::<u64>() {
             Ok(s) => seqs.push(s),
             Err(_) => {
@@ -381,23 +314,8 @@ async fn form_act(
             }
         }
     }
-    if seqs.is_empty() {
-        return error_page(StatusCode::BAD_REQUEST, "Select at least one row.");
-    }
     match apply(app, action, &seqs).await {
-        Ok(out) => {
-            let did = if action == Action::Purge {
-                "purged"
-            } else {
-                "requeued"
-            };
-            Redirect::to(&format!(
-                "/?did={did}&n={}&skipped={}",
-                out.done.len(),
-                out.not_failed.len()
-            ))
-            .into_response()
-        }
+        Ok(out) => action_done("/", action, out.done.len(), "skipped", out.not_failed.len()),
         Err((s, m)) => error_page(s, &m),
     }
 }
@@ -416,57 +334,4 @@ pub(crate) async fn purge_form(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     form_act(&app, &headers, form, Action::Purge).await
-}
-
-fn safe_next(next: Option<&String>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
-        _ => "/".to_owned(),
-    }
-}
-
-fn login_page(status: StatusCode, next: &str, msg: Option<&str>) -> Response {
-    let mut h = String::from("<h1>Sign in</h1>");
-    if let Some(m) = msg {
-        let _ = write!(h, r#"<div class="flash err">{}</div>"#, esc(m));
-    }
-    let _ = write!(
-        h,
-        r#"<form method="post" action="/login"><input type="hidden" name="next" value="{}"><p><label for="token">Admin token</label></p><div class="bar"><input type="password" id="token" name="token" autocomplete="current-password" required><button type="submit" class="primary">Sign in</button></div></form><p class="mut">The token given to <code>mq-outbox serve --admin-token</code>.</p>"#,
-        esc(next)
-    );
-    let page = html::page(PRODUCT, &NAV, "/login", "Sign in", &Viewer::Token, 0, &h);
-    (status, Html(page.replace("<span>token</span>", ""))).into_response()
-}
-
-pub(crate) async fn login_form(Query(q): Query<HashMap<String, String>>) -> Response {
-    login_page(StatusCode::OK, &safe_next(q.get("next")), None)
-}
-
-pub(crate) async fn login(
-    State(app): State<Arc<App>>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    let Form(f) = match form {
-        Ok(f) => f,
-        Err(e) => return error_page(e.status(), &e.body_text()),
-    };
-    let next = safe_next(f.get("next"));
-    match app.sign_in(f.get("token").map_or("", |s| s.as_str())) {
-        Ok(s) => ([(header::SET_COOKIE, set_cookie(&s))], Redirect::to(&next)).into_response(),
-        Err((status, msg)) => login_page(status, &next, Some(&msg)),
-    }
-}
-
-pub(crate) async fn logout(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    let csrf = form.ok().and_then(|Form(f)| f.get("csrf").cloned());
-    if let Err((s, m)) = app.may_act(&headers, Some(csrf.as_deref().unwrap_or(""))) {
-        return error_page(s, &m);
-    }
-    app.sign_out(&headers);
-    ([(header::SET_COOKIE, clear_cookie())], Redirect::to("/")).into_response()
 }

@@ -5,8 +5,10 @@
 
 use std::fmt::Write;
 
-/// The style: a copy of the broker admin's (`mq_broker::admin`), so both look the same.
-pub(crate) const CSS: &str = r#"
+use crate::{Caller, Site};
+
+/// The style every site shares.
+const CSS: &str = r#"
 :root{--bg:#f5f6f8;--fg:#1d2330;--mut:#5b6475;--line:#dfe3ea;--card:#fff;--acc:#2f5bd3;--bad:#b3261e;--ok:#1e7a3c;--warn:#9a6700}
 *{box-sizing:border-box}
 body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--fg)}
@@ -56,7 +58,7 @@ table.stack td[data-label]::before{content:attr(data-label);display:block;font-s
 "#;
 
 /// Refreshes `<main data-refresh=N>` every N seconds in place.
-pub(crate) const REFRESH_JS: &str = r#"
+const REFRESH_JS: &str = r#"
 (function(){var m=document.querySelector('main[data-refresh]');if(!m||!window.fetch)return;
 var every=(+m.getAttribute('data-refresh')||5)*1000;
 setInterval(function(){if(document.hidden)return;
@@ -66,7 +68,13 @@ if(d){m.innerHTML=d.innerHTML;}}).catch(function(){});},every);})();
 "#;
 
 /// Escapes text for HTML content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_admin_web::html::esc("<a href='x'>&"), "&lt;a href=&#39;x&#39;&gt;&amp;");
+/// ```
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -81,8 +89,15 @@ pub(crate) fn esc(s: &str) -> String {
     o
 }
 
-/// Percent-encodes a path segment or query value.
-pub(crate) fn pct(s: &str) -> String {
+/// Percent-encodes a path segment or query value (everything but
+/// unreserved characters).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_admin_web::html::pct("a b/ü"), "a%20b%2F%C3%BC");
+/// ```
+pub fn pct(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -94,8 +109,14 @@ pub(crate) fn pct(s: &str) -> String {
     o
 }
 
-/// `1.5 KiB` style.
-pub(crate) fn bytes(n: u64) -> String {
+/// A byte count, `1.5 KiB` style.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_admin_web::html::bytes(1536), "1.5 KiB");
+/// ```
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -110,8 +131,14 @@ pub(crate) fn bytes(n: u64) -> String {
     }
 }
 
-/// `850 ms`, `12.3 s`, `5 min`, `2.5 h`, `3.1 d`.
-pub(crate) fn age_ms(ms: u64) -> String {
+/// An age: `850 ms`, `12.3 s`, `5 min`, `2.5 h`, `3.1 d`.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_admin_web::html::age_ms(300_000), "5 min");
+/// ```
+pub fn age_ms(ms: u64) -> String {
     let s = ms as f64 / 1000.0;
     match ms {
         0..=999 => format!("{ms} ms"),
@@ -123,12 +150,39 @@ pub(crate) fn age_ms(ms: u64) -> String {
 }
 
 /// An optional age, `–` without one.
-pub(crate) fn opt_age(ms: Option<u64>) -> String {
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_admin_web::html::opt_age(None), "–");
+/// assert_eq!(mq_admin_web::html::opt_age(Some(850)), "850 ms");
+/// ```
+pub fn opt_age(ms: Option<u64>) -> String {
     ms.map_or_else(|| "–".to_owned(), age_ms)
 }
 
-/// One stat card.
-pub(crate) fn card(out: &mut String, key: &str, value: &str, id: &str, bad: bool) {
+/// A rate with one decimal.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mq_admin_web::html::rate(12.34), "12.3/s");
+/// ```
+pub fn rate(v: f64) -> String {
+    format!("{v:.1}/s")
+}
+
+/// Appends one stat card to `out`: `key` as its label, `value` large,
+/// `id` as its `data-k` attribute (for tests and scripts), red if `bad`.
+///
+/// # Examples
+///
+/// ```
+/// let mut h = String::new();
+/// mq_admin_web::html::card(&mut h, "Failed", "3", "failed", true);
+/// assert!(h.contains(r#"class="card bad" data-k="failed""#));
+/// ```
+pub fn card(out: &mut String, key: &str, value: &str, id: &str, bad: bool) {
     let _ = write!(
         out,
         r#"<div class="card{}" data-k="{}"><div class="k">{}</div><div class="v">{}</div></div>"#,
@@ -139,21 +193,60 @@ pub(crate) fn card(out: &mut String, key: &str, value: &str, id: &str, bad: bool
     );
 }
 
-/// Who is looking, for the header.
-pub(crate) enum Viewer<'a> {
+/// Who is looking, for the header's right-hand side.
+///
+/// # Examples
+///
+/// ```
+/// use mq_admin_web::{html::Viewer, Caller};
+/// assert!(matches!(Viewer::from(&Caller::Token), Viewer::Token));
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Viewer<'a> {
     /// Signed in, with the session's CSRF token for the sign-out form.
     Session(&'a str),
     /// Using the bearer token (an API client looking at a page).
     Token,
-    /// Open reads, not signed in.
+    /// Open reads, not signed in: a sign-in link.
     Anonymous,
+    /// Nothing shown (the sign-in page itself).
+    Nobody,
 }
 
-/// A whole page: `nav` lists `(href, label)`; `active` is the current
-/// href; `refresh` seconds (0 for none).
-pub(crate) fn page(
-    product: &str,
-    nav: &[(&str, &str)],
+impl<'a> From<&'a Caller> for Viewer<'a> {
+    fn from(c: &'a Caller) -> Viewer<'a> {
+        match c {
+            Caller::Session(s) => Viewer::Session(s.csrf()),
+            Caller::Token => Viewer::Token,
+            Caller::Anonymous => Viewer::Anonymous,
+        }
+    }
+}
+
+/// A whole page of site `S`: `active` is the current href (its navigation
+/// entry is highlighted, and the sign-in link comes back to it); `title`
+/// goes into `<title>`; `refresh` is seconds between in-place refreshes
+/// (0 for none); `body` is the trusted HTML of `<main>`.
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+/// # struct Demo;
+/// # impl mq_admin_web::Site for Demo {
+/// #     const PRODUCT: &'static str = "demo";
+/// #     const NAV: &'static [(&'static str, &'static str)] = &[("/", "Home")];
+/// #     const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7000));
+/// #     const OPEN_READS_FLAG: &'static str = "--open-reads";
+/// #     const TOKEN_HINT: &'static str = "";
+/// # }
+/// use mq_admin_web::html::{page, Viewer};
+/// let p = page::<Demo>("/", "Home", &Viewer::Anonymous, 5, "<h1>Hi</h1>");
+/// assert!(p.contains(r#"<main data-refresh="5"><h1>Hi</h1></main>"#));
+/// assert!(p.contains(r#"<a href="/login?next=%2F">Sign in</a>"#));
+/// ```
+pub fn page<S: Site>(
     active: &str,
     title: &str,
     viewer: &Viewer<'_>,
@@ -165,10 +258,10 @@ pub(crate) fn page(
         o,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{} · {}</title><style>{CSS}</style></head><body><header><span class="brand">{}</span><nav>"#,
         esc(title),
-        esc(product),
-        esc(product)
+        esc(S::PRODUCT),
+        esc(S::PRODUCT)
     );
-    for (href, label) in nav {
+    for (href, label) in S::NAV {
         let on = if *href == active { " class=\"on\"" } else { "" };
         let _ = write!(o, r#"<a href="{}"{on}>{}</a>"#, esc(href), esc(label));
     }
@@ -189,6 +282,7 @@ pub(crate) fn page(
                 pct(active)
             );
         }
+        Viewer::Nobody => {}
     }
     o.push_str("</div></header>");
     if refresh > 0 {
@@ -204,6 +298,7 @@ pub(crate) fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::site::TestSite;
 
     #[test]
     fn escaping_and_encoding() {
@@ -221,5 +316,19 @@ mod tests {
         assert_eq!(age_ms(850), "850 ms");
         assert_eq!(age_ms(12_300), "12.3 s");
         assert_eq!(age_ms(300_000), "5 min");
+        assert_eq!(age_ms(9_000_000), "2.5 h");
+        assert_eq!(rate(0.04), "0.0/s");
+    }
+
+    #[test]
+    fn the_frame_escapes_and_marks_the_active_entry() {
+        let p = page::<TestSite>("/b", "<t>", &Viewer::Session("c\"s"), 0, "<p>x</p>");
+        assert!(p.contains("<title>&lt;t&gt; · test</title>"));
+        assert!(p.contains(r#"<a href="/b" class="on">B</a>"#));
+        assert!(p.contains(r#"<a href="/">Home</a>"#));
+        assert!(p.contains(r#"name="csrf" value="c&quot;s""#));
+        assert!(p.contains("<main><p>x</p></main>"));
+        let nobody = page::<TestSite>("/login", "Sign in", &Viewer::Nobody, 0, "");
+        assert!(nobody.contains(r#"<div class="who"></div>"#));
     }
 }
