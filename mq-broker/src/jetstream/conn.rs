@@ -15,7 +15,7 @@ use mq_protocol::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -23,10 +23,6 @@ use tokio_util::sync::CancellationToken;
 use super::consume::{self, SubCmd};
 use super::{bump, publish, Shared};
 use crate::state::reason;
-
-/// Messages of one sender connection waiting for their PubAck at once;
-/// past it the gateway stops reading that connection (backpressure).
-const MAX_PUBLISHING: usize = 4096;
 
 /// Frames written per flush.
 const MAX_BATCH: usize = 256;
@@ -283,7 +279,7 @@ async fn sender_loop(
     out: &Out,
     kill: &CancellationToken,
 ) -> Option<Frame> {
-    let window = Arc::new(Semaphore::new(MAX_PUBLISHING));
+    let mut publisher = publish::Publisher::new(shared.clone(), out.clone(), kill.clone());
     loop {
         let f = match next(shared, reader, out, kill).await {
             Ok(Some(f)) => f,
@@ -293,14 +289,7 @@ async fn sender_loop(
         let Frame::Message(m) = f else {
             return Some(unexpected(&f, "sender"));
         };
-        let permit = tokio::select! {
-            _ = kill.cancelled() => return None,
-            p = window.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return None,
-            },
-        };
-        publish::start(shared.clone(), m, out.clone(), permit);
+        publisher.publish(m, kill).await?;
     }
 }
 
