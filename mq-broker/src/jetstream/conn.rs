@@ -335,6 +335,30 @@ async fn receiver_loop(
                     }));
                     continue;
                 }
+                // The single node's group and topic counts, over the
+                // stream's group consumers.
+                let limits = tokio::select! {
+                    _ = kill.cancelled() => return None,
+                    r = consume::check_limits(shared, &s.topic, &s.group) => r,
+                };
+                match limits {
+                    Ok(None) => {}
+                    Ok(Some((code, why))) => {
+                        let _ = out.send(Frame::SubscribeError(SubscribeError {
+                            sub_id: s.sub_id,
+                            code,
+                            reason: reason(why),
+                        }));
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %s.topic, group = %s.group, "cannot count the stream's consumers: {e}");
+                        return Some(close_frame(
+                            ErrorCode::SHUTTING_DOWN,
+                            format!("the gateway cannot reach JetStream: {e}"),
+                        ));
+                    }
+                }
                 // The consumer must exist before SubscribeOk: a message
                 // published after SubscribeOk is then the group's.
                 let (tx, rx) = mpsc::unbounded_channel();
