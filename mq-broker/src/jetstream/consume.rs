@@ -70,12 +70,11 @@ pub(crate) async fn check_limits(
         }
         topics.insert(info.config.filter_subject);
     }
-    let (max_groups, max_topics) = (
-        shared.config.max_groups_per_topic,
-        shared.config.max_topics,
-    );
+    let (max_groups, max_topics) = (shared.config.max_groups_per_topic, shared.config.max_topics);
     let refused = if groups > 0 && groups >= max_groups {
-        Some(format!("topic has its limit of {max_groups} consumer groups"))
+        Some(format!(
+            "topic has its limit of {max_groups} consumer groups"
+        ))
     } else if groups == 0 && topics.len() >= max_topics {
         Some(format!(
             "the broker has its limit of {max_topics} topics with consumer groups"

@@ -197,9 +197,15 @@ async fn send(
     m: &Message,
 ) -> Result<PublishAckFuture, PublishError> {
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, m.id.to_string().as_str());
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        m.id.to_string().as_str(),
+    );
     let body = envelope::encode(&m.topic, &m.headers, &m.payload);
-    shared.ctx.publish_with_headers(subject, headers, body).await
+    shared
+        .ctx
+        .publish_with_headers(subject, headers, body)
+        .await
 }
 
 /// The answer for a PubAck (or its failure).
