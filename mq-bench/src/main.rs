@@ -376,6 +376,7 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
     let out = match parts[0] {
         "in-flight" => memory::in_flight(num(1)? as usize, num(2)? as usize, &pb).await?,
         "dedup" => memory::dedup(num(1)?, num(2)?, &pb)?,
+        "broker-dedup" => memory::broker_dedup(num(1)?, num(2)?, &pb)?,
         "e2e-peak" => {
             let payload = num(1)? as usize;
             let load = Load {
@@ -449,6 +450,8 @@ async fn main() -> BenchResult<()> {
                 "dedup:1:1000000",
                 "dedup:1000:1000000",
                 "dedup:10000:1000000",
+                "broker-dedup:1000:1000000",
+                "broker-dedup:10000:1000000",
                 "idle-conns:1000",
                 "e2e-peak:128",
             ]
