@@ -70,7 +70,8 @@ struct Args {
     /// Repetitions; the table shows the median run of each figure.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Which groups to run (`durable`: recovery time, disk bytes per
+    /// Which groups to run (`e2e-paced`: only the fixed-rate end-to-end
+    /// rows of `e2e`; `durable`: recovery time, disk bytes per
     /// message and RSS at the store limit of the disk broker; `jetstream`:
     /// the JetStream gateway at --rate for R1 and R3, next to JetStream
     /// itself; needs nats-server, not run by default).
@@ -304,6 +305,27 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                 );
                 let mut r = fan::run(shape, payload, load.window, load.count, pb).await?;
                 r.set_ceiling(&c);
+                rows.push(r);
+            }
+        }
+        if wants("e2e-paced") && !wants("e2e") {
+            // Only the fixed-rate rows (and their ceiling): a run short
+            // enough to count its syscalls (`strace -c -f`).
+            let paced = Load {
+                payload,
+                window: args.e2e_window,
+                count: (args.rate * args.paced_seconds) as u64,
+                rate: Some(args.rate),
+                disk: false,
+                tls: false,
+            };
+            let pc = ceiling(pb, run, paced).await?;
+            rows.push(pc.clone());
+            for &(disk, tls) in &setups {
+                let paced = Load { disk, tls, ..paced };
+                let label = format!("{run} e2e{} @{}/s", tag_of(disk, tls), args.rate);
+                let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
+                r.set_ceiling(&pc);
                 rows.push(r);
             }
         }
