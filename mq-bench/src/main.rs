@@ -70,7 +70,8 @@ struct Args {
     /// Repetitions; the table shows the median run of each figure.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Which groups to run (`durable`: recovery time, disk bytes per
+    /// Which groups to run (`e2e-paced`: only the fixed-rate end-to-end
+    /// rows of `e2e`; `durable`: recovery time, disk bytes per
     /// message and RSS at the store limit of the disk broker; `jetstream`:
     /// the JetStream gateway at --rate for R1 and R3, next to JetStream
     /// itself; needs nats-server, not run by default).
@@ -307,6 +308,27 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
                 rows.push(r);
             }
         }
+        if wants("e2e-paced") && !wants("e2e") {
+            // Only the fixed-rate rows (and their ceiling): a run short
+            // enough to count its syscalls (`strace -c -f`).
+            let paced = Load {
+                payload,
+                window: args.e2e_window,
+                count: (args.rate * args.paced_seconds) as u64,
+                rate: Some(args.rate),
+                disk: false,
+                tls: false,
+            };
+            let pc = ceiling(pb, run, paced).await?;
+            rows.push(pc.clone());
+            for &(disk, tls) in &setups {
+                let paced = Load { disk, tls, ..paced };
+                let label = format!("{run} e2e{} @{}/s", tag_of(disk, tls), args.rate);
+                let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
+                r.set_ceiling(&pc);
+                rows.push(r);
+            }
+        }
         if wants("e2e") {
             let load = Load {
                 payload,
@@ -376,6 +398,7 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
     let out = match parts[0] {
         "in-flight" => memory::in_flight(num(1)? as usize, num(2)? as usize, &pb).await?,
         "dedup" => memory::dedup(num(1)?, num(2)?, &pb)?,
+        "broker-dedup" => memory::broker_dedup(num(1)?, num(2)?, &pb)?,
         "e2e-peak" => {
             let payload = num(1)? as usize;
             let load = Load {
@@ -449,6 +472,8 @@ async fn main() -> BenchResult<()> {
                 "dedup:1:1000000",
                 "dedup:1000:1000000",
                 "dedup:10000:1000000",
+                "broker-dedup:1000:1000000",
+                "broker-dedup:10000:1000000",
                 "idle-conns:1000",
                 "e2e-peak:128",
             ]

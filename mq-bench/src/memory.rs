@@ -130,6 +130,44 @@ pub fn dedup(producers: u64, ids: u64, pb: &Progress) -> BenchResult<Value> {
     Ok(out)
 }
 
+/// The broker's dedup table after contiguous IDs, as [`dedup`] measures
+/// the receiver's: `producers` producers with `ids / producers` consecutive
+/// sequences each, inserted round-robin into the exact type the broker's
+/// core keeps (`mq_broker::probe::DedupProbe`, with the broker's default
+/// bounds, raised to hold every producer), and the heap it took.
+pub fn broker_dedup(producers: u64, ids: u64, pb: &Progress) -> BenchResult<Value> {
+    let defaults = mq_broker::BrokerConfig::default();
+    let (live0, rss0) = (live(), proc_status_bytes("VmRSS"));
+    let mut d = mq_broker::probe::DedupProbe::new(
+        defaults.dedup_max_producers.max(producers as usize),
+        defaults.dedup_max_ranges_per_producer,
+    );
+    let per = ids / producers;
+    for seq in 0..per {
+        for p in 0..producers {
+            d.insert(p + 1, seq);
+        }
+        if seq % 1024 == 0 {
+            pb.tick((seq + 1) * producers);
+        }
+    }
+    let heap = (live() - live0) as f64;
+    let rss = proc_status_bytes("VmRSS").saturating_sub(rss0) as f64;
+    let p = producers as f64;
+    let out = json!({
+        "scenario": "memory-broker-dedup",
+        "producers": producers,
+        "ids_per_producer": per,
+        "heap_bytes_per_producer": (heap / p).round(),
+        "rss_bytes_per_producer": (rss / p).round(),
+        "tracked_producers": d.producers(),
+        "ranges": d.ranges(),
+        "peak_rss_bytes": proc_status_bytes("VmHWM"),
+    });
+    drop(d);
+    Ok(out)
+}
+
 /// Peak RSS of a whole end-to-end run at full speed, in its own process.
 pub async fn e2e_peak(load: Load, pb: &Progress) -> BenchResult<Value> {
     let row = crate::e2e::run(load, pb).await?;

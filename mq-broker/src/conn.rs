@@ -387,7 +387,11 @@ fn handle_batch(
         }
     }
     batch.clear();
-    shared.after_change(&mut st);
+    let wake_flusher = shared.after_change_then_wake(&mut st);
+    drop(st);
+    if wake_flusher {
+        shared.flush_cv.notify_one();
+    }
     flow
 }
 

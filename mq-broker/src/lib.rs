@@ -256,6 +256,8 @@ mod inspect;
 mod jetstream;
 mod journal;
 mod limits;
+#[doc(hidden)]
+pub mod probe;
 #[cfg(feature = "signals")]
 #[doc(hidden)]
 pub mod process;

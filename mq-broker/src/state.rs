@@ -588,18 +588,33 @@ impl Shared {
     /// Call after every change under the lock: wakes the timer task if a
     /// nearer deadline appeared and wakes `wait_for` callers.
     pub(crate) fn after_change(&self, st: &mut State) {
+        if self.after_change_then_wake(st) {
+            self.flush_cv.notify_one();
+        }
+    }
+
+    /// [`after_change`](Self::after_change), except that the journal's
+    /// flusher is not woken here: true if the caller must call
+    /// `flush_cv.notify_one()` once it released the lock. The hot path
+    /// (a connection's batch of frames) uses it so that the flusher thread,
+    /// woken, does not run straight into the lock still held and sleep a
+    /// second time (std's `Condvar` does not move waiters to the mutex): one
+    /// futex wait and wake fewer per message at low rates, where every
+    /// message wakes an idle flusher. Safe because the flusher re-checks
+    /// under the lock: it cannot miss the wake-up of records appended
+    /// before it waited.
+    pub(crate) fn after_change_then_wake(&self, st: &mut State) -> bool {
         // Wake the flusher for urgent records, or to start the lazy timer
         // when it sleeps with nothing pending.
-        if st.flusher_idle
+        let wake = st.flusher_idle
             && st.core.journal.as_ref().is_some_and(|j| {
                 !j.buf.is_empty()
                     && (!st.flusher_timed
                         || j.buf.len() >= crate::journal::flusher::LAZY_BYTES
                         || st.core.waits_for_journal())
-            })
-        {
+            });
+        if wake {
             st.flusher_idle = false;
-            self.flush_cv.notify_one();
         }
         if st.needs_wake() {
             self.timer_wake.notify_one();
@@ -607,5 +622,6 @@ impl Shared {
         if self.changed.receiver_count() > 0 {
             self.changed.send_replace(());
         }
+        wake
     }
 }

@@ -334,9 +334,10 @@ async fn header_bytes_over_the_limit_are_rejected() {
 #[tokio::test]
 async fn bad_or_excess_subscriptions_get_subscribe_error() {
     skip_on_jetstream!(
-        "max_groups_per_topic and max_topics are the single node's: the gateway does not \
-         count JetStream's consumers (a known gap; the names and the per-connection limit \
-         are checked by invalid_names_and_the_connection_limit_get_subscribe_error)"
+        "reads the single node's counters (subscriptions_refused, protocol_errors) and heap; \
+         the same limits run on every backend in second_half's \
+         group_and_topic_limits_get_subscribe_error and \
+         invalid_names_and_the_connection_limit_get_subscribe_error"
     );
     let _serial = SERIAL.lock().await;
     let b = broker(BrokerConfig {

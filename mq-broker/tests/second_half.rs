@@ -224,3 +224,59 @@ async fn acks_sent_just_before_a_close_are_kept() {
     // On JetStream the marker's delivery count may include deliveries to
     // the closed connection's pull requests (PROTOCOL.md §11).
 }
+
+/// `max_groups_per_topic` and `max_topics` on every backend (the gateway
+/// counts the stream's group consumers): a `Subscribe` creating one group
+/// too many gets `SubscribeError(LIMIT_REACHED)`, the connection lives and
+/// the sub_id stays free; joining an existing group is never refused; a
+/// group stays counted after its receiver left.
+#[tokio::test]
+async fn group_and_topic_limits_get_subscribe_error() {
+    use mq_protocol::{ErrorCode, Frame, Subscribe};
+    let b = broker(BrokerConfig {
+        max_groups_per_topic: 2,
+        max_topics: 2,
+        ..BrokerConfig::default()
+    })
+    .await;
+    let sub = |sub_id, topic: &str, group: &str| {
+        Frame::Subscribe(Subscribe {
+            sub_id,
+            credit: 1,
+            topic: topic.into(),
+            group: group.into(),
+        })
+    };
+    let refused = |f: Option<Frame>, sub: u32, why: &str| match f {
+        Some(Frame::SubscribeError(e)) => {
+            assert_eq!((e.sub_id, e.code), (sub, ErrorCode::LIMIT_REACHED), "{e:?}");
+            assert!(e.reason.contains(why), "{e:?}");
+        }
+        other => panic!("expected SubscribeError(LIMIT_REACHED), got {other:?}"),
+    };
+    let mut r = Peer::connect(b.addr(), Role::Receiver).await;
+    r.subscribe(1, 1, "a", "g1").await;
+    r.subscribe(2, 1, "a", "g2").await;
+    // A third group of topic a.
+    r.send(sub(3, "a", "g3")).await;
+    refused(r.recv().await, 3, "2 consumer groups");
+    // The connection lives, sub_id 3 is free: a second topic.
+    r.subscribe(3, 1, "b", "g1").await;
+    // A third topic with groups, from another connection.
+    let mut r2 = Peer::connect(b.addr(), Role::Receiver).await;
+    r2.send(sub(1, "c", "g1")).await;
+    refused(r2.recv().await, 1, "2 topics");
+    // Joining existing groups is not creating one.
+    r2.subscribe(1, 1, "a", "g2").await;
+    r2.subscribe(2, 1, "b", "g1").await;
+    // Groups outlive their members: still at the limit after r leaves.
+    drop(r);
+    r2.send(sub(3, "a", "g4")).await;
+    refused(r2.recv().await, 3, "2 consumer groups");
+    // Still served: a message published now reaches group a/g2 on r2.
+    let mut s = Peer::connect(b.addr(), Role::Sender).await;
+    let id = MessageId::new(9, 1);
+    s.publish(id, 1, "a", b"x").await;
+    let d = r2.deliver().await;
+    assert_eq!((d.sub_id, d.id), (1, id));
+}

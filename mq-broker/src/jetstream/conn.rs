@@ -15,7 +15,7 @@ use mq_protocol::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -23,10 +23,6 @@ use tokio_util::sync::CancellationToken;
 use super::consume::{self, SubCmd};
 use super::{bump, publish, Shared};
 use crate::state::reason;
-
-/// Messages of one sender connection waiting for their PubAck at once;
-/// past it the gateway stops reading that connection (backpressure).
-const MAX_PUBLISHING: usize = 4096;
 
 /// Frames written per flush.
 const MAX_BATCH: usize = 256;
@@ -283,7 +279,7 @@ async fn sender_loop(
     out: &Out,
     kill: &CancellationToken,
 ) -> Option<Frame> {
-    let window = Arc::new(Semaphore::new(MAX_PUBLISHING));
+    let mut publisher = publish::Publisher::new(shared.clone(), out.clone(), kill.clone());
     loop {
         let f = match next(shared, reader, out, kill).await {
             Ok(Some(f)) => f,
@@ -293,14 +289,7 @@ async fn sender_loop(
         let Frame::Message(m) = f else {
             return Some(unexpected(&f, "sender"));
         };
-        let permit = tokio::select! {
-            _ = kill.cancelled() => return None,
-            p = window.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return None,
-            },
-        };
-        publish::start(shared.clone(), m, out.clone(), permit);
+        publisher.publish(m, kill).await?;
     }
 }
 
@@ -345,6 +334,30 @@ async fn receiver_loop(
                         reason: reason(why),
                     }));
                     continue;
+                }
+                // The single node's group and topic counts, over the
+                // stream's group consumers.
+                let limits = tokio::select! {
+                    _ = kill.cancelled() => return None,
+                    r = consume::check_limits(shared, &s.topic, &s.group) => r,
+                };
+                match limits {
+                    Ok(None) => {}
+                    Ok(Some((code, why))) => {
+                        let _ = out.send(Frame::SubscribeError(SubscribeError {
+                            sub_id: s.sub_id,
+                            code,
+                            reason: reason(why),
+                        }));
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %s.topic, group = %s.group, "cannot count the stream's consumers: {e}");
+                        return Some(close_frame(
+                            ErrorCode::SHUTTING_DOWN,
+                            format!("the gateway cannot reach JetStream: {e}"),
+                        ));
+                    }
                 }
                 // The consumer must exist before SubscribeOk: a message
                 // published after SubscribeOk is then the group's.

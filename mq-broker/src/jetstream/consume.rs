@@ -36,6 +36,55 @@ pub(crate) enum SubCmd {
     Credit(u32),
 }
 
+/// Applies the single node's `max_groups_per_topic` and `max_topics` to a
+/// `Subscribe` of `group` on `topic`, counting the stream's group consumers
+/// (one per group, whichever gateway made it): `Ok(Some((code, why)))` for
+/// a `SubscribeError` with the single node's code and reason, `Ok(None)`
+/// when the group exists already or fits, `Err` when JetStream could not
+/// be asked. Two gateways creating groups at the same instant can both pass
+/// the check (the count is read, not reserved): the limits are exact for
+/// one gateway and can be exceeded by at most one group per concurrent
+/// gateway.
+pub(crate) async fn check_limits(
+    shared: &Shared,
+    topic: &str,
+    group: &str,
+) -> Result<Option<(mq_protocol::ErrorCode, String)>, String> {
+    let name = names::group_consumer(group, topic);
+    let subject = names::topic_subject(&shared.js.subject_prefix, topic);
+    let mut topics = std::collections::HashSet::new();
+    let mut groups = 0usize;
+    let mut infos = shared.stream.consumers();
+    while let Some(info) = futures::TryStreamExt::try_next(&mut infos)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        if !info.name.starts_with("G__") {
+            continue;
+        }
+        if info.name == name {
+            return Ok(None);
+        }
+        if info.config.filter_subject == subject {
+            groups += 1;
+        }
+        topics.insert(info.config.filter_subject);
+    }
+    let (max_groups, max_topics) = (shared.config.max_groups_per_topic, shared.config.max_topics);
+    let refused = if groups > 0 && groups >= max_groups {
+        Some(format!(
+            "topic has its limit of {max_groups} consumer groups"
+        ))
+    } else if groups == 0 && topics.len() >= max_topics {
+        Some(format!(
+            "the broker has its limit of {max_topics} topics with consumer groups"
+        ))
+    } else {
+        None
+    };
+    Ok(refused.map(|why| (mq_protocol::ErrorCode::LIMIT_REACHED, why)))
+}
+
 /// Creates (or finds) the group's durable consumer, then drops the topic's
 /// holding consumer: the group now keeps the topic's messages.
 pub(crate) async fn group_consumer(

@@ -17,6 +17,7 @@
 //! | no PubAck (timeout, connection loss, any error) | `Reply(Rejected, BUSY)`: transient, the sender retransmits. An ID whose first publish is still being replicated is answered by JetStream with an error, not `duplicate`; it lands here too. |
 //! | stream at `max_messages` / `max_bytes`, or a server out of storage | `Reply(Rejected, STORE_FULL)` (transient) |
 //! | group `G` on topic `T` | durable pull consumer `G__{token(G)}__{token(T)}`, filter `mq.t.{token(T)}`, explicit ack, deliver all, `ack_wait`, `max_ack_pending` |
+//! | `Subscribe` creating a group past `max_groups_per_topic` / `max_topics` | `SubscribeError(LIMIT_REACHED)`, counted over the stream's `G__` consumers |
 //! | `Subscribe(credit)`, `Credit(n)` | pull requests of at most the subscription's remaining credit (≤ 256 at a time); a pulled message uses one credit |
 //! | `Deliver.delivery_attempt` | the delivery count of the message's JetStream metadata |
 //! | `Ack` | `+ACK` |
@@ -216,9 +217,11 @@ impl Gateway {
     /// `listen`, `tls`, `server_name`, `max_frame_size`,
     /// `max_message_size`, `heartbeat`, `handshake_timeout`, `auth_token`,
     /// `max_connections`, `max_deliveries`, `redelivery`, `max_output_bytes`,
-    /// `max_subscriptions_per_connection`, `max_nack_delay` and `seed`; the
-    /// storage, store limits, dedup bounds, group and topic counts and
-    /// faults are the single node's and are ignored.
+    /// `max_subscriptions_per_connection`, `max_groups_per_topic`,
+    /// `max_topics` (counted over the stream's group consumers, shared by
+    /// every gateway), `max_nack_delay` and `seed`; the storage, store
+    /// limits, dedup bounds and faults are the single node's and are
+    /// ignored.
     ///
     /// # Errors
     ///
