@@ -11,7 +11,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::auth::Refusal;
+use mq_admin_web::pages::Action;
+use mq_admin_web::Refusal;
+
 use super::rates::RateView;
 use super::App;
 use crate::{Broker, DeadLetterError, Overview};
@@ -19,14 +21,7 @@ use crate::{Broker, DeadLetterError, Overview};
 /// Most keys one action request may name.
 pub(crate) const MAX_KEYS: usize = 10_000;
 
-/// A JSON error body with `status`.
-pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    #[derive(Serialize)]
-    struct E {
-        error: String,
-    }
-    (status, Json(E { error: msg.into() })).into_response()
-}
+pub(crate) use mq_admin_web::pages::json_error as error;
 
 fn refused((status, msg): Refusal) -> Response {
     error(status, msg)
@@ -59,7 +54,7 @@ impl App {
 
 /// Runs `f` with the broker if the caller may read.
 fn read<T: Serialize>(app: &App, headers: &HeaderMap, f: impl FnOnce(&Broker) -> T) -> Response {
-    if let Err(r) = app.may_read(headers) {
+    if let Err(r) = app.gate.may_read(headers) {
         return refused(r);
     }
     match app.broker() {
@@ -77,7 +72,7 @@ pub(crate) async fn topic(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = app.may_read(&headers) {
+    if let Err(r) = app.gate.may_read(&headers) {
         return refused(r);
     }
     let Some(b) = app.broker() else {
@@ -102,13 +97,6 @@ pub(crate) async fn producers(State(app): State<Arc<App>>, headers: HeaderMap) -
 
 pub(crate) async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such page or endpoint")
-}
-
-/// Requeue or purge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    Requeue,
-    Purge,
 }
 
 /// What an action did, key by key.
@@ -171,10 +159,7 @@ pub(crate) fn apply(broker: &Broker, action: Action, keys: &[String]) -> Result<
             }
         }
     }
-    let what = match action {
-        Action::Requeue => "requeued",
-        Action::Purge => "purged",
-    };
+    let what = action.done();
     tracing::info!(
         done = out.done.len(),
         failed = out.failed.len(),
@@ -196,7 +181,7 @@ async fn act(
     body: Result<Json<Keys>, JsonRejection>,
     action: Action,
 ) -> Response {
-    if let Err(r) = app.may_act(headers, None) {
+    if let Err(r) = app.gate.may_act(headers, None) {
         return refused(r);
     }
     let Json(body) = match body {

@@ -216,7 +216,7 @@ pub(crate) fn render(b: &Broker) -> String {
 }
 
 pub(crate) async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if let Err((status, msg)) = app.may_read(&headers) {
+    if let Err((status, msg)) = app.gate.may_read(&headers) {
         return (status, msg).into_response();
     }
     let Some(b) = app.broker() else {

@@ -26,33 +26,59 @@
 //!
 //! # Layout
 //!
-//! * `auth`: token, sessions, CSRF.
+//! * this file: [`AdminConfig`], [`AdminServer`], the routes.
 //! * `api`: the JSON API and the actions.
-//! * `pages`: the HTML pages; `html`: their layout, style and escaping.
+//! * `pages`: the HTML pages.
 //! * `metrics`: the Prometheus text format.
 //! * `rates`: the sampler behind the per-second rates.
+//!
+//! The token, sessions and CSRF ([`mq_admin_web::Gate`]), signing in and
+//! out, the page frame, style and escaping, and the HTTP server are
+//! `mq-admin-web`'s, shared with `mq-outbox serve`.
 
 mod api;
-mod auth;
-mod html;
 mod metrics;
 mod pages;
 mod rates;
 
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex, Weak};
 
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use mq_admin_web::{Gate, Server, Site};
 
 use crate::server::Inner;
 use crate::Broker;
 
-/// Where and how the admin server listens.
+/// The broker's admin pages as an `mq-admin-web` site: its name,
+/// navigation and default address (`127.0.0.1:7879`). [`AdminConfig`] is
+/// `mq_admin_web::Config<BrokerSite>`.
+///
+/// # Examples
+///
+/// ```
+/// use mq_admin_web::Site;
+/// assert_eq!(mq_broker::admin::BrokerSite::DEFAULT_LISTEN.port(), 7879);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerSite;
+
+impl Site for BrokerSite {
+    const PRODUCT: &'static str = "mq-broker admin";
+    const NAV: &'static [(&'static str, &'static str)] = &[
+        ("/", "Overview"),
+        ("/dead-letters", "Dead letters"),
+        ("/producers", "Producers"),
+    ];
+    const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7879));
+    const OPEN_READS_FLAG: &'static str = "--admin-open-reads";
+    const TOKEN_HINT: &'static str = "The token is the broker's <code>--admin-token</code>.";
+}
+
+/// Where and how the admin server listens: address (default
+/// `127.0.0.1:7879`), admin token, open reads (which also open
+/// `/metrics`).
 ///
 /// # Examples
 ///
@@ -61,123 +87,9 @@ use crate::Broker;
 /// let c = AdminConfig::default().token("s3cret-token").open_reads(true);
 /// assert!(c.validate().is_ok());
 /// assert!(!format!("{c:?}").contains("s3cret-token"));
+/// assert_eq!(AdminConfig::default().listen.port(), 7879);
 /// ```
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct AdminConfig {
-    /// Address to listen on. Default `127.0.0.1:7879`.
-    pub listen: SocketAddr,
-    /// The admin token: needed for every action, and for reads unless
-    /// `open_reads`. Default none (then reads must be open and there are
-    /// no actions).
-    pub admin_token: Option<String>,
-    /// Let anyone who can reach the (loopback) address read the pages,
-    /// the JSON reads and `/metrics` without the token. Default false.
-    pub open_reads: bool,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7879)),
-            admin_token: None,
-            open_reads: false,
-        }
-    }
-}
-
-impl fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("listen", &self.listen)
-            .field(
-                "admin_token",
-                &self.admin_token.as_ref().map(|_| "<hidden>"),
-            )
-            .field("open_reads", &self.open_reads)
-            .finish()
-    }
-}
-
-impl AdminConfig {
-    /// Sets the listen address.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let c = mq_broker::admin::AdminConfig::default().listen(([127, 0, 0, 1], 0).into());
-    /// assert_eq!(c.listen.port(), 0);
-    /// ```
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = addr;
-        self
-    }
-
-    /// Sets the admin token.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let c = mq_broker::admin::AdminConfig::default().token("s3cret-token");
-    /// assert!(c.admin_token.is_some());
-    /// ```
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.admin_token = Some(token.into());
-        self
-    }
-
-    /// Opens reads without the token (loopback only).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let c = mq_broker::admin::AdminConfig::default().open_reads(true);
-    /// assert!(c.validate().is_ok());
-    /// ```
-    pub fn open_reads(mut self, open: bool) -> Self {
-        self.open_reads = open;
-        self
-    }
-
-    /// Checks the rules of the module docs.
-    ///
-    /// # Errors
-    ///
-    /// [`AdminError::Config`] with the reason.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use mq_broker::admin::AdminConfig;
-    /// // Nothing could be read or done:
-    /// assert!(AdminConfig::default().validate().is_err());
-    /// // Open reads on a public address:
-    /// let c = AdminConfig::default().listen(([0, 0, 0, 0], 7879).into()).token("t").open_reads(true);
-    /// assert!(c.validate().is_err());
-    /// ```
-    pub fn validate(&self) -> Result<(), AdminError> {
-        let err = |s: &str| Err(AdminError::Config(s.to_owned()));
-        match &self.admin_token {
-            Some(t) if t.len() < 8 => return err("the admin token must be at least 8 bytes"),
-            Some(t) if t.chars().any(char::is_control) => {
-                return err("the admin token must not contain control characters")
-            }
-            None if !self.open_reads => {
-                return err("give an admin token, or open reads on loopback (--admin-open-reads)")
-            }
-            _ => {}
-        }
-        if !self.listen.ip().is_loopback() {
-            if self.admin_token.is_none() {
-                return err("a non-loopback admin address needs an admin token");
-            }
-            if self.open_reads {
-                return err("open reads are allowed on a loopback admin address only");
-            }
-        }
-        Ok(())
-    }
-}
+pub type AdminConfig = mq_admin_web::Config<BrokerSite>;
 
 /// Why the admin server did not start.
 ///
@@ -187,30 +99,20 @@ impl AdminConfig {
 /// let e = mq_broker::admin::AdminConfig::default().validate().unwrap_err();
 /// assert!(e.to_string().contains("admin token"));
 /// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AdminError {
-    /// The configuration breaks a rule; fix it.
-    #[error("admin config: {0}")]
-    Config(String),
-    /// The address could not be bound (in use, or not ours).
-    #[error("cannot bind the admin address {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
+pub type AdminError = mq_admin_web::StartError;
 
 /// What every handler shares.
 pub(crate) struct App {
     /// The broker; the admin server does not keep it alive.
     broker: Weak<Inner>,
-    token: Option<String>,
-    open_reads: bool,
-    sessions: Mutex<auth::Sessions>,
+    gate: Gate,
     rates: Mutex<rates::Rates>,
+}
+
+impl AsRef<Gate> for App {
+    fn as_ref(&self) -> &Gate {
+        &self.gate
+    }
 }
 
 impl App {
@@ -238,15 +140,7 @@ impl App {
 /// ```
 #[derive(Debug)]
 pub struct AdminServer {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for AdminServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    server: Server,
 }
 
 impl AdminServer {
@@ -274,53 +168,17 @@ impl AdminServer {
     /// # Ok(()) }
     /// ```
     pub async fn start(broker: &Broker, config: AdminConfig) -> Result<AdminServer, AdminError> {
-        config.validate()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| AdminError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| AdminError::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let app = Arc::new(App {
             broker: Arc::downgrade(&broker.inner),
-            token: config.admin_token,
-            open_reads: config.open_reads,
-            sessions: Mutex::new(auth::Sessions::default()),
+            gate: config.gate(),
             rates: Mutex::new(rates::Rates::default()),
         });
-        let stop = CancellationToken::new();
-        tokio::spawn(rates::sample(app.clone(), stop.clone()));
-        let router = router(app);
         // Stop with the broker (a clone of its token does not keep it alive).
         let broker_stopped = broker.inner.shared.shutdown.clone();
-        let done = {
-            let stop = stop.clone();
-            async move {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = broker_stopped.cancelled() => {}
-                }
-            }
-        };
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(done)
-                .await
-            {
-                tracing::warn!(error = %e, "admin server stopped");
-            }
-        });
-        tracing::info!(%addr, open_reads = config.open_reads, "admin server listening");
-        Ok(AdminServer {
-            addr,
-            stop,
-            task: tokio::sync::Mutex::new(Some(task)),
-        })
+        let until = async move { broker_stopped.cancelled().await };
+        let server = Server::start(&config, router(app.clone()), until).await?;
+        tokio::spawn(rates::sample(app, server.stopping()));
+        Ok(AdminServer { server })
     }
 
     /// The bound address (the real port when `listen` had port 0).
@@ -338,7 +196,7 @@ impl AdminServer {
     /// # Ok(()) }
     /// ```
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// Stops serving; requests in progress finish first.
@@ -361,10 +219,7 @@ impl AdminServer {
     /// # Ok(()) }
     /// ```
     pub async fn shutdown(&self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.lock().await.take() {
-            let _ = task.await;
-        }
+        self.server.shutdown().await;
     }
 }
 
@@ -376,8 +231,6 @@ fn router(app: Arc<App>) -> Router {
         .route("/dead-letters/requeue", post(pages::requeue))
         .route("/dead-letters/purge", post(pages::purge))
         .route("/producers", get(pages::producers))
-        .route("/login", get(pages::login_form).post(pages::login))
-        .route("/logout", post(pages::logout))
         .route("/api/overview", get(api::overview))
         .route("/api/topics/{name}", get(api::topic))
         .route("/api/dead-letters", get(api::dead_letters))
@@ -385,6 +238,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/dead-letters/purge", post(api::purge))
         .route("/api/producers", get(api::producers))
         .route("/metrics", get(metrics::metrics))
+        .merge(mq_admin_web::pages::sign_in_routes::<BrokerSite, App>())
         .fallback(api::not_found)
         .with_state(app)
 }

@@ -7,53 +7,25 @@ use std::sync::Arc;
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
+use mq_admin_web::html::{self, bytes, card, esc, opt_age, pct, rate};
+use mq_admin_web::pages::{action_done, action_flash, action_form, read_page, Action};
+use mq_admin_web::Caller;
 
-use super::api::{apply, Action};
-use super::auth::{clear_cookie, set_cookie, Caller, Refusal};
-use super::html::{self, bytes, card, esc, opt_age, pct, rate, Viewer};
-use super::App;
+use super::api::apply;
+use super::{App, BrokerSite};
 use crate::Broker;
 
-const PRODUCT: &str = "mq-broker admin";
-const NAV: [(&str, &str); 3] = [
-    ("/", "Overview"),
-    ("/dead-letters", "Dead letters"),
-    ("/producers", "Producers"),
-];
-
-fn viewer(c: &Caller) -> Viewer<'_> {
-    match c {
-        Caller::Session(s) => Viewer::Session(&s.csrf),
-        Caller::Token => Viewer::Token,
-        Caller::Anonymous => Viewer::Anonymous,
-    }
-}
-
 fn error_page(status: StatusCode, msg: &str) -> Response {
-    let body = format!(
-        r#"<h1>{}</h1><div class="flash err">{}</div><p><a href="/">Back to the overview</a></p>"#,
-        status.as_u16(),
-        esc(msg)
-    );
-    let page = html::page(PRODUCT, &NAV, "", "Error", &Viewer::Anonymous, 0, &body);
-    (status, Html(page)).into_response()
+    mq_admin_web::pages::error_page::<BrokerSite>(status, msg)
 }
 
 /// The caller and broker for a page, or the response that replaces it: a
 /// redirect to sign in, an error page, or "stopped".
 fn enter(app: &App, headers: &HeaderMap, here: &str) -> Result<(Caller, Broker), Box<Response>> {
-    let caller = match app.may_read(headers) {
-        Ok(c) => c,
-        Err((StatusCode::UNAUTHORIZED, _)) if app.caller(headers).is_ok() => {
-            return Err(Box::new(
-                Redirect::to(&format!("/login?next={}", pct(here))).into_response(),
-            ))
-        }
-        Err((status, msg)) => return Err(Box::new(error_page(status, &msg))),
-    };
+    let caller = read_page::<BrokerSite>(&app.gate, headers, here)?;
     let broker = app.broker().ok_or_else(|| {
         Box::new(error_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -236,7 +208,7 @@ pub(crate) async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) ->
         card(&mut h, k, &v.to_string(), "", false);
     }
     h.push_str("</div>");
-    let page = html::page(PRODUCT, &NAV, "/", "Overview", &viewer(&caller), 3, &h);
+    let page = html::page::<BrokerSite>("/", "Overview", &(&caller).into(), 3, &h);
     Html(page).into_response()
 }
 
@@ -339,7 +311,7 @@ pub(crate) async fn topic(
             h.push_str("</tbody></table></div>");
         }
     }
-    let page = html::page(PRODUCT, &NAV, "", &name, &viewer(&caller), 3, &h);
+    let page = html::page::<BrokerSite>("", &name, &(&caller).into(), 3, &h);
     Html(page).into_response()
 }
 
@@ -360,24 +332,12 @@ pub(crate) async fn dead_letters(
         .filter(|d| topic.is_none_or(|t| *t == d.topic) && group.is_none_or(|g| *g == d.group))
         .collect();
     let mut h = String::from("<h1>Dead letters</h1>");
-    if let (Some(did), Some(n)) = (q.get("did"), q.get("n")) {
-        let n: usize = n.parse().unwrap_or(0);
-        let failed: usize = q.get("failed").and_then(|f| f.parse().ok()).unwrap_or(0);
-        let verb = if did == "purged" {
-            "Purged"
-        } else {
-            "Requeued"
-        };
-        let plural = if n == 1 { "" } else { "s" };
-        let _ = write!(
-            h,
-            r#"<div class="flash" role="status">{verb} {n} dead letter{plural}."#
-        );
-        if failed > 0 {
-            let _ = write!(h, " {failed} could not be (already gone, or no body kept).");
-        }
-        h.push_str("</div>");
-    }
+    h.push_str(&action_flash(
+        &q,
+        "dead letter",
+        "failed",
+        " could not be (already gone, or no body kept).",
+    ));
     if topic.is_some() || group.is_some() {
         let _ = write!(
             h,
@@ -391,11 +351,7 @@ pub(crate) async fn dead_letters(
     if shown.is_empty() {
         h.push_str(r#"<div class="empty">No dead letters. A message lands here when a group did not ack it after the maximum deliveries.</div>"#);
     } else {
-        let csrf = match &caller {
-            Caller::Session(s) => s.csrf.clone(),
-            _ => String::new(),
-        };
-        let can_act = !matches!(caller, Caller::Anonymous);
+        let can_act = caller.can_act();
         if !can_act {
             h.push_str(r#"<p class="mut">Sign in with the admin token to requeue or purge.</p>"#);
         }
@@ -403,7 +359,7 @@ pub(crate) async fn dead_letters(
         let _ = write!(
             h,
             r#"<form method="post" action="/dead-letters/requeue" id="dl"><input type="hidden" name="csrf" value="{}"><div class="bar"><button type="submit" class="primary" formaction="/dead-letters/requeue"{dis}>Requeue selected</button><button type="submit" class="danger" formaction="/dead-letters/purge"{dis}>Purge selected</button><span class="mut" id="count">{} dead letter{}</span></div><div class="scroll"><table class="stack"><thead><tr><th><input type="checkbox" aria-label="select all" onclick="for(const c of document.querySelectorAll('input[name=key]'))c.checked=this.checked"></th><th>Message</th><th>Topic / group</th><th class="n">Deliveries</th><th>Headers</th><th>Payload</th><th></th></tr></thead><tbody>"#,
-            esc(&csrf),
+            esc(caller.csrf()),
             shown.len(),
             if shown.len() == 1 { "" } else { "s" }
         );
@@ -447,15 +403,7 @@ pub(crate) async fn dead_letters(
         }
         h.push_str("</tbody></table></div></form>");
     }
-    let page = html::page(
-        PRODUCT,
-        &NAV,
-        "/dead-letters",
-        "Dead letters",
-        &viewer(&caller),
-        0,
-        &h,
-    );
+    let page = html::page::<BrokerSite>("/dead-letters", "Dead letters", &(&caller).into(), 0, &h);
     Html(page).into_response()
 }
 
@@ -490,34 +438,8 @@ pub(crate) async fn producers(State(app): State<Arc<App>>, headers: HeaderMap) -
         }
         h.push_str("</tbody></table></div>");
     }
-    let page = html::page(
-        PRODUCT,
-        &NAV,
-        "/producers",
-        "Producers",
-        &viewer(&caller),
-        5,
-        &h,
-    );
+    let page = html::page::<BrokerSite>("/producers", "Producers", &(&caller).into(), 5, &h);
     Html(page).into_response()
-}
-
-/// The fields of an action form: `csrf`, `key` (repeated) and `one` (the
-/// clicked row's button).
-fn form_keys(fields: &[(String, String)]) -> (Option<&str>, Vec<String>) {
-    let csrf = fields
-        .iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v.as_str());
-    if let Some((_, one)) = fields.iter().find(|(k, _)| k == "one") {
-        return (csrf, vec![one.clone()]);
-    }
-    let keys = fields
-        .iter()
-        .filter(|(k, _)| k == "key")
-        .map(|(_, v)| v.clone())
-        .collect();
-    (csrf, keys)
 }
 
 async fn act(
@@ -526,34 +448,21 @@ async fn act(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
     action: Action,
 ) -> Response {
-    let Form(fields) = match form {
-        Ok(f) => f,
-        Err(e) => return error_page(e.status(), &e.body_text()),
+    let keys = match action_form::<BrokerSite>(&app.gate, headers, form, "key", "dead letter") {
+        Ok(k) => k,
+        Err(r) => return *r,
     };
-    let (csrf, keys) = form_keys(&fields);
-    if let Err((status, msg)) = app.may_act(headers, Some(csrf.unwrap_or(""))) {
-        return error_page(status, &msg);
-    }
-    if keys.is_empty() {
-        return error_page(StatusCode::BAD_REQUEST, "Select at least one dead letter.");
-    }
     let Some(b) = app.broker() else {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, "the broker has stopped");
     };
     match apply(&b, action, &keys) {
-        Ok(out) => {
-            let did = if action == Action::Purge {
-                "purged"
-            } else {
-                "requeued"
-            };
-            Redirect::to(&format!(
-                "/dead-letters?did={did}&n={}&failed={}",
-                out.done.len(),
-                out.failed.len()
-            ))
-            .into_response()
-        }
+        Ok(out) => action_done(
+            "/dead-letters",
+            action,
+            out.done.len(),
+            "failed",
+            out.failed.len(),
+        ),
         Err((status, msg)) => error_page(status, &msg),
     }
 }
@@ -572,66 +481,4 @@ pub(crate) async fn purge(
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
     act(&app, &headers, form, Action::Purge).await
-}
-
-/// Only local paths: never an open redirect.
-fn safe_next(next: Option<&String>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.clone(),
-        _ => "/".to_owned(),
-    }
-}
-
-fn login_page(status: StatusCode, next: &str, msg: Option<&str>) -> Response {
-    let mut h = String::from("<h1>Sign in</h1>");
-    if let Some(m) = msg {
-        let _ = write!(h, r#"<div class="flash err">{}</div>"#, esc(m));
-    }
-    let _ = write!(
-        h,
-        r#"<form method="post" action="/login"><input type="hidden" name="next" value="{}"><p><label for="token">Admin token</label></p><div class="bar"><input type="password" id="token" name="token" autocomplete="current-password" required><button type="submit" class="primary">Sign in</button></div></form><p class="mut">The token is the broker's <code>--admin-token</code>. Signing in sets a session cookie for this browser; actions also need the session's CSRF token, which every form carries.</p>"#,
-        esc(next)
-    );
-    let page = html::page(PRODUCT, &NAV, "/login", "Sign in", &Viewer::Token, 0, &h);
-    (status, Html(page.replace("<span>token</span>", ""))).into_response()
-}
-
-pub(crate) async fn login_form(Query(q): Query<HashMap<String, String>>) -> Response {
-    login_page(StatusCode::OK, &safe_next(q.get("next")), None)
-}
-
-pub(crate) async fn login(
-    State(app): State<Arc<App>>,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    let Form(f) = match form {
-        Ok(f) => f,
-        Err(e) => return error_page(e.status(), &e.body_text()),
-    };
-    let next = safe_next(f.get("next"));
-    let token = f.get("token").map_or("", |s| s.as_str());
-    match app.sign_in(token) {
-        Ok(s) => {
-            tracing::info!("admin: a browser signed in");
-            ([(header::SET_COOKIE, set_cookie(&s))], Redirect::to(&next)).into_response()
-        }
-        Err((status, msg)) => {
-            tracing::warn!("admin: a sign-in was refused");
-            login_page(status, &next, Some(&msg))
-        }
-    }
-}
-
-pub(crate) async fn logout(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
-) -> Response {
-    let csrf = form.ok().and_then(|Form(f)| f.get("csrf").cloned());
-    let r: Result<(), Refusal> = app.may_act(&headers, Some(csrf.as_deref().unwrap_or("")));
-    if let Err((status, msg)) = r {
-        return error_page(status, &msg);
-    }
-    app.sign_out(&headers);
-    ([(header::SET_COOKIE, clear_cookie())], Redirect::to("/")).into_response()
 }
