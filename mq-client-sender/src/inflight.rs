@@ -38,6 +38,7 @@ use bytes::Bytes;
 use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
 use rand::Rng;
 
+use crate::slots::Slots;
 use crate::{OutgoingMessage, Receipt, SendError};
 
 /// The retry rules of the core (a subset of [`crate::SenderConfig`]).
@@ -46,6 +47,9 @@ pub(crate) struct CoreConfig {
     pub(crate) retry: Backoff,
     pub(crate) max_attempts: u32,
     pub(crate) send_timeout: Option<Duration>,
+    /// The sender's `max_in_flight`: the most sequence numbers the table's
+    /// ring spans (see [`Slots`]).
+    pub(crate) window: usize,
 }
 
 /// The one final outcome of an inserted message, with the caller's data.
@@ -76,8 +80,8 @@ pub(crate) struct CoreCounters {
     pub(crate) late_replies: u64,
 }
 
-/// One unresolved message. Kept dense: every in-flight message has one,
-/// and its size (times the table's load factor) is most of a message's
+/// One unresolved message. Kept dense: every in-flight message has one
+/// (a ring slot, see [`Slots`]), and its size is most of a message's
 /// memory cost beyond its payload. The total deadline and the entry's
 /// timer key are computed from `accepted` and `retry_at`, not stored, and
 /// instants are [`Tick`]s (8 bytes, where an `Instant` takes 16).
@@ -176,8 +180,6 @@ impl<T> Entry<T> {
     }
 }
 
-type IdMap<V> = mq_protocol::hash::FastMap<MessageId, V>;
-
 /// An instant as nanoseconds after the core's epoch (the `now` of its first
 /// insert). Exact: `Instant` counts nanoseconds, and so does this.
 type Tick = u64;
@@ -192,7 +194,7 @@ fn nanos(d: Duration) -> u64 {
 pub(crate) struct Inflight<T, R> {
     cfg: CoreConfig,
     rng: R,
-    entries: IdMap<Entry<T>>,
+    entries: Slots<Entry<T>>,
     /// Min-heap of `(deadline, id)`; entries whose deadline changed since are
     /// stale and skipped (lazy deletion), and the heap is rebuilt when stale
     /// ones dominate.
@@ -217,7 +219,7 @@ impl<T, R: Rng> Inflight<T, R> {
         Self {
             cfg,
             rng,
-            entries: IdMap::default(),
+            entries: Slots::new(cfg.window),
             timers: BinaryHeap::new(),
             epoch: None,
             transmit: VecDeque::new(),
@@ -240,7 +242,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// True when `id` is unresolved.
     #[cfg(test)]
     pub(crate) fn contains(&self, id: MessageId) -> bool {
-        self.entries.contains_key(&id)
+        self.entries.contains(id)
     }
 
     /// The core's counters.
@@ -259,17 +261,16 @@ impl<T, R: Rng> Inflight<T, R> {
         data: T,
     ) -> Result<(), (Message, T)> {
         let id = msg.id;
-        let slot = match self.entries.entry(id) {
-            std::collections::hash_map::Entry::Occupied(_) => return Err((msg, data)),
-            std::collections::hash_map::Entry::Vacant(v) => v,
-        };
+        if self.entries.contains(id) {
+            return Err((msg, data));
+        }
         // What `arm` and `queue` do for attempt 1, without looking the
         // entry up twice more.
         let epoch = *self.epoch.get_or_insert(now);
         let accepted = tick(epoch, now);
         let retry_at = accepted.saturating_add(nanos(self.cfg.retry.delay_with(1, self.rng.gen())));
         let queued = self.connected;
-        let e = slot.insert(Entry {
+        let entry = Entry {
             body: Body::new(msg),
             attempt: 1,
             transmitted: false,
@@ -279,8 +280,9 @@ impl<T, R: Rng> Inflight<T, R> {
             retry_at,
             rejection: None,
             data,
-        });
-        let deadline = e.deadline(&self.cfg);
+        };
+        let deadline = entry.deadline(&self.cfg);
+        self.entries.insert(id, entry);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
         if queued {
@@ -292,7 +294,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// Sets the retry deadline of the current attempt to
     /// `now + retry.delay(attempt)` and (re)arms the entry's one timer.
     fn arm(&mut self, id: MessageId, now: Instant) {
-        let Some(e) = self.entries.get_mut(&id) else {
+        let Some(e) = self.entries.get_mut(id) else {
             return;
         };
         let now = self.epoch.map_or(0, |epoch| tick(epoch, now));
@@ -308,7 +310,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.timers = self
                 .entries
                 .iter()
-                .map(|(id, e)| Reverse((e.deadline(&self.cfg), *id)))
+                .map(|(id, e)| Reverse((e.deadline(&self.cfg), id)))
                 .collect();
         }
     }
@@ -318,7 +320,7 @@ impl<T, R: Rng> Inflight<T, R> {
         if !self.connected {
             return;
         }
-        if let Some(e) = self.entries.get_mut(&id) {
+        if let Some(e) = self.entries.get_mut(id) {
             if !e.queued {
                 e.queued = true;
                 self.transmit.push_back(id);
@@ -336,7 +338,7 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn poll_transmit<W>(&mut self, write: impl FnOnce(&Frame) -> W) -> Option<W> {
         loop {
             let id = self.transmit.pop_front()?;
-            let Some(e) = self.entries.get_mut(&id) else {
+            let Some(e) = self.entries.get_mut(id) else {
                 continue;
             };
             if !e.queued {
@@ -365,7 +367,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// The earliest live timer, dropping stale ones.
     fn next_deadline(&mut self) -> Option<Tick> {
         while let Some(Reverse((t, id))) = self.timers.peek().copied() {
-            match self.entries.get(&id) {
+            match self.entries.get(id) {
                 Some(e) if e.deadline(&self.cfg) == t => return Some(t),
                 _ => {
                     self.timers.pop();
@@ -394,7 +396,7 @@ impl<T, R: Rng> Inflight<T, R> {
     }
 
     fn expire(&mut self, id: MessageId, now: Instant, now_tick: Tick) {
-        let Some(e) = self.entries.get_mut(&id) else {
+        let Some(e) = self.entries.get_mut(id) else {
             return;
         };
         let total_passed = e.total_at(&self.cfg).is_some_and(|t| t <= now_tick);
@@ -413,7 +415,7 @@ impl<T, R: Rng> Inflight<T, R> {
 
     /// Resolves a message whose attempts or total deadline ran out.
     fn exhausted(&mut self, id: MessageId) {
-        let Some(e) = self.entries.get(&id) else {
+        let Some(e) = self.entries.get(id) else {
             return;
         };
         let attempts = e.attempt;
@@ -430,7 +432,7 @@ impl<T, R: Rng> Inflight<T, R> {
     }
 
     fn resolve(&mut self, id: MessageId, result: Result<Receipt, SendError>) {
-        if let Some(e) = self.entries.remove(&id) {
+        if let Some(e) = self.entries.remove(id) {
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
@@ -441,7 +443,7 @@ impl<T, R: Rng> Inflight<T, R> {
 
     /// Applies a broker reply.
     pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) -> ReplyEffect {
-        let Some(e) = self.entries.get_mut(&reply.id) else {
+        let Some(e) = self.entries.get_mut(reply.id) else {
             self.counters.late_replies += 1;
             tracing::debug!(id = %reply.id, attempt = reply.attempt, "reply for an unknown or resolved message; ignored");
             return ReplyEffect::Ignored;
@@ -502,7 +504,7 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn on_disconnect(&mut self) {
         self.connected = false;
         for id in self.transmit.drain(..) {
-            if let Some(e) = self.entries.get_mut(&id) {
+            if let Some(e) = self.entries.get_mut(id) {
                 e.queued = false;
             }
         }
@@ -513,10 +515,8 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn on_connected(&mut self, now: Instant) {
         self.on_disconnect();
         self.connected = true;
-        let mut ids: Vec<MessageId> = self.entries.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(e) = self.entries.get_mut(&id) else {
+        for id in self.entries.ids_sorted() {
+            let Some(e) = self.entries.get_mut(id) else {
                 continue;
             };
             if e.on_wire {
@@ -540,7 +540,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// Fails one message, e.g. because its frame no longer fits the frame
     /// size of a broker reached after a reconnect. The message is given back.
     pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
-        if let Some(e) = self.entries.remove(&id) {
+        if let Some(e) = self.entries.remove(id) {
             let msg = e.body.into_message(id, e.attempt);
             let size = msg.frame_size();
             self.outcomes.push_back(Outcome {
@@ -558,10 +558,9 @@ impl<T, R: Rng> Inflight<T, R> {
     /// Resolves every unresolved message with [`SendError::Abandoned`] and
     /// returns their IDs, sorted.
     pub(crate) fn abandon_all(&mut self) -> Vec<MessageId> {
-        let mut ids: Vec<MessageId> = self.entries.keys().copied().collect();
-        ids.sort_unstable();
+        let ids = self.entries.ids_sorted();
         for &id in &ids {
-            if let Some(e) = self.entries.get(&id) {
+            if let Some(e) = self.entries.get(id) {
                 let attempts = e.attempt;
                 self.resolve(id, Err(SendError::Abandoned { id, attempts }));
             }

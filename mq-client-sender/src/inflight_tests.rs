@@ -22,6 +22,8 @@ fn cfg(max_attempts: u32, jitter: f64, send_timeout: Option<Duration>) -> CoreCo
         },
         max_attempts,
         send_timeout,
+        // Small, so the ring slides and the side map takes stragglers.
+        window: 8,
     }
 }
 
@@ -465,6 +467,7 @@ fn default_cfg() -> CoreConfig {
         retry: d.retry,
         max_attempts: d.max_attempts,
         send_timeout: d.send_timeout,
+        window: d.max_in_flight,
     }
 }
 
@@ -522,16 +525,21 @@ fn default_config_confirms_after_many_losses_in_a_row() {
     }
 }
 
-/// Every in-flight message holds one entry (times the table's load factor)
-/// and one channel allocation holding a `Done`: these sizes are most of its
-/// memory cost beyond the payload (docs/BENCHMARKS.md, round 2). Growing
-/// them must be a decision, not an accident.
+/// Every in-flight message holds one ring slot (no key, no load factor; see
+/// `slots.rs`) and one channel allocation holding a `Done`: these sizes are
+/// most of its memory cost beyond the payload (docs/BENCHMARKS.md, round 2).
+/// Growing them must be a decision, not an accident.
 #[test]
 fn in_flight_structures_stay_dense() {
     use std::mem::size_of;
     // Was 320 bytes (Frame 112, four instants, two semaphore permits, an
-    // inline callback) before round 2.
+    // inline callback) before round 2. A slot is an `Option` of an entry,
+    // the same size (the entry has a niche).
     assert!(size_of::<Entry<crate::driver::Ticket>>() <= 128);
+    assert_eq!(
+        size_of::<Option<Entry<crate::driver::Ticket>>>(),
+        size_of::<Entry<crate::driver::Ticket>>()
+    );
     assert!(size_of::<Body>() <= 64);
     assert!(size_of::<crate::driver::Ticket>() <= 32);
     // Was `Result<Receipt, SendError>`, 120 bytes.

@@ -103,8 +103,10 @@
 //! * `message.rs`: [`OutgoingMessage`] and [`Receipt`].
 //! * `error.rs`: [`ConfigError`], [`SendError`], [`FlushError`], [`CloseReport`]
 //!   ([`ConnectError`] comes from `mq-conn`).
-//! * `inflight.rs`: the sans-IO core (table, one deadline per message,
+//! * `inflight.rs`: the sans-IO core (one deadline per message,
 //!   retransmit and failure rules), stepped with explicit instants.
+//! * `slots.rs`: its table, a ring indexed by `seq - base` with a side map
+//!   for IDs outside the ring (no key and no spare buckets per message).
 //! * `driver.rs`, `link.rs`: the one task that owns the connection and the
 //!   core; reading, coalesced writing. Dialing, heartbeats and reconnect
 //!   rounds are `mq-conn`'s.
@@ -156,6 +158,7 @@ mod link;
 mod message;
 mod metrics;
 mod sender;
+mod slots;
 mod stats;
 
 pub use builder::SenderBuilder;

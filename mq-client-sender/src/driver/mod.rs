@@ -234,6 +234,7 @@ impl Driver {
             retry: cfg.retry,
             max_attempts: cfg.max_attempts,
             send_timeout: cfg.send_timeout,
+            window: cfg.max_in_flight,
         };
         let cfg_reconnect = cfg.reconnect;
         let mut d = Self {
