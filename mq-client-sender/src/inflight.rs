@@ -35,11 +35,12 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
+use mq_protocol::{Backoff, ErrorCode, Headers, MessageId, MessageRef, Reply, ReplyStatus};
 use rand::Rng;
 
 use crate::slots::Slots;
-use crate::{OutgoingMessage, Receipt, SendError};
+use crate::message::Wire;
+use crate::{OutgoingMessage, Receipt, SendError, Topic};
 
 /// The retry rules of the core (a subset of [`crate::SenderConfig`]).
 #[derive(Debug, Clone, Copy)]
@@ -105,18 +106,23 @@ struct Entry<T> {
     data: T,
 }
 
-/// The parts of a [`Message`] an entry keeps: 64 bytes where a `Frame`
+/// The parts of a message an entry keeps: 64 bytes where a `Frame`
 /// takes 112. The ID is the table's key and the attempt number the
 /// entry's; headers, usually empty, are boxed only when there are some.
+/// The topic is the caller's [`Topic`] (a literal stays a reference), and
+/// each transmission encodes from borrowed parts ([`MessageRef`]).
 #[derive(Debug)]
 struct Body {
-    topic: String,
+    topic: Topic,
     headers: Option<Box<Headers>>,
     payload: Bytes,
 }
 
+/// The headers of a message without any.
+static NO_HEADERS: Headers = Headers::new();
+
 impl Body {
-    fn new(msg: Message) -> Self {
+    fn new(msg: Wire) -> Self {
         let headers = (!msg.headers.is_empty()).then(|| Box::new(msg.headers));
         Self {
             topic: msg.topic,
@@ -125,36 +131,20 @@ impl Body {
         }
     }
 
-    /// Moves the parts out into the wire message for `(id, attempt)`,
-    /// leaving empty ones (no allocation); [`Body::put_back`] returns them.
-    fn lend(&mut self, id: MessageId, attempt: u32) -> Frame {
-        Frame::Message(Message {
+    /// The `Message` frame of `(id, attempt)`, borrowed.
+    fn parts(&self, id: MessageId, attempt: u32) -> MessageRef<'_> {
+        MessageRef {
             id,
             attempt,
-            topic: std::mem::take(&mut self.topic),
-            headers: self
-                .headers
-                .as_deref_mut()
-                .map_or_else(Headers::new, std::mem::take),
-            payload: std::mem::take(&mut self.payload),
-        })
-    }
-
-    /// Takes back what [`Body::lend`] lent (the box, if any, is reused).
-    fn put_back(&mut self, frame: Frame) {
-        if let Frame::Message(m) = frame {
-            self.topic = m.topic;
-            self.payload = m.payload;
-            if let Some(h) = self.headers.as_deref_mut() {
-                *h = m.headers;
-            }
+            topic: &self.topic,
+            headers: self.headers.as_deref().unwrap_or(&NO_HEADERS),
+            payload: &self.payload,
         }
     }
 
-    fn into_message(self, id: MessageId, attempt: u32) -> Message {
-        Message {
+    fn into_wire(self, id: MessageId) -> Wire {
+        Wire {
             id,
-            attempt,
             topic: self.topic,
             headers: self.headers.map_or_else(Headers::new, |h| *h),
             payload: self.payload,
@@ -257,9 +247,9 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn insert(
         &mut self,
         now: Instant,
-        msg: Message,
+        msg: Wire,
         data: T,
-    ) -> Result<(), (Message, T)> {
+    ) -> Result<(), (Wire, T)> {
         let id = msg.id;
         if self.entries.contains(id) {
             return Err((msg, data));
@@ -328,14 +318,13 @@ impl<T, R: Rng> Inflight<T, R> {
         }
     }
 
-    /// Hands the next frame to write (always a `Message`) to `write` and
-    /// returns what it returns, or `None` when nothing is queued. The frame
-    /// is counted as on the wire from here.
-    ///
-    /// The frame is assembled from the entry's parts for the call and taken
-    /// apart again after it (moves, no allocation), so the table keeps one
-    /// copy of each message and no frame.
-    pub(crate) fn poll_transmit<W>(&mut self, write: impl FnOnce(&Frame) -> W) -> Option<W> {
+    /// Hands the next `Message` frame to write, borrowed from the entry, to
+    /// `write` and returns what it returns, or `None` when nothing is
+    /// queued. The frame is counted as on the wire from here.
+    pub(crate) fn poll_transmit<W>(
+        &mut self,
+        write: impl FnOnce(MessageRef<'_>) -> W,
+    ) -> Option<W> {
         loop {
             let id = self.transmit.pop_front()?;
             let Some(e) = self.entries.get_mut(id) else {
@@ -350,10 +339,7 @@ impl<T, R: Rng> Inflight<T, R> {
                 self.counters.retransmitted += 1;
             }
             e.transmitted = true;
-            let frame = e.body.lend(id, e.attempt);
-            let out = write(&frame);
-            e.body.put_back(frame);
-            return Some(out);
+            return Some(write(e.body.parts(id, e.attempt)));
         }
     }
 
@@ -541,8 +527,8 @@ impl<T, R: Rng> Inflight<T, R> {
     /// size of a broker reached after a reconnect. The message is given back.
     pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
         if let Some(e) = self.entries.remove(id) {
-            let msg = e.body.into_message(id, e.attempt);
-            let size = msg.frame_size();
+            let size = e.body.parts(id, e.attempt).frame_size();
+            let msg = e.body.into_wire(id);
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,

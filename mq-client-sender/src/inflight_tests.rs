@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
+
+use crate::message::Wire;
 use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -31,10 +33,9 @@ fn core(c: CoreConfig, seed: u64) -> Inflight<u32, SmallRng> {
     Inflight::new(c, SmallRng::seed_from_u64(seed))
 }
 
-fn msg(seq: u64) -> Message {
-    Message {
+fn msg(seq: u64) -> Wire {
+    Wire {
         id: MessageId::new(7, seq),
-        attempt: 0,
         topic: "t".into(),
         headers: Headers::new(),
         payload: "p".into(),
@@ -52,10 +53,7 @@ fn reply(seq: u64, attempt: u32, status: ReplyStatus) -> Reply {
 /// All frames ready to write, as (seq, attempt).
 fn sent(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, u32)> {
     let mut out = Vec::new();
-    while let Some(m) = c.poll_transmit(|f| match f {
-        Frame::Message(m) => (m.id.seq, m.attempt),
-        other => panic!("core wrote {other:?}"),
-    }) {
+    while let Some(m) = c.poll_transmit(|m| (m.id.seq, m.attempt)) {
         out.push(m);
     }
     out
@@ -435,11 +433,7 @@ proptest! {
                 Op::Disconnect => c.on_disconnect(),
                 Op::Connect => c.on_connected(now),
                 Op::Write => {
-                    while let Some(m) = c.poll_transmit(|f| match f {
-                        Frame::Message(m) => Some((m.id.seq, m.attempt)),
-                        _ => None,
-                    }) {
-                        let (seq, attempt) = m.expect("core writes only messages");
+                    while let Some((seq, attempt)) = c.poll_transmit(|m| (m.id.seq, m.attempt)) {
                         prop_assert!(attempt >= 1 && attempt <= max_attempts);
                         prop_assert_eq!(model.get(&seq), Some(&State::Pending));
                     }
@@ -600,48 +594,53 @@ fn retransmissions_carry_the_same_message() {
     let mut c = core(cfg(5, 0.0, None), 1);
     c.on_connected(t0);
     let headers: Headers = [("k", "v"), ("k", "w")].into_iter().collect();
-    let original = Message {
+    let original = Wire {
         id: MessageId::new(7, 1),
-        attempt: 0,
         topic: "orders".into(),
         headers,
         payload: vec![9u8; 300].into(),
     };
-    let plain = Message {
+    let plain = Wire {
         id: MessageId::new(7, 2),
         headers: Headers::new(),
         ..original.clone()
+    };
+    // What a `Message` of these parts would be on the wire.
+    let owned = |w: &Wire, attempt: u32| Message {
+        id: w.id,
+        attempt,
+        topic: w.topic.to_string(),
+        headers: w.headers.clone(),
+        payload: w.payload.clone(),
     };
     c.insert(t0, original.clone(), 0).unwrap();
     c.insert(t0, plain.clone(), 0).unwrap();
     let mut frames = Vec::new();
     let mut now = t0;
     for _ in 0..3 {
-        while let Some(f) = c.poll_transmit(|f| f.clone()) {
-            frames.push(f);
+        while let Some(f) = c.poll_transmit(|m| {
+            let mut buf = bytes::BytesMut::new();
+            m.encode(&mut buf).map(|()| buf)
+        }) {
+            frames.push(f.expect("encodes"));
         }
         now += 1000 * MS;
         c.handle_timeout(now);
     }
     assert_eq!(frames.len(), 6);
-    for (i, f) in frames.iter().enumerate() {
-        let Frame::Message(m) = f else {
-            panic!("core wrote {f:?}")
-        };
+    for (i, bytes) in frames.iter().enumerate() {
         let want = if i % 2 == 0 { &original } else { &plain };
         let attempt = i as u32 / 2 + 1;
-        assert_eq!(
-            *m,
-            Message {
-                attempt,
-                ..want.clone()
-            }
-        );
+        let mut expected = bytes::BytesMut::new();
+        Frame::Message(owned(want, attempt))
+            .encode(&mut expected)
+            .expect("encodes");
+        assert_eq!(*bytes, expected, "frame {i}");
     }
     c.fail_too_large(MessageId::new(7, 1), 10);
     match outcomes(&mut c).pop() {
         Some((1, Err(SendError::TooLarge { message, size, .. }))) => {
-            assert_eq!(size, Frame::Message(original.clone()).frame_size());
+            assert_eq!(size, Frame::Message(owned(&original, 1)).frame_size());
             assert_eq!(message, OutgoingMessage::from_wire(original, false));
         }
         other => panic!("expected TooLarge with the message, got {other:?}"),

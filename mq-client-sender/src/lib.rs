@@ -100,7 +100,8 @@
 //!
 //! * `config.rs`: [`SenderConfig`] and its validation.
 //! * `builder.rs`: [`SenderBuilder`] (transport, TLS, lazy connect, events).
-//! * `message.rs`: [`OutgoingMessage`] and [`Receipt`].
+//! * `message.rs`: [`OutgoingMessage`] and [`Receipt`]; `topic.rs`:
+//!   [`Topic`], a topic handed over without a copy.
 //! * `error.rs`: [`ConfigError`], [`SendError`], [`FlushError`], [`CloseReport`]
 //!   ([`ConnectError`] comes from `mq-conn`).
 //! * `inflight.rs`: the sans-IO core (one deadline per message,
@@ -160,6 +161,7 @@ mod metrics;
 mod sender;
 mod slots;
 mod stats;
+mod topic;
 
 pub use builder::SenderBuilder;
 pub use callback::SendCallback;
@@ -176,6 +178,7 @@ pub use mq_conn::{ConnectionEvent, Events, TlsConfig, TlsConfigError};
 pub use mq_protocol::{Backoff, MessageId};
 pub use sender::{PendingSend, Sender};
 pub use stats::SenderStats;
+pub use topic::Topic;
 
 #[cfg(test)]
 mod tests;

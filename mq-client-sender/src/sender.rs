@@ -14,13 +14,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use mq_protocol::{Message, MessageId, MAX_TOPIC_LEN};
+use mq_protocol::{MessageId, MAX_TOPIC_LEN};
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
 use mq_conn::Events;
 
 use crate::callback::CallbackOnce;
+use crate::message::Wire;
 use crate::driver::{Command, Completion, Done, Ticket};
 use crate::metrics::Metrics;
 use crate::stats::Stats;
@@ -322,7 +323,7 @@ impl Sender {
         }
         let explicit = msg.sequence;
         let mut wire = msg.into_wire(MessageId::new(shared.producer, explicit.unwrap_or(0)));
-        let give_back = |wire: Message| OutgoingMessage {
+        let give_back = |wire: Wire| OutgoingMessage {
             sequence: explicit,
             ..OutgoingMessage::from_wire(wire, false)
         };

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use mq_conn::{
     ConnectError, ConnectionEvent, Dialer, Established, Heartbeat, HeartbeatAction, Reconnect,
 };
-use mq_protocol::{Close, ErrorCode, Frame, Message, MessageId, Ping, Pong};
+use mq_protocol::{Close, ErrorCode, Frame, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -27,6 +27,7 @@ use crate::callback::{CallbackOnce, Callbacks};
 use crate::flush::FlushTracker;
 use crate::inflight::{CoreConfig, Inflight};
 use crate::link::{self, ReadSide, WriteSide, WRITE_HIGH_WATER};
+use crate::message::Wire;
 use crate::sender::Shared;
 use crate::{CloseReport, Receipt, SendError, SenderConfig};
 
@@ -163,7 +164,7 @@ impl Ticket {
 /// What a handle asks of the driver.
 pub(crate) enum Command {
     Send {
-        msg: Message,
+        msg: Wire,
         ticket: Ticket,
     },
     Flush(oneshot::Sender<()>),
@@ -507,11 +508,9 @@ impl Driver {
         };
         let mut too_large: Vec<MessageId> = Vec::new();
         while w.buf.len() < WRITE_HIGH_WATER {
-            let written = self.core.poll_transmit(|frame| {
-                if frame.frame_size() > w.max_frame() || w.push(frame).is_err() {
-                    if let Frame::Message(m) = frame {
-                        too_large.push(m.id);
-                    }
+            let written = self.core.poll_transmit(|m| {
+                if m.frame_size() > w.max_frame() || w.push_message(m).is_err() {
+                    too_large.push(m.id);
                 }
             });
             if written.is_none() {
