@@ -108,13 +108,19 @@
 //!   retransmit and failure rules), stepped with explicit instants.
 //! * `slots.rs`: its table, a ring indexed by `seq - base` with a side map
 //!   for IDs outside the ring (no key and no spare buckets per message).
-//! * `driver.rs`, `link.rs`: the one task that owns the connection and the
-//!   core; reading, coalesced writing. Dialing, heartbeats and reconnect
-//!   rounds are `mq-conn`'s.
+//! * `driver/` (`mod.rs`: the loop; `finish.rs`: outcomes and shutdown),
+//!   `link.rs`: the one task that owns the connection and the core;
+//!   reading, coalesced writing. Dialing, heartbeats and reconnect rounds
+//!   are `mq-conn`'s.
 //! * `sender.rs`: [`Sender`] and [`PendingSend`].
 //! * `callback.rs`: [`SendCallback`] and the callback thread.
 //! * `flush.rs`, `stats.rs`, `metrics.rs`: flush barriers, [`SenderStats`],
 //!   the metrics above.
+//! * Tests (CONTRIBUTING.md, "Where tests live"): the core's rules in
+//!   `inflight_tests.rs` and `slots_tests.rs` beside their modules (explicit
+//!   instants, proptests); the driver's in `driver_tests.rs` (the duplex-pipe
+//!   harness) with `driver_send_tests.rs`, `driver_lazy_tests.rs` and
+//!   `driver_window_tests.rs` (paused tokio time); real TCP in `tests/`.
 //!
 //! # Examples
 //!
@@ -181,4 +187,4 @@ pub use stats::SenderStats;
 pub use topic::Topic;
 
 #[cfg(test)]
-mod tests;
+mod driver_tests;
