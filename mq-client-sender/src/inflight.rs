@@ -440,8 +440,9 @@ impl<T, R: Rng> Inflight<T, R> {
                 let receipt = Receipt {
                     id,
                     attempts: e.attempt,
+                    // In ticks: one clock subtraction, no `Instant` built.
                     elapsed: self.epoch.map_or(Duration::ZERO, |epoch| {
-                        now.saturating_duration_since(epoch + Duration::from_nanos(e.accepted))
+                        Duration::from_nanos(tick(epoch, now).saturating_sub(e.accepted))
                     }),
                     duplicate: reply.status == ReplyStatus::Duplicate,
                 };

@@ -376,10 +376,22 @@ impl Sender {
                 }
             }
             _ => {
-                let Ok(c) = shared.count.acquire().await else {
+                // The permits are usually there: take them without building
+                // an `Acquire` future; wait only when they are not.
+                let c = match shared.count.try_acquire() {
+                    Ok(c) => Ok(c),
+                    Err(TryAcquireError::Closed) => return Err(SendError::Closed(give_back(wire))),
+                    Err(TryAcquireError::NoPermits) => shared.count.acquire().await,
+                };
+                let Ok(c) = c else {
                     return Err(SendError::Closed(give_back(wire)));
                 };
-                let Ok(b) = shared.bytes.acquire_many(bytes).await else {
+                let b = match shared.bytes.try_acquire_many(bytes) {
+                    Ok(b) => Ok(b),
+                    Err(TryAcquireError::Closed) => return Err(SendError::Closed(give_back(wire))),
+                    Err(TryAcquireError::NoPermits) => shared.bytes.acquire_many(bytes).await,
+                };
+                let Ok(b) = b else {
                     return Err(SendError::Closed(give_back(wire)));
                 };
                 (c, b)
