@@ -15,10 +15,10 @@ use tokio_util::codec::Framed;
 use crate::{Sender, SenderConfig};
 use mq_conn::{BoxIo, SharedConnector};
 
-#[path = "driver_send_tests.rs"]
-mod send_tests;
 #[path = "driver_lazy_tests.rs"]
 mod lazy_tests;
+#[path = "driver_send_tests.rs"]
+mod send_tests;
 #[path = "driver_window_tests.rs"]
 mod window_tests;
 

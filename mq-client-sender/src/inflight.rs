@@ -38,8 +38,8 @@ use bytes::Bytes;
 use mq_protocol::{Backoff, ErrorCode, Headers, MessageId, MessageRef, Reply, ReplyStatus};
 use rand::Rng;
 
-use crate::slots::Slots;
 use crate::message::Wire;
+use crate::slots::Slots;
 use crate::{OutgoingMessage, Receipt, SendError, Topic};
 
 /// The retry rules of the core (a subset of [`crate::SenderConfig`]).
@@ -58,7 +58,9 @@ pub(crate) struct CoreConfig {
 pub(crate) struct Outcome<T> {
     pub(crate) id: MessageId,
     pub(crate) data: T,
-    pub(crate) result: Result<Receipt, SendError>,
+    /// The error boxed: outcomes are rarely errors, and an unboxed
+    /// `SendError` would make every outcome (moved twice) over 100 bytes.
+    pub(crate) result: Result<Receipt, Box<SendError>>,
 }
 
 /// What a reply did.
@@ -244,12 +246,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// connected). Its `attempt` field is overwritten.
     ///
     /// Fails, handing both back, if the ID is already unresolved.
-    pub(crate) fn insert(
-        &mut self,
-        now: Instant,
-        msg: Wire,
-        data: T,
-    ) -> Result<(), (Wire, T)> {
+    pub(crate) fn insert(&mut self, now: Instant, msg: Wire, data: T) -> Result<(), (Wire, T)> {
         let id = msg.id;
         if self.entries.contains(id) {
             return Err((msg, data));
@@ -422,7 +419,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
-                result,
+                result: result.map_err(Box::new),
             });
         }
     }
@@ -533,11 +530,11 @@ impl<T, R: Rng> Inflight<T, R> {
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
-                result: Err(SendError::TooLarge {
+                result: Err(Box::new(SendError::TooLarge {
                     size,
                     max,
                     message: OutgoingMessage::from_wire(msg, false),
-                }),
+                })),
             });
         }
     }

@@ -61,7 +61,7 @@ fn sent(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, u32)> {
 
 fn outcomes(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, Result<Receipt, SendError>)> {
     std::iter::from_fn(|| c.poll_outcome())
-        .map(|o| (o.id.seq, o.result))
+        .map(|o| (o.id.seq, o.result.map_err(|e| *e)))
         .collect()
 }
 
@@ -397,7 +397,7 @@ proptest! {
                 let st = model.get_mut(&o.id.seq);
                 prop_assert_eq!(st.as_deref(), Some(&State::Pending), "outcome for {} not pending", o.id);
                 if let Some(st) = st { *st = State::Done; }
-                match &o.result {
+                match o.result.as_ref().map_err(|e| &**e) {
                     Ok(r) => prop_assert!(r.attempts <= max_attempts),
                     Err(SendError::Timeout { attempts, .. } | SendError::Rejected { attempts, .. }) => {
                         prop_assert!(*attempts <= max_attempts)
@@ -552,10 +552,10 @@ fn confirmed_round_trips_a_receipt() {
     assert_eq!(Confirmed::new(&r).receipt(r.id), r);
     let other = MessageId::new(1, 2);
     assert_eq!(Confirmed::new(&r).receipt(other).id, other);
-    match done(Err(SendError::Timeout {
+    match done(Err(Box::new(SendError::Timeout {
         id: r.id,
         attempts: 2,
-    })) {
+    }))) {
         Err(e) => assert!(matches!(*e, SendError::Timeout { attempts: 2, .. })),
         Ok(c) => panic!("an error became {c:?}"),
     }

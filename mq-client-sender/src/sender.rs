@@ -21,8 +21,8 @@ use tracing::Instrument;
 use mq_conn::Events;
 
 use crate::callback::CallbackOnce;
-use crate::message::Wire;
 use crate::driver::{Command, Completion, Done, Ticket};
+use crate::message::Wire;
 use crate::metrics::Metrics;
 use crate::stats::Stats;
 use crate::{

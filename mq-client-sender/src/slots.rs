@@ -190,11 +190,14 @@ impl<V> Slots<V> {
 
     /// Pops empty slots at both ends.
     fn trim(&mut self) {
-        while let Some(None) = self.ring.front() {
-            self.ring.pop_front();
+        // Counted, then dropped in place: popping one by one would move
+        // each (entry-sized) slot out first.
+        let empty = self.ring.iter().take_while(|s| s.is_none()).count();
+        if empty > 0 {
+            self.ring.drain(..empty);
             // Wraps only when the ring empties at the last sequence; an
             // empty ring takes its `base` from the next insert.
-            self.base = self.base.wrapping_add(1);
+            self.base = self.base.wrapping_add(empty as u64);
         }
         while let Some(None) = self.ring.back() {
             self.ring.pop_back();

@@ -81,11 +81,8 @@ impl Confirmed {
 }
 
 /// Turns an outcome into what its channel carries.
-pub(crate) fn done(result: Result<Receipt, SendError>) -> Done {
-    match result {
-        Ok(r) => Ok(Confirmed::new(&r)),
-        Err(e) => Err(Box::new(e)),
-    }
+pub(crate) fn done(result: Result<Receipt, Box<SendError>>) -> Done {
+    result.map(|r| Confirmed::new(&r))
 }
 
 /// Window permits taken by accepted messages and not yet given back. The
@@ -550,7 +547,7 @@ impl Driver {
                         explicit: false,
                         ..ticket
                     };
-                    self.complete(id, ticket, Err(err));
+                    self.complete(id, ticket, Err(Box::new(err)));
                 }
             }
             Command::Flush(tx) => self.flush.wait(tx),
