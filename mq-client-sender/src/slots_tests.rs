@@ -46,6 +46,22 @@ fn a_straggler_moves_to_the_side_map_and_the_ring_stays_bounded() {
     assert!(s.is_empty());
 }
 
+/// Sliding moves only as many of the oldest slots as the new ID needs:
+/// the rest of the run stays in the ring.
+#[test]
+fn a_slide_evicts_only_the_oldest_slots() {
+    let mut s = Slots::new(4);
+    for seq in 1..=4 {
+        s.insert(id(seq), seq);
+    }
+    s.insert(id(5), 5);
+    assert_eq!((s.side_len(), s.len()), (1, 5), "only seq 1 moved out");
+    s.insert(id(7), 7);
+    assert_eq!((s.side_len(), s.len()), (3, 6), "seqs 2 and 3 moved out");
+    assert!(s.ring_capacity() <= 4);
+    assert_eq!(s.ids_sorted(), [1, 2, 3, 4, 5, 7].map(id).to_vec());
+}
+
 #[test]
 fn other_producers_older_ids_and_the_last_sequence_fit() {
     let mut s = Slots::new(4);
