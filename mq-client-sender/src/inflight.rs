@@ -35,10 +35,12 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
+use mq_protocol::{Backoff, ErrorCode, Headers, MessageId, MessageRef, Reply, ReplyStatus};
 use rand::Rng;
 
-use crate::{OutgoingMessage, Receipt, SendError};
+use crate::message::Wire;
+use crate::slots::Slots;
+use crate::{OutgoingMessage, Receipt, SendError, Topic};
 
 /// The retry rules of the core (a subset of [`crate::SenderConfig`]).
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +48,9 @@ pub(crate) struct CoreConfig {
     pub(crate) retry: Backoff,
     pub(crate) max_attempts: u32,
     pub(crate) send_timeout: Option<Duration>,
+    /// The sender's `max_in_flight`: the most sequence numbers the table's
+    /// ring spans (see [`Slots`]).
+    pub(crate) window: usize,
 }
 
 /// The one final outcome of an inserted message, with the caller's data.
@@ -53,7 +58,9 @@ pub(crate) struct CoreConfig {
 pub(crate) struct Outcome<T> {
     pub(crate) id: MessageId,
     pub(crate) data: T,
-    pub(crate) result: Result<Receipt, SendError>,
+    /// The error boxed: outcomes are rarely errors, and an unboxed
+    /// `SendError` would make every outcome (moved twice) over 100 bytes.
+    pub(crate) result: Result<Receipt, Box<SendError>>,
 }
 
 /// What a reply did.
@@ -76,8 +83,8 @@ pub(crate) struct CoreCounters {
     pub(crate) late_replies: u64,
 }
 
-/// One unresolved message. Kept dense: every in-flight message has one,
-/// and its size (times the table's load factor) is most of a message's
+/// One unresolved message. Kept dense: every in-flight message has one
+/// (a ring slot, see [`Slots`]), and its size is most of a message's
 /// memory cost beyond its payload. The total deadline and the entry's
 /// timer key are computed from `accepted` and `retry_at`, not stored, and
 /// instants are [`Tick`]s (8 bytes, where an `Instant` takes 16).
@@ -101,18 +108,23 @@ struct Entry<T> {
     data: T,
 }
 
-/// The parts of a [`Message`] an entry keeps: 64 bytes where a `Frame`
+/// The parts of a message an entry keeps: 64 bytes where a `Frame`
 /// takes 112. The ID is the table's key and the attempt number the
 /// entry's; headers, usually empty, are boxed only when there are some.
+/// The topic is the caller's [`Topic`] (a literal stays a reference), and
+/// each transmission encodes from borrowed parts ([`MessageRef`]).
 #[derive(Debug)]
 struct Body {
-    topic: String,
+    topic: Topic,
     headers: Option<Box<Headers>>,
     payload: Bytes,
 }
 
+/// The headers of a message without any.
+static NO_HEADERS: Headers = Headers::new();
+
 impl Body {
-    fn new(msg: Message) -> Self {
+    fn new(msg: Wire) -> Self {
         let headers = (!msg.headers.is_empty()).then(|| Box::new(msg.headers));
         Self {
             topic: msg.topic,
@@ -121,36 +133,20 @@ impl Body {
         }
     }
 
-    /// Moves the parts out into the wire message for `(id, attempt)`,
-    /// leaving empty ones (no allocation); [`Body::put_back`] returns them.
-    fn lend(&mut self, id: MessageId, attempt: u32) -> Frame {
-        Frame::Message(Message {
+    /// The `Message` frame of `(id, attempt)`, borrowed.
+    fn parts(&self, id: MessageId, attempt: u32) -> MessageRef<'_> {
+        MessageRef {
             id,
             attempt,
-            topic: std::mem::take(&mut self.topic),
-            headers: self
-                .headers
-                .as_deref_mut()
-                .map_or_else(Headers::new, std::mem::take),
-            payload: std::mem::take(&mut self.payload),
-        })
-    }
-
-    /// Takes back what [`Body::lend`] lent (the box, if any, is reused).
-    fn put_back(&mut self, frame: Frame) {
-        if let Frame::Message(m) = frame {
-            self.topic = m.topic;
-            self.payload = m.payload;
-            if let Some(h) = self.headers.as_deref_mut() {
-                *h = m.headers;
-            }
+            topic: &self.topic,
+            headers: self.headers.as_deref().unwrap_or(&NO_HEADERS),
+            payload: &self.payload,
         }
     }
 
-    fn into_message(self, id: MessageId, attempt: u32) -> Message {
-        Message {
+    fn into_wire(self, id: MessageId) -> Wire {
+        Wire {
             id,
-            attempt,
             topic: self.topic,
             headers: self.headers.map_or_else(Headers::new, |h| *h),
             payload: self.payload,
@@ -176,8 +172,6 @@ impl<T> Entry<T> {
     }
 }
 
-type IdMap<V> = mq_protocol::hash::FastMap<MessageId, V>;
-
 /// An instant as nanoseconds after the core's epoch (the `now` of its first
 /// insert). Exact: `Instant` counts nanoseconds, and so does this.
 type Tick = u64;
@@ -192,7 +186,7 @@ fn nanos(d: Duration) -> u64 {
 pub(crate) struct Inflight<T, R> {
     cfg: CoreConfig,
     rng: R,
-    entries: IdMap<Entry<T>>,
+    entries: Slots<Entry<T>>,
     /// Min-heap of `(deadline, id)`; entries whose deadline changed since are
     /// stale and skipped (lazy deletion), and the heap is rebuilt when stale
     /// ones dominate.
@@ -217,7 +211,7 @@ impl<T, R: Rng> Inflight<T, R> {
         Self {
             cfg,
             rng,
-            entries: IdMap::default(),
+            entries: Slots::new(cfg.window),
             timers: BinaryHeap::new(),
             epoch: None,
             transmit: VecDeque::new(),
@@ -240,7 +234,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// True when `id` is unresolved.
     #[cfg(test)]
     pub(crate) fn contains(&self, id: MessageId) -> bool {
-        self.entries.contains_key(&id)
+        self.entries.contains(id)
     }
 
     /// The core's counters.
@@ -252,24 +246,18 @@ impl<T, R: Rng> Inflight<T, R> {
     /// connected). Its `attempt` field is overwritten.
     ///
     /// Fails, handing both back, if the ID is already unresolved.
-    pub(crate) fn insert(
-        &mut self,
-        now: Instant,
-        msg: Message,
-        data: T,
-    ) -> Result<(), (Message, T)> {
+    pub(crate) fn insert(&mut self, now: Instant, msg: Wire, data: T) -> Result<(), (Wire, T)> {
         let id = msg.id;
-        let slot = match self.entries.entry(id) {
-            std::collections::hash_map::Entry::Occupied(_) => return Err((msg, data)),
-            std::collections::hash_map::Entry::Vacant(v) => v,
-        };
+        if self.entries.contains(id) {
+            return Err((msg, data));
+        }
         // What `arm` and `queue` do for attempt 1, without looking the
         // entry up twice more.
         let epoch = *self.epoch.get_or_insert(now);
         let accepted = tick(epoch, now);
         let retry_at = accepted.saturating_add(nanos(self.cfg.retry.delay_with(1, self.rng.gen())));
         let queued = self.connected;
-        let e = slot.insert(Entry {
+        let entry = Entry {
             body: Body::new(msg),
             attempt: 1,
             transmitted: false,
@@ -279,8 +267,9 @@ impl<T, R: Rng> Inflight<T, R> {
             retry_at,
             rejection: None,
             data,
-        });
-        let deadline = e.deadline(&self.cfg);
+        };
+        let deadline = entry.deadline(&self.cfg);
+        self.entries.insert(id, entry);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
         if queued {
@@ -292,7 +281,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// Sets the retry deadline of the current attempt to
     /// `now + retry.delay(attempt)` and (re)arms the entry's one timer.
     fn arm(&mut self, id: MessageId, now: Instant) {
-        let Some(e) = self.entries.get_mut(&id) else {
+        let Some(e) = self.entries.get_mut(id) else {
             return;
         };
         let now = self.epoch.map_or(0, |epoch| tick(epoch, now));
@@ -308,7 +297,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.timers = self
                 .entries
                 .iter()
-                .map(|(id, e)| Reverse((e.deadline(&self.cfg), *id)))
+                .map(|(id, e)| Reverse((e.deadline(&self.cfg), id)))
                 .collect();
         }
     }
@@ -318,7 +307,7 @@ impl<T, R: Rng> Inflight<T, R> {
         if !self.connected {
             return;
         }
-        if let Some(e) = self.entries.get_mut(&id) {
+        if let Some(e) = self.entries.get_mut(id) {
             if !e.queued {
                 e.queued = true;
                 self.transmit.push_back(id);
@@ -326,17 +315,16 @@ impl<T, R: Rng> Inflight<T, R> {
         }
     }
 
-    /// Hands the next frame to write (always a `Message`) to `write` and
-    /// returns what it returns, or `None` when nothing is queued. The frame
-    /// is counted as on the wire from here.
-    ///
-    /// The frame is assembled from the entry's parts for the call and taken
-    /// apart again after it (moves, no allocation), so the table keeps one
-    /// copy of each message and no frame.
-    pub(crate) fn poll_transmit<W>(&mut self, write: impl FnOnce(&Frame) -> W) -> Option<W> {
+    /// Hands the next `Message` frame to write, borrowed from the entry, to
+    /// `write` and returns what it returns, or `None` when nothing is
+    /// queued. The frame is counted as on the wire from here.
+    pub(crate) fn poll_transmit<W>(
+        &mut self,
+        write: impl FnOnce(MessageRef<'_>) -> W,
+    ) -> Option<W> {
         loop {
             let id = self.transmit.pop_front()?;
-            let Some(e) = self.entries.get_mut(&id) else {
+            let Some(e) = self.entries.get_mut(id) else {
                 continue;
             };
             if !e.queued {
@@ -348,10 +336,7 @@ impl<T, R: Rng> Inflight<T, R> {
                 self.counters.retransmitted += 1;
             }
             e.transmitted = true;
-            let frame = e.body.lend(id, e.attempt);
-            let out = write(&frame);
-            e.body.put_back(frame);
-            return Some(out);
+            return Some(write(e.body.parts(id, e.attempt)));
         }
     }
 
@@ -365,7 +350,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// The earliest live timer, dropping stale ones.
     fn next_deadline(&mut self) -> Option<Tick> {
         while let Some(Reverse((t, id))) = self.timers.peek().copied() {
-            match self.entries.get(&id) {
+            match self.entries.get(id) {
                 Some(e) if e.deadline(&self.cfg) == t => return Some(t),
                 _ => {
                     self.timers.pop();
@@ -394,7 +379,7 @@ impl<T, R: Rng> Inflight<T, R> {
     }
 
     fn expire(&mut self, id: MessageId, now: Instant, now_tick: Tick) {
-        let Some(e) = self.entries.get_mut(&id) else {
+        let Some(e) = self.entries.get_mut(id) else {
             return;
         };
         let total_passed = e.total_at(&self.cfg).is_some_and(|t| t <= now_tick);
@@ -413,7 +398,7 @@ impl<T, R: Rng> Inflight<T, R> {
 
     /// Resolves a message whose attempts or total deadline ran out.
     fn exhausted(&mut self, id: MessageId) {
-        let Some(e) = self.entries.get(&id) else {
+        let Some(e) = self.entries.get(id) else {
             return;
         };
         let attempts = e.attempt;
@@ -430,18 +415,18 @@ impl<T, R: Rng> Inflight<T, R> {
     }
 
     fn resolve(&mut self, id: MessageId, result: Result<Receipt, SendError>) {
-        if let Some(e) = self.entries.remove(&id) {
+        if let Some(e) = self.entries.remove(id) {
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
-                result,
+                result: result.map_err(Box::new),
             });
         }
     }
 
     /// Applies a broker reply.
     pub(crate) fn handle_reply(&mut self, now: Instant, reply: Reply) -> ReplyEffect {
-        let Some(e) = self.entries.get_mut(&reply.id) else {
+        let Some(e) = self.entries.get_mut(reply.id) else {
             self.counters.late_replies += 1;
             tracing::debug!(id = %reply.id, attempt = reply.attempt, "reply for an unknown or resolved message; ignored");
             return ReplyEffect::Ignored;
@@ -452,8 +437,9 @@ impl<T, R: Rng> Inflight<T, R> {
                 let receipt = Receipt {
                     id,
                     attempts: e.attempt,
+                    // In ticks: one clock subtraction, no `Instant` built.
                     elapsed: self.epoch.map_or(Duration::ZERO, |epoch| {
-                        now.saturating_duration_since(epoch + Duration::from_nanos(e.accepted))
+                        Duration::from_nanos(tick(epoch, now).saturating_sub(e.accepted))
                     }),
                     duplicate: reply.status == ReplyStatus::Duplicate,
                 };
@@ -502,7 +488,7 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn on_disconnect(&mut self) {
         self.connected = false;
         for id in self.transmit.drain(..) {
-            if let Some(e) = self.entries.get_mut(&id) {
+            if let Some(e) = self.entries.get_mut(id) {
                 e.queued = false;
             }
         }
@@ -513,10 +499,8 @@ impl<T, R: Rng> Inflight<T, R> {
     pub(crate) fn on_connected(&mut self, now: Instant) {
         self.on_disconnect();
         self.connected = true;
-        let mut ids: Vec<MessageId> = self.entries.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let Some(e) = self.entries.get_mut(&id) else {
+        for id in self.entries.ids_sorted() {
+            let Some(e) = self.entries.get_mut(id) else {
                 continue;
             };
             if e.on_wire {
@@ -540,17 +524,17 @@ impl<T, R: Rng> Inflight<T, R> {
     /// Fails one message, e.g. because its frame no longer fits the frame
     /// size of a broker reached after a reconnect. The message is given back.
     pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
-        if let Some(e) = self.entries.remove(&id) {
-            let msg = e.body.into_message(id, e.attempt);
-            let size = msg.frame_size();
+        if let Some(e) = self.entries.remove(id) {
+            let size = e.body.parts(id, e.attempt).frame_size();
+            let msg = e.body.into_wire(id);
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
-                result: Err(SendError::TooLarge {
+                result: Err(Box::new(SendError::TooLarge {
                     size,
                     max,
                     message: OutgoingMessage::from_wire(msg, false),
-                }),
+                })),
             });
         }
     }
@@ -558,10 +542,9 @@ impl<T, R: Rng> Inflight<T, R> {
     /// Resolves every unresolved message with [`SendError::Abandoned`] and
     /// returns their IDs, sorted.
     pub(crate) fn abandon_all(&mut self) -> Vec<MessageId> {
-        let mut ids: Vec<MessageId> = self.entries.keys().copied().collect();
-        ids.sort_unstable();
+        let ids = self.entries.ids_sorted();
         for &id in &ids {
-            if let Some(e) = self.entries.get(&id) {
+            if let Some(e) = self.entries.get(id) {
                 let attempts = e.attempt;
                 self.resolve(id, Err(SendError::Abandoned { id, attempts }));
             }

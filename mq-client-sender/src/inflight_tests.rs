@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use mq_protocol::{Backoff, ErrorCode, Frame, Headers, Message, MessageId, Reply, ReplyStatus};
+
+use crate::message::Wire;
 use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -22,6 +24,8 @@ fn cfg(max_attempts: u32, jitter: f64, send_timeout: Option<Duration>) -> CoreCo
         },
         max_attempts,
         send_timeout,
+        // Small, so the ring slides and the side map takes stragglers.
+        window: 8,
     }
 }
 
@@ -29,10 +33,9 @@ fn core(c: CoreConfig, seed: u64) -> Inflight<u32, SmallRng> {
     Inflight::new(c, SmallRng::seed_from_u64(seed))
 }
 
-fn msg(seq: u64) -> Message {
-    Message {
+fn msg(seq: u64) -> Wire {
+    Wire {
         id: MessageId::new(7, seq),
-        attempt: 0,
         topic: "t".into(),
         headers: Headers::new(),
         payload: "p".into(),
@@ -50,10 +53,7 @@ fn reply(seq: u64, attempt: u32, status: ReplyStatus) -> Reply {
 /// All frames ready to write, as (seq, attempt).
 fn sent(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, u32)> {
     let mut out = Vec::new();
-    while let Some(m) = c.poll_transmit(|f| match f {
-        Frame::Message(m) => (m.id.seq, m.attempt),
-        other => panic!("core wrote {other:?}"),
-    }) {
+    while let Some(m) = c.poll_transmit(|m| (m.id.seq, m.attempt)) {
         out.push(m);
     }
     out
@@ -61,7 +61,7 @@ fn sent(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, u32)> {
 
 fn outcomes(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, Result<Receipt, SendError>)> {
     std::iter::from_fn(|| c.poll_outcome())
-        .map(|o| (o.id.seq, o.result))
+        .map(|o| (o.id.seq, o.result.map_err(|e| *e)))
         .collect()
 }
 
@@ -397,7 +397,7 @@ proptest! {
                 let st = model.get_mut(&o.id.seq);
                 prop_assert_eq!(st.as_deref(), Some(&State::Pending), "outcome for {} not pending", o.id);
                 if let Some(st) = st { *st = State::Done; }
-                match &o.result {
+                match o.result.as_ref().map_err(|e| &**e) {
                     Ok(r) => prop_assert!(r.attempts <= max_attempts),
                     Err(SendError::Timeout { attempts, .. } | SendError::Rejected { attempts, .. }) => {
                         prop_assert!(*attempts <= max_attempts)
@@ -433,11 +433,7 @@ proptest! {
                 Op::Disconnect => c.on_disconnect(),
                 Op::Connect => c.on_connected(now),
                 Op::Write => {
-                    while let Some(m) = c.poll_transmit(|f| match f {
-                        Frame::Message(m) => Some((m.id.seq, m.attempt)),
-                        _ => None,
-                    }) {
-                        let (seq, attempt) = m.expect("core writes only messages");
+                    while let Some((seq, attempt)) = c.poll_transmit(|m| (m.id.seq, m.attempt)) {
                         prop_assert!(attempt >= 1 && attempt <= max_attempts);
                         prop_assert_eq!(model.get(&seq), Some(&State::Pending));
                     }
@@ -465,6 +461,7 @@ fn default_cfg() -> CoreConfig {
         retry: d.retry,
         max_attempts: d.max_attempts,
         send_timeout: d.send_timeout,
+        window: d.max_in_flight,
     }
 }
 
@@ -522,16 +519,21 @@ fn default_config_confirms_after_many_losses_in_a_row() {
     }
 }
 
-/// Every in-flight message holds one entry (times the table's load factor)
-/// and one channel allocation holding a `Done`: these sizes are most of its
-/// memory cost beyond the payload (docs/BENCHMARKS.md, round 2). Growing
-/// them must be a decision, not an accident.
+/// Every in-flight message holds one ring slot (no key, no load factor; see
+/// `slots.rs`) and one channel allocation holding a `Done`: these sizes are
+/// most of its memory cost beyond the payload (docs/BENCHMARKS.md, round 2).
+/// Growing them must be a decision, not an accident.
 #[test]
 fn in_flight_structures_stay_dense() {
     use std::mem::size_of;
     // Was 320 bytes (Frame 112, four instants, two semaphore permits, an
-    // inline callback) before round 2.
+    // inline callback) before round 2. A slot is an `Option` of an entry,
+    // the same size (the entry has a niche).
     assert!(size_of::<Entry<crate::driver::Ticket>>() <= 128);
+    assert_eq!(
+        size_of::<Option<Entry<crate::driver::Ticket>>>(),
+        size_of::<Entry<crate::driver::Ticket>>()
+    );
     assert!(size_of::<Body>() <= 64);
     assert!(size_of::<crate::driver::Ticket>() <= 32);
     // Was `Result<Receipt, SendError>`, 120 bytes.
@@ -550,10 +552,10 @@ fn confirmed_round_trips_a_receipt() {
     assert_eq!(Confirmed::new(&r).receipt(r.id), r);
     let other = MessageId::new(1, 2);
     assert_eq!(Confirmed::new(&r).receipt(other).id, other);
-    match done(Err(SendError::Timeout {
+    match done(Err(Box::new(SendError::Timeout {
         id: r.id,
         attempts: 2,
-    })) {
+    }))) {
         Err(e) => assert!(matches!(*e, SendError::Timeout { attempts: 2, .. })),
         Ok(c) => panic!("an error became {c:?}"),
     }
@@ -592,48 +594,53 @@ fn retransmissions_carry_the_same_message() {
     let mut c = core(cfg(5, 0.0, None), 1);
     c.on_connected(t0);
     let headers: Headers = [("k", "v"), ("k", "w")].into_iter().collect();
-    let original = Message {
+    let original = Wire {
         id: MessageId::new(7, 1),
-        attempt: 0,
         topic: "orders".into(),
         headers,
         payload: vec![9u8; 300].into(),
     };
-    let plain = Message {
+    let plain = Wire {
         id: MessageId::new(7, 2),
         headers: Headers::new(),
         ..original.clone()
+    };
+    // What a `Message` of these parts would be on the wire.
+    let owned = |w: &Wire, attempt: u32| Message {
+        id: w.id,
+        attempt,
+        topic: w.topic.to_string(),
+        headers: w.headers.clone(),
+        payload: w.payload.clone(),
     };
     c.insert(t0, original.clone(), 0).unwrap();
     c.insert(t0, plain.clone(), 0).unwrap();
     let mut frames = Vec::new();
     let mut now = t0;
     for _ in 0..3 {
-        while let Some(f) = c.poll_transmit(|f| f.clone()) {
-            frames.push(f);
+        while let Some(f) = c.poll_transmit(|m| {
+            let mut buf = bytes::BytesMut::new();
+            m.encode(&mut buf).map(|()| buf)
+        }) {
+            frames.push(f.expect("encodes"));
         }
         now += 1000 * MS;
         c.handle_timeout(now);
     }
     assert_eq!(frames.len(), 6);
-    for (i, f) in frames.iter().enumerate() {
-        let Frame::Message(m) = f else {
-            panic!("core wrote {f:?}")
-        };
+    for (i, bytes) in frames.iter().enumerate() {
         let want = if i % 2 == 0 { &original } else { &plain };
         let attempt = i as u32 / 2 + 1;
-        assert_eq!(
-            *m,
-            Message {
-                attempt,
-                ..want.clone()
-            }
-        );
+        let mut expected = bytes::BytesMut::new();
+        Frame::Message(owned(want, attempt))
+            .encode(&mut expected)
+            .expect("encodes");
+        assert_eq!(*bytes, expected, "frame {i}");
     }
     c.fail_too_large(MessageId::new(7, 1), 10);
     match outcomes(&mut c).pop() {
         Some((1, Err(SendError::TooLarge { message, size, .. }))) => {
-            assert_eq!(size, Frame::Message(original.clone()).frame_size());
+            assert_eq!(size, Frame::Message(owned(&original, 1)).frame_size());
             assert_eq!(message, OutgoingMessage::from_wire(original, false));
         }
         other => panic!("expected TooLarge with the message, got {other:?}"),

@@ -100,18 +100,27 @@
 //!
 //! * `config.rs`: [`SenderConfig`] and its validation.
 //! * `builder.rs`: [`SenderBuilder`] (transport, TLS, lazy connect, events).
-//! * `message.rs`: [`OutgoingMessage`] and [`Receipt`].
+//! * `message.rs`: [`OutgoingMessage`] and [`Receipt`]; `topic.rs`:
+//!   [`Topic`], a topic handed over without a copy.
 //! * `error.rs`: [`ConfigError`], [`SendError`], [`FlushError`], [`CloseReport`]
 //!   ([`ConnectError`] comes from `mq-conn`).
-//! * `inflight.rs`: the sans-IO core (table, one deadline per message,
+//! * `inflight.rs`: the sans-IO core (one deadline per message,
 //!   retransmit and failure rules), stepped with explicit instants.
-//! * `driver.rs`, `link.rs`: the one task that owns the connection and the
-//!   core; reading, coalesced writing. Dialing, heartbeats and reconnect
-//!   rounds are `mq-conn`'s.
+//! * `slots.rs`: its table, a ring indexed by `seq - base` with a side map
+//!   for IDs outside the ring (no key and no spare buckets per message).
+//! * `driver/` (`mod.rs`: the loop; `finish.rs`: outcomes and shutdown),
+//!   `link.rs`: the one task that owns the connection and the core;
+//!   reading, coalesced writing. Dialing, heartbeats and reconnect rounds
+//!   are `mq-conn`'s.
 //! * `sender.rs`: [`Sender`] and [`PendingSend`].
 //! * `callback.rs`: [`SendCallback`] and the callback thread.
 //! * `flush.rs`, `stats.rs`, `metrics.rs`: flush barriers, [`SenderStats`],
 //!   the metrics above.
+//! * Tests (CONTRIBUTING.md, "Where tests live"): the core's rules in
+//!   `inflight_tests.rs` and `slots_tests.rs` beside their modules (explicit
+//!   instants, proptests); the driver's in `driver_tests.rs` (the duplex-pipe
+//!   harness) with `driver_send_tests.rs`, `driver_lazy_tests.rs` and
+//!   `driver_window_tests.rs` (paused tokio time); real TCP in `tests/`.
 //!
 //! # Examples
 //!
@@ -156,7 +165,9 @@ mod link;
 mod message;
 mod metrics;
 mod sender;
+mod slots;
 mod stats;
+mod topic;
 
 pub use builder::SenderBuilder;
 pub use callback::SendCallback;
@@ -173,6 +184,7 @@ pub use mq_conn::{ConnectionEvent, Events, TlsConfig, TlsConfigError};
 pub use mq_protocol::{Backoff, MessageId};
 pub use sender::{PendingSend, Sender};
 pub use stats::SenderStats;
+pub use topic::Topic;
 
 #[cfg(test)]
-mod tests;
+mod driver_tests;

@@ -7,7 +7,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mq_protocol::{Codec, Frame, ProtocolError};
+use mq_protocol::{Codec, Frame, MessageRef, ProtocolError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -67,6 +67,11 @@ impl WriteSide {
     /// Appends a frame to the write buffer.
     pub(crate) fn push(&mut self, frame: &Frame) -> Result<(), ProtocolError> {
         self.enc.encode(frame, &mut self.buf)
+    }
+
+    /// Appends a `Message` frame from its borrowed parts.
+    pub(crate) fn push_message(&mut self, m: MessageRef<'_>) -> Result<(), ProtocolError> {
+        self.enc.encode(m, &mut self.buf)
     }
 
     /// Writes what is buffered, bounded by `limit`, ignoring errors (used for

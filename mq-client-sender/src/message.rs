@@ -4,13 +4,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use mq_protocol::{Headers, Message, MessageId};
+use mq_protocol::{Headers, MessageId, MessageRef};
+
+use crate::Topic;
 
 /// A message to send: topic, payload, optional headers, optional explicit
 /// sequence number.
 ///
 /// Building one copies nothing: the payload is a [`Bytes`] handle that is
-/// reference-counted all the way to the socket write.
+/// reference-counted all the way to the socket write, and the topic is a
+/// [`Topic`] (a literal is kept as a reference, a `String` is moved, an
+/// `Arc<str>` is shared).
 ///
 /// # Examples
 ///
@@ -24,7 +28,7 @@ use mq_protocol::{Headers, Message, MessageId};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingMessage {
-    pub(crate) topic: String,
+    pub(crate) topic: Topic,
     pub(crate) headers: Headers,
     pub(crate) payload: Bytes,
     pub(crate) sequence: Option<u64>,
@@ -35,13 +39,21 @@ impl OutgoingMessage {
     /// the next automatic sequence number unless [`OutgoingMessage::sequence`]
     /// is called.
     ///
+    /// `topic` is anything that converts into a [`Topic`]: a `&'static str`
+    /// (no allocation), a `String`, an `Arc<str>` or a [`Topic`]. A borrowed
+    /// `&str` that is not `'static` needs `.to_owned()`, or
+    /// [`Topic::shared`] once for many messages.
+    ///
     /// # Examples
     ///
     /// ```
     /// let msg = mq_client_sender::OutgoingMessage::new("t", vec![1u8, 2, 3]);
     /// assert_eq!(msg.payload().len(), 3);
+    /// let name = String::from("t");
+    /// let msg = mq_client_sender::OutgoingMessage::new(name.as_str().to_owned(), "x");
+    /// assert_eq!(msg.topic(), "t");
     /// ```
-    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Topic>, payload: impl Into<Bytes>) -> Self {
         Self {
             topic: topic.into(),
             headers: Headers::new(),
@@ -147,11 +159,10 @@ impl OutgoingMessage {
         self.sequence
     }
 
-    /// The wire message for attempt 1 under `id`.
-    pub(crate) fn into_wire(self, id: MessageId) -> Message {
-        Message {
+    /// The message under `id`, as the driver and the core keep it.
+    pub(crate) fn into_wire(self, id: MessageId) -> Wire {
+        Wire {
             id,
-            attempt: 1,
             topic: self.topic,
             headers: self.headers,
             payload: self.payload,
@@ -161,13 +172,42 @@ impl OutgoingMessage {
     /// Gives a wire message back to the caller (e.g. when a hand-over fails
     /// after the ID was chosen); the sequence is kept so a retry keeps the ID
     /// only if the caller asked for explicit sequences.
-    pub(crate) fn from_wire(msg: Message, explicit: bool) -> Self {
+    pub(crate) fn from_wire(msg: Wire, explicit: bool) -> Self {
         Self {
             topic: msg.topic,
             headers: msg.headers,
             payload: msg.payload,
             sequence: explicit.then_some(msg.id.seq),
         }
+    }
+}
+
+/// A message with its ID: what the hand-over passes to the driver and the
+/// core keeps. Written with [`Wire::parts`] (borrowed, so the topic is never
+/// copied into a `String`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wire {
+    pub(crate) id: MessageId,
+    pub(crate) topic: Topic,
+    pub(crate) headers: Headers,
+    pub(crate) payload: Bytes,
+}
+
+impl Wire {
+    /// The `Message` frame of attempt `attempt`, borrowed.
+    pub(crate) fn parts(&self, attempt: u32) -> MessageRef<'_> {
+        MessageRef {
+            id: self.id,
+            attempt,
+            topic: &self.topic,
+            headers: &self.headers,
+            payload: &self.payload,
+        }
+    }
+
+    /// The frame size (type byte plus body); the same for every attempt.
+    pub(crate) fn frame_size(&self) -> usize {
+        self.parts(1).frame_size()
     }
 }
 

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use mq_protocol::{Message, MessageId, MAX_TOPIC_LEN};
+use mq_protocol::{MessageId, MAX_TOPIC_LEN};
 use tokio::sync::{mpsc, oneshot, Semaphore, TryAcquireError};
 use tracing::Instrument;
 
@@ -22,6 +22,7 @@ use mq_conn::Events;
 
 use crate::callback::CallbackOnce;
 use crate::driver::{Command, Completion, Done, Ticket};
+use crate::message::Wire;
 use crate::metrics::Metrics;
 use crate::stats::Stats;
 use crate::{
@@ -322,7 +323,7 @@ impl Sender {
         }
         let explicit = msg.sequence;
         let mut wire = msg.into_wire(MessageId::new(shared.producer, explicit.unwrap_or(0)));
-        let give_back = |wire: Message| OutgoingMessage {
+        let give_back = |wire: Wire| OutgoingMessage {
             sequence: explicit,
             ..OutgoingMessage::from_wire(wire, false)
         };
@@ -375,10 +376,22 @@ impl Sender {
                 }
             }
             _ => {
-                let Ok(c) = shared.count.acquire().await else {
+                // The permits are usually there: take them without building
+                // an `Acquire` future; wait only when they are not.
+                let c = match shared.count.try_acquire() {
+                    Ok(c) => Ok(c),
+                    Err(TryAcquireError::Closed) => return Err(SendError::Closed(give_back(wire))),
+                    Err(TryAcquireError::NoPermits) => shared.count.acquire().await,
+                };
+                let Ok(c) = c else {
                     return Err(SendError::Closed(give_back(wire)));
                 };
-                let Ok(b) = shared.bytes.acquire_many(bytes).await else {
+                let b = match shared.bytes.try_acquire_many(bytes) {
+                    Ok(b) => Ok(b),
+                    Err(TryAcquireError::Closed) => return Err(SendError::Closed(give_back(wire))),
+                    Err(TryAcquireError::NoPermits) => shared.bytes.acquire_many(bytes).await,
+                };
+                let Ok(b) = b else {
                     return Err(SendError::Closed(give_back(wire)));
                 };
                 (c, b)

@@ -103,6 +103,11 @@ impl Backoff {
     /// assert_eq!(b.base_delay(2), b.initial * 2);
     /// ```
     pub fn base_delay(&self, n: u32) -> Duration {
+        if n <= 1 {
+            // Exactly `initial`, without the float round trip below: the
+            // sender takes this for every message's first attempt.
+            return self.initial.min(self.max);
+        }
         let exp = n.saturating_sub(1).min(64) as i32;
         let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
         let max = self.max.as_secs_f64();

@@ -5,7 +5,7 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::{Frame, ProtocolError, DEFAULT_MAX_FRAME_SIZE};
+use crate::{Frame, MessageRef, ProtocolError, DEFAULT_MAX_FRAME_SIZE};
 
 /// Encoder and decoder of [`Frame`]s with a maximum frame size.
 ///
@@ -134,5 +134,37 @@ impl Encoder<Frame> for Codec {
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), ProtocolError> {
         self.encode(&frame, dst)
+    }
+}
+
+/// Encodes a `Message` frame from borrowed parts (no [`Frame`] built), with
+/// the same maximum-frame-size check as a [`Frame`].
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use mq_protocol::{Codec, Frame, Headers, MessageId, MessageRef};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let h = Headers::new();
+/// let m = MessageRef { id: MessageId::new(1, 1), attempt: 1, topic: "t", headers: &h, payload: b"x" };
+/// let mut codec = Codec::default();
+/// let mut buf = BytesMut::new();
+/// codec.encode(m, &mut buf)?;
+/// let Some(Frame::Message(back)) = codec.decode(&mut buf)? else { unreachable!() };
+/// assert_eq!(back.parts(), m);
+///
+/// let big = vec![0u8; 100];
+/// let m = MessageRef { payload: &big, ..m };
+/// assert!(Codec::new(64).encode(m, &mut buf).is_err());
+/// # Ok::<(), mq_protocol::ProtocolError>(())
+/// ```
+impl Encoder<MessageRef<'_>> for Codec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, msg: MessageRef<'_>, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        self.check(msg.frame_size() as u64)?;
+        msg.encode(dst)
     }
 }

@@ -29,15 +29,18 @@ pub struct Headers {
 }
 
 impl Headers {
-    /// No headers.
+    /// No headers. A `const fn`, so an empty set can be a `static`.
     ///
     /// # Examples
     ///
     /// ```
-    /// assert!(mq_protocol::Headers::new().is_empty());
+    /// static NONE: mq_protocol::Headers = mq_protocol::Headers::new();
+    /// assert!(NONE.is_empty());
     /// ```
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
     }
 
     /// Appends a header (keys may repeat).

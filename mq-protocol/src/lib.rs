@@ -64,8 +64,8 @@ pub use codec::Codec;
 pub use codes::ErrorCode;
 pub use error::ProtocolError;
 pub use frame::{
-    Ack, Close, Credit, Deliver, Frame, Hello, Message, Nack, Ping, Pong, Refuse, Reply,
-    ReplyStatus, Role, Subscribe, SubscribeError, SubscribeOk, Welcome,
+    Ack, Close, Credit, Deliver, Frame, Hello, Message, MessageRef, Nack, Ping, Pong, Refuse,
+    Reply, ReplyStatus, Role, Subscribe, SubscribeError, SubscribeOk, Welcome,
 };
 pub use headers::Headers;
 pub use id::{MessageId, ParseIdError};

@@ -206,6 +206,27 @@ proptest! {
         }
     }
 
+    /// A `Message` encoded from its borrowed parts (`MessageRef`, what the
+    /// sender writes) is byte for byte the `Frame::Message` encoding, under
+    /// the same frame-size limit and message limits.
+    #[test]
+    fn borrowed_parts_encode_like_the_frame(
+        id in id(), attempt in any::<u32>(), topic in name(300), headers in headers(),
+        payload in payload(), max in 64u32..600,
+    ) {
+        let m = Message { id, attempt, topic, headers, payload };
+        let parts = m.parts();
+        prop_assert_eq!(parts.frame_size(), m.frame_size());
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        let ra = Codec::new(max).encode(parts, &mut a);
+        let rb = Codec::new(max).encode(&Frame::Message(m.clone()), &mut b);
+        prop_assert_eq!(ra.is_ok(), rb.is_ok());
+        if let (Err(x), Err(y)) = (&ra, &rb) {
+            prop_assert_eq!(x.to_string(), y.to_string());
+        }
+        prop_assert_eq!(a, b);
+    }
+
     #[test]
     fn encoder_refuses_frames_above_the_maximum(size in 0usize..3000) {
         let f = Frame::Message(Message {

@@ -40,7 +40,7 @@ impl Driver {
         &mut self,
         id: MessageId,
         ticket: Ticket,
-        result: Result<Receipt, SendError>,
+        result: Result<Receipt, Box<SendError>>,
     ) {
         use std::sync::atomic::Ordering::Relaxed;
         let _span = tracing::trace_span!("mq_send", id = %id).entered();
@@ -59,7 +59,7 @@ impl Driver {
                 }
                 tracing::trace!(id = %id, attempts = r.attempts, duplicate = r.duplicate, "confirmed");
             }
-            Err(e @ SendError::Rejected { .. }) => {
+            Err(e) if matches!(**e, SendError::Rejected { .. }) => {
                 stats.rejected.fetch_add(1, Relaxed);
                 metrics.rejected.increment(1);
                 tracing::debug!(id = %id, error = %e, "rejected");
@@ -83,7 +83,7 @@ impl Driver {
             }
             Completion::Callback(cb) => self.callbacks.push(Job::Call {
                 cb: *cb,
-                outcome: result,
+                outcome: result.map_err(|e| *e),
                 release: Box::new(ReleaseOnDrop {
                     shared: self.shared.clone(),
                     permits,
@@ -123,7 +123,8 @@ impl Driver {
                     let id = msg.id;
                     self.shared.metrics.accepted();
                     unresolved.push(id);
-                    self.complete(id, ticket, Err(SendError::Abandoned { id, attempts: 0 }));
+                    let err = SendError::Abandoned { id, attempts: 0 };
+                    self.complete(id, ticket, Err(Box::new(err)));
                 }
                 Command::Flush(tx) => self.flush.wait(tx),
                 Command::Close { reply, .. } => replies.1.push(reply),

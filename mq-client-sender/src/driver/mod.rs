@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use mq_conn::{
     ConnectError, ConnectionEvent, Dialer, Established, Heartbeat, HeartbeatAction, Reconnect,
 };
-use mq_protocol::{Close, ErrorCode, Frame, Message, MessageId, Ping, Pong};
+use mq_protocol::{Close, ErrorCode, Frame, MessageId, Ping, Pong};
 use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -27,6 +27,7 @@ use crate::callback::{CallbackOnce, Callbacks};
 use crate::flush::FlushTracker;
 use crate::inflight::{CoreConfig, Inflight};
 use crate::link::{self, ReadSide, WriteSide, WRITE_HIGH_WATER};
+use crate::message::Wire;
 use crate::sender::Shared;
 use crate::{CloseReport, Receipt, SendError, SenderConfig};
 
@@ -80,11 +81,8 @@ impl Confirmed {
 }
 
 /// Turns an outcome into what its channel carries.
-pub(crate) fn done(result: Result<Receipt, SendError>) -> Done {
-    match result {
-        Ok(r) => Ok(Confirmed::new(&r)),
-        Err(e) => Err(Box::new(e)),
-    }
+pub(crate) fn done(result: Result<Receipt, Box<SendError>>) -> Done {
+    result.map(|r| Confirmed::new(&r))
 }
 
 /// Window permits taken by accepted messages and not yet given back. The
@@ -163,7 +161,7 @@ impl Ticket {
 /// What a handle asks of the driver.
 pub(crate) enum Command {
     Send {
-        msg: Message,
+        msg: Wire,
         ticket: Ticket,
     },
     Flush(oneshot::Sender<()>),
@@ -234,6 +232,7 @@ impl Driver {
             retry: cfg.retry,
             max_attempts: cfg.max_attempts,
             send_timeout: cfg.send_timeout,
+            window: cfg.max_in_flight,
         };
         let cfg_reconnect = cfg.reconnect;
         let mut d = Self {
@@ -506,11 +505,9 @@ impl Driver {
         };
         let mut too_large: Vec<MessageId> = Vec::new();
         while w.buf.len() < WRITE_HIGH_WATER {
-            let written = self.core.poll_transmit(|frame| {
-                if frame.frame_size() > w.max_frame() || w.push(frame).is_err() {
-                    if let Frame::Message(m) = frame {
-                        too_large.push(m.id);
-                    }
+            let written = self.core.poll_transmit(|m| {
+                if m.frame_size() > w.max_frame() || w.push_message(m).is_err() {
+                    too_large.push(m.id);
                 }
             });
             if written.is_none() {
@@ -550,7 +547,7 @@ impl Driver {
                         explicit: false,
                         ..ticket
                     };
-                    self.complete(id, ticket, Err(err));
+                    self.complete(id, ticket, Err(Box::new(err)));
                 }
             }
             Command::Flush(tx) => self.flush.wait(tx),

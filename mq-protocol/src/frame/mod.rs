@@ -27,7 +27,7 @@ pub mod publish;
 pub use consume::{Ack, Credit, Deliver, Nack, Subscribe, SubscribeError, SubscribeOk};
 pub use control::{Close, Ping, Pong};
 pub use handshake::{Hello, Refuse, Role, Welcome};
-pub use publish::{Message, Reply, ReplyStatus};
+pub use publish::{Message, MessageRef, Reply, ReplyStatus};
 
 /// Frame type bytes. Types `0x80..=0xFF` are ignorable extensions.
 pub mod frame_type {

@@ -42,26 +42,169 @@ pub(crate) fn validate_topic(topic: &str) -> Result<(), ProtocolError> {
     check_len("topic", topic.len(), MAX_TOPIC_LEN)
 }
 
-impl Body for Message {
-    const TYPE: u8 = frame_type::MESSAGE;
-    const NAME: &'static str = "Message";
+/// A `Message` frame's parts, borrowed: what a sender that keeps its
+/// messages in its own form (a shared topic, say) encodes without building
+/// a [`Message`] (whose `topic` is an owned `String`). It encodes to exactly
+/// the bytes of the equal [`Message`], with the same limits.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use mq_protocol::{Frame, Headers, Message, MessageId, MessageRef};
+///
+/// static NO_HEADERS: Headers = Headers::new();
+/// let topic: std::sync::Arc<str> = "orders".into();
+/// let parts = MessageRef { id: MessageId::new(1, 2), attempt: 1, topic: &topic,
+///                          headers: &NO_HEADERS, payload: b"hi" };
+/// let mut a = BytesMut::new();
+/// parts.encode(&mut a)?;
+///
+/// let owned = Message { id: MessageId::new(1, 2), attempt: 1, topic: "orders".into(),
+///                       headers: Headers::new(), payload: "hi".into() };
+/// let mut b = BytesMut::new();
+/// Frame::Message(owned.clone()).encode(&mut b)?;
+/// assert_eq!(a, b);
+/// assert_eq!(parts.frame_size(), owned.frame_size());
+/// assert_eq!(owned.parts(), parts);
+/// # Ok::<(), mq_protocol::ProtocolError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    /// The message's identity; the same on every attempt.
+    pub id: MessageId,
+    /// 1 for the first transmission, +1 for each retransmission.
+    pub attempt: u32,
+    /// Destination topic, 1..=[`MAX_TOPIC_LEN`] bytes of UTF-8.
+    pub topic: &'a str,
+    /// Headers (a `static` [`Headers::new`] for none).
+    pub headers: &'a Headers,
+    /// The payload.
+    pub payload: &'a [u8],
+}
 
+impl MessageRef<'_> {
     fn body_len(&self) -> usize {
-        16 + 4 + str_len(&self.topic) + self.headers.encoded_len() + 4 + self.payload.len()
+        16 + 4 + str_len(self.topic) + self.headers.encoded_len() + 4 + self.payload.len()
     }
 
-    fn validate(&self) -> Result<(), ProtocolError> {
-        validate_topic(&self.topic)?;
+    /// The frame size (type byte plus body), as [`Message::frame_size`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_protocol::{Headers, MessageId, MessageRef, MESSAGE_OVERHEAD};
+    /// let h = Headers::new();
+    /// let m = MessageRef { id: MessageId::new(1, 1), attempt: 1, topic: "t", headers: &h, payload: &[0; 10] };
+    /// assert_eq!(m.frame_size(), MESSAGE_OVERHEAD - 4 + 1 + 10);
+    /// ```
+    pub fn frame_size(&self) -> usize {
+        1 + self.body_len()
+    }
+
+    /// Checks the protocol's message limits (topic length, header count
+    /// and bytes), as [`crate::Frame::validate`] does for a [`Message`].
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::FieldTooLong`] or a header error, naming the field.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_protocol::{Headers, MessageId, MessageRef};
+    /// let h = Headers::new();
+    /// let long = "t".repeat(300);
+    /// let m = MessageRef { id: MessageId::new(1, 1), attempt: 1, topic: &long, headers: &h, payload: b"" };
+    /// assert!(m.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        validate_topic(self.topic)?;
         self.headers.validate()
+    }
+
+    /// Appends the whole `Message` frame (length prefix, type, body) to
+    /// `dst`. Does not check a maximum frame size; encoding through the
+    /// [`crate::Codec`] does.
+    ///
+    /// # Errors
+    ///
+    /// A field breaks a protocol limit (see [`MessageRef::validate`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_protocol::{Headers, MessageId, MessageRef};
+    /// let h = Headers::new();
+    /// let m = MessageRef { id: MessageId::new(1, 1), attempt: 1, topic: "t", headers: &h, payload: b"x" };
+    /// let mut buf = bytes::BytesMut::new();
+    /// m.encode(&mut buf)?;
+    /// assert_eq!(buf.len(), m.frame_size() + 4);
+    /// # Ok::<(), mq_protocol::ProtocolError>(())
+    /// ```
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        self.validate()?;
+        let len = 4 + self.frame_size();
+        dst.reserve(len);
+        dst.put_u32((len - 4) as u32);
+        dst.put_u8(frame_type::MESSAGE);
+        self.put(dst);
+        Ok(())
     }
 
     fn put(&self, dst: &mut BytesMut) {
         dst.put_u64(self.id.producer);
         dst.put_u64(self.id.seq);
         dst.put_u32(self.attempt);
-        put_str(dst, &self.topic);
+        put_str(dst, self.topic);
         self.headers.encode(dst);
-        put_bytes32(dst, &self.payload);
+        put_bytes32(dst, self.payload);
+    }
+}
+
+impl Message {
+    /// This message's parts, borrowed (see [`MessageRef`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use mq_protocol::{Headers, Message, MessageId};
+    /// let m = Message { id: MessageId::new(1, 1), attempt: 1, topic: "t".into(),
+    ///                   headers: Headers::new(), payload: "x".into() };
+    /// assert_eq!(m.parts().topic, "t");
+    /// assert_eq!(m.parts().frame_size(), m.frame_size());
+    /// ```
+    pub fn parts(&self) -> MessageRef<'_> {
+        MessageRef {
+            id: self.id,
+            attempt: self.attempt,
+            topic: &self.topic,
+            headers: &self.headers,
+            payload: &self.payload,
+        }
+    }
+}
+
+impl<'a> From<&'a Message> for MessageRef<'a> {
+    fn from(m: &'a Message) -> Self {
+        m.parts()
+    }
+}
+
+impl Body for Message {
+    const TYPE: u8 = frame_type::MESSAGE;
+    const NAME: &'static str = "Message";
+
+    fn body_len(&self) -> usize {
+        self.parts().body_len()
+    }
+
+    fn validate(&self) -> Result<(), ProtocolError> {
+        self.parts().validate()
+    }
+
+    fn put(&self, dst: &mut BytesMut) {
+        self.parts().put(dst);
     }
 
     fn get(r: &mut Reader) -> Result<Self, ProtocolError> {

@@ -15,9 +15,12 @@ use tokio_util::codec::Framed;
 use crate::{Sender, SenderConfig};
 use mq_conn::{BoxIo, SharedConnector};
 
-mod driver;
-mod lazy;
-mod window;
+#[path = "driver_lazy_tests.rs"]
+mod lazy_tests;
+#[path = "driver_send_tests.rs"]
+mod send_tests;
+#[path = "driver_window_tests.rs"]
+mod window_tests;
 
 /// The test's side of the fake network: each connect of the sender hands
 /// the broker end of a fresh duplex pipe to `accept`.
