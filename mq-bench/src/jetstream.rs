@@ -29,7 +29,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use hdrhistogram::Histogram;
 use mq_broker::{BrokerConfig, Gateway, JetStreamConfig};
 use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
-use mq_client_sender::{OutgoingMessage, PendingSend, Sender, SenderConfig};
+use mq_client_sender::{OutgoingMessage, PendingSend, Sender, SenderConfig, Topic};
 use mq_e2e::nats::NatsCluster;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -189,13 +189,15 @@ async fn confirm(
         })
     };
     let filler = vec![0x5a; load.payload.max(8) - 8];
+    // One shared topic for the run: each message clones an `Arc`.
+    let topic = Topic::shared(topic);
     let start = Instant::now();
     for seq in 0..load.count {
         if let Some(d) = load.rate.and_then(|r| pace_delay(start, seq, r)) {
             tokio::time::sleep(d).await;
         }
         let m = message(load.payload, &filler);
-        let m = OutgoingMessage::new(topic, m.payload().clone());
+        let m = OutgoingMessage::new(topic.clone(), m.payload().clone());
         let t0 = now_us();
         let pending = sender.enqueue(m).await?;
         let _ = tx.send((pending, t0));
