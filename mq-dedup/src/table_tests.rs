@@ -285,3 +285,68 @@ proptest! {
         check(Limits::new(4, 64, 1 << 20), &ops, 4, 64)?;
     }
 }
+
+#[test]
+fn the_worst_case_formula() {
+    // 10 ranges: at most 11 producers, 6 of them with lower ranges.
+    // Index for 22: 32 buckets (128 + 48 bytes); 15 slots; 11 candidates.
+    let l = Limits::new(100, 8, 10);
+    let expected = 176 + 15 * PRODUCER_BYTES + 11 * 16 + 6 * (24 + 192) + 10 * RANGE_BYTES;
+    assert_eq!(l.max_memory_bytes(), expected);
+    assert_eq!(
+        Limits::new(0, 0, 0).max_memory_bytes(),
+        Limits::new(1, 1, 1).max_memory_bytes()
+    );
+}
+
+#[test]
+fn the_slot_array_grows_by_an_eighth() {
+    let mut t = table(100_000, 8, 1 << 20);
+    let mut grew = 0;
+    let mut cap = 0;
+    for p in 0..10_000 {
+        t.insert(0, p, 1);
+        if t.slots.capacity() != cap {
+            cap = t.slots.capacity();
+            grew += 1;
+            assert!(cap <= t.slots.len() + t.slots.len() / 8 + 4, "{cap}");
+        }
+    }
+    // Geometric growth: about log(10 000 / 4) / log(9 / 8) = 66 times.
+    assert!(grew < 80, "grew {grew} times");
+}
+
+#[test]
+fn an_eviction_scan_keeps_the_oldest_sixteenth() {
+    let mut t = table(1_600, 8, 1 << 20);
+    for p in 0..1_600 {
+        t.insert(0, p, 1);
+    }
+    let before = t.memory_bytes();
+    t.insert(0, 5_000, 1);
+    assert!(!t.contains(0, 1) && t.contains(1, 1));
+    assert_eq!(t.memory_bytes() - before, 100 * 16);
+}
+
+#[test]
+fn eviction_follows_activity_exactly_past_one_scan() {
+    // 200 producers, touched in a scrambled order: each new producer must
+    // evict exactly the least recently active one, across several scans.
+    let n = 200u64;
+    let mut t = table(n as usize, 8, 1 << 20);
+    for p in 0..n {
+        t.insert(0, p, 0);
+    }
+    let order: Vec<u64> = (0..n).map(|i| (i * 73 + 11) % n).collect();
+    for (i, &p) in order.iter().enumerate() {
+        t.insert(i as u64, p, 1);
+    }
+    for (i, &p) in order.iter().enumerate() {
+        assert!(t.contains(p, 1));
+        t.insert(1_000 + i as u64, 10_000 + i as u64, 0);
+        assert!(!t.contains(p, 1), "step {i}: {p} should have been evicted");
+        if let Some(&q) = order.get(i + 1) {
+            assert!(t.contains(q, 1), "step {i}: {q} evicted too early");
+        }
+    }
+}
