@@ -258,3 +258,13 @@ fn exact_within_bounds_has_no_evictions() {
     assert_eq!(w.evictions(), 0);
     assert_eq!(w.total_ranges(), 4 * 64);
 }
+
+#[test]
+fn the_window_keeps_its_config() {
+    let c = cfg_total(5, 3, 7, 60);
+    let w = DedupWindow::new(c.clone());
+    assert_eq!(w.config().max_producers, 5);
+    assert_eq!(w.config().max_ranges_per_producer, 3);
+    assert_eq!(w.config().max_ranges, 7);
+    assert_eq!(w.config().idle_expiry, Duration::from_secs(60));
+}
