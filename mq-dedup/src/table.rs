@@ -230,6 +230,12 @@ impl<S: BuildHasher> DedupTable<S> {
             let Some(delta) = add(&mut slot.ranges) else {
                 return false;
             };
+            if delta == 0 {
+                // A range grew (the common case, IDs in order): the same
+                // number of ranges, so no bound can be newly exceeded, and
+                // the same lower ranges present or not.
+                return true;
+            }
             self.ranges = self.ranges.saturating_add_signed(delta);
             while slot.ranges.range_count() > max && slot.ranges.pop_lowest().is_some() {
                 // Forget the lowest range; never merge across a gap.
