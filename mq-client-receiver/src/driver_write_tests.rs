@@ -108,14 +108,12 @@ async fn acks_ready_together_leave_in_one_write() {
     g.release.notify_waiters();
     let (acks, _) = settlements(&mut peer, N as usize).await;
     assert!(acks.iter().all(|f| matches!(f, Frame::Ack(_))));
-    let w = writes.lock().unwrap();
-    let first = frames(&w[before]);
+    let first = frames(&writes.lock().unwrap()[before]);
     let acked = first.iter().filter(|f| matches!(f, Frame::Ack(_))).count();
     assert_eq!(
         acked, N as usize,
         "the first write after the release: {first:?}"
     );
-    drop(w);
     r.close(Duration::from_secs(1)).await.unwrap();
 }
 
@@ -150,8 +148,7 @@ async fn manual_acks_sent_together_leave_in_one_write() {
     }
     let (got, _) = settlements(&mut peer, N as usize).await;
     assert_eq!(got.len(), N as usize);
-    let w = writes.lock().unwrap();
-    let first = frames(&w[before]);
+    let first = frames(&writes.lock().unwrap()[before]);
     let settled = first
         .iter()
         .filter(|f| matches!(f, Frame::Ack(_) | Frame::Nack(_)))
@@ -160,7 +157,6 @@ async fn manual_acks_sent_together_leave_in_one_write() {
         settled, N as usize,
         "the first write after settling: {first:?}"
     );
-    drop(w);
     for s in settles {
         s.await.unwrap().unwrap();
     }
