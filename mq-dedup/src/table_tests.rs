@@ -350,3 +350,23 @@ fn eviction_follows_activity_exactly_past_one_scan() {
         }
     }
 }
+
+#[test]
+fn memory_counts_each_lower_range() {
+    assert_eq!(INDEX_BUCKET_BYTES, 5);
+    let mut t = table(10, 10, 100);
+    t.insert(0, 1, 1);
+    let one = t.memory_bytes();
+    t.insert(0, 1, 3);
+    assert_eq!(t.memory_bytes() - one, 24 + 192 + RANGE_BYTES);
+    t.insert(0, 1, 5);
+    assert_eq!(t.memory_bytes() - one, 24 + 192 + 2 * RANGE_BYTES);
+    t.insert(0, 1, 4);
+    t.insert(0, 1, 2);
+    assert_eq!(t.memory_bytes(), one, "one range again: no heap for it");
+}
+
+#[test]
+fn the_table_keeps_its_limits() {
+    assert_eq!(table(3, 2, 9).limits(), &Limits::new(3, 2, 9));
+}
