@@ -38,8 +38,8 @@ pub enum AckMode {
 /// each, plus the producer tables), reached only when the ranges are spread
 /// over 10 000 producers that all leave gaps. A producer that sends in
 /// order and whose messages are all processed here costs one range, kept in
-/// its 33-byte slot of the producer table (at most about 75 bytes with the
-/// table's free slots), no matter how many messages it sent. Lower the
+/// its 40-byte slot of the producer table (at most about 57 bytes with the
+/// table's free slots and its index), no matter how many messages it sent. Lower the
 /// bounds to cap memory; the cost is that more duplicates can reach the
 /// handler.
 ///

@@ -1,6 +1,5 @@
 //! Unit and property tests of the dedup window (`super`).
 
-use super::table::TABLE_FIXED_BYTES;
 use super::*;
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -29,27 +28,27 @@ fn a_million_contiguous_ids_are_one_range() {
     assert!(w.contains(MessageId::new(3, 0)));
     assert!(w.contains(MessageId::new(3, 999_999)));
     assert!(!w.contains(MessageId::new(3, 1_000_000)));
-    // One slot of a four-slot table; nothing per range.
-    assert_eq!(w.memory_bytes(), 4 * PRODUCER_BYTES + TABLE_FIXED_BYTES);
+    // Four slots and a four-bucket index; nothing per range.
+    assert!(w.memory_bytes() <= 4 * PRODUCER_BYTES + 64);
 }
 
 #[test]
 fn a_contiguous_producer_costs_one_slot() {
-    assert_eq!(PRODUCER_BYTES, 33);
-    let mut w = DedupWindow::new(DedupConfig::default());
-    let now = Instant::now();
-    for p in 0..10_000u64 {
-        for seq in 0..100 {
-            w.insert(now, MessageId::new(p, seq));
+    assert_eq!(PRODUCER_BYTES, 40);
+    for producers in [1_000u64, 10_000] {
+        let mut w = DedupWindow::new(DedupConfig::default());
+        let now = Instant::now();
+        for p in 0..producers {
+            for seq in 0..100 {
+                w.insert(now, MessageId::new(p, seq));
+            }
         }
+        assert_eq!(w.total_ranges(), producers as usize);
+        // A 40-byte slot (the array grows by an eighth) and two to three
+        // 5-byte index buckets each.
+        let per = w.memory_bytes() / producers as usize;
+        assert!((40..=64).contains(&per), "{producers}: {per} B each");
     }
-    assert_eq!(w.total_ranges(), 10_000);
-    // 16 384 slots, at most 7/8 full: 55 bytes per producer.
-    assert_eq!(
-        w.memory_bytes(),
-        16_384 * PRODUCER_BYTES + TABLE_FIXED_BYTES
-    );
-    assert!(w.memory_bytes() / 10_000 <= 64);
 }
 
 #[test]
@@ -258,4 +257,14 @@ fn exact_within_bounds_has_no_evictions() {
     }
     assert_eq!(w.evictions(), 0);
     assert_eq!(w.total_ranges(), 4 * 64);
+}
+
+#[test]
+fn the_window_keeps_its_config() {
+    let c = cfg_total(5, 3, 7, 60);
+    let w = DedupWindow::new(c.clone());
+    assert_eq!(w.config().max_producers, 5);
+    assert_eq!(w.config().max_ranges_per_producer, 3);
+    assert_eq!(w.config().max_ranges, 7);
+    assert_eq!(w.config().idle_expiry, Duration::from_secs(60));
 }

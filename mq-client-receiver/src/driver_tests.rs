@@ -511,3 +511,6 @@ mod io_tests;
 
 #[path = "driver_conn_tests.rs"]
 mod conn_tests;
+
+#[path = "driver_write_tests.rs"]
+mod write_tests;

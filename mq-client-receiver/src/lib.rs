@@ -80,7 +80,8 @@
 //! * dedup memory: at most [`DedupConfig::max_memory_bytes`], about 15 MiB
 //!   with the defaults (bounded by [`DedupConfig::max_ranges`], 262 144
 //!   ranges over at most 10 000 producers); a producer whose IDs are all
-//!   contiguous costs one 33-byte table slot. See [`DedupConfig`] and
+//!   contiguous costs one 40-byte slot and its index entry (at most 64
+//!   bytes in all). See [`DedupConfig`] and
 //!   [`DedupWindow::memory_bytes`].
 //!
 //! # Metrics and tracing
