@@ -152,10 +152,12 @@ pub fn broker_dedup(producers: u64, ids: u64, pb: &Progress) -> BenchResult<Valu
         }
     }
     let heap = (live() - live0) as f64;
+    let reported = d.memory_bytes() as f64;
     let rss = proc_status_bytes("VmRSS").saturating_sub(rss0) as f64;
     let p = producers as f64;
     let out = json!({
         "scenario": "memory-broker-dedup",
+        "reported_bytes_per_producer": (reported / p).round(),
         "producers": producers,
         "ids_per_producer": per,
         "heap_bytes_per_producer": (heap / p).round(),

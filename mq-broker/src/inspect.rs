@@ -31,6 +31,10 @@ pub struct Inspection {
     pub connections: usize,
     /// Producers tracked by the dedup table.
     pub dedup_producers: usize,
+    /// Heap bytes of the dedup table, by its own count (issue 18's broker
+    /// dedup memory). Not part of the API.
+    #[doc(hidden)]
+    pub dedup_bytes: usize,
 }
 
 impl Inspection {

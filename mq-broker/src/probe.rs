@@ -61,6 +61,20 @@ impl DedupProbe {
         self.0.producers()
     }
 
+    /// Heap bytes the table holds, by its own count (the bench checks it
+    /// against the counting allocator).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut d = mq_broker::probe::DedupProbe::new(10, 10);
+    /// d.insert(1, 1);
+    /// assert!(d.memory_bytes() > 0);
+    /// ```
+    pub fn memory_bytes(&self) -> usize {
+        self.0.memory_bytes()
+    }
+
     /// Ranges held over all producers.
     ///
     /// # Examples

@@ -177,7 +177,7 @@ impl Core {
         s.connections_open = self.conns.len() as u64;
         s.stored_messages = self.store.len() as u64;
         s.stored_bytes = self.store.bytes() as u64;
-        s.dedup_evictions = self.dedup.evictions;
+        s.dedup_evictions = self.dedup.evictions();
         s.timer_entries = self.timers.len() as u64;
         if let Some(j) = &self.journal {
             s.journal_syncs = j.syncs;

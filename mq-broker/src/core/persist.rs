@@ -153,11 +153,7 @@ impl Core {
             .encode(dst);
         }
         for (producer, ranges) in self.dedup.export() {
-            Record::Dedup {
-                producer,
-                ranges: ranges.to_vec(),
-            }
-            .encode(dst);
+            Record::Dedup { producer, ranges }.encode(dst);
         }
         let durable = self.journal.as_ref().map_or(u64::MAX, |j| j.durable);
         for (id, m) in self.store.iter() {

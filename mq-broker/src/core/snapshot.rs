@@ -56,6 +56,7 @@ impl Core {
             dead_letters: self.dead.iter().cloned().collect(),
             connections: self.conns.len(),
             dedup_producers: self.dedup.producers(),
+            dedup_bytes: self.dedup.memory_bytes(),
         }
     }
 }
