@@ -15,8 +15,10 @@
 //!   message fails with [`SendError::Timeout`].
 //! * The total deadline (`send_timeout` from insert) fails the message
 //!   whatever its attempt.
-//! * Each message has ONE deadline, the earlier of the two; `poll_timeout`
-//!   returns the earliest over all messages.
+//! * Each message has ONE deadline, the earlier of the two. `poll_timeout`
+//!   returns an instant at or before the earliest over all messages (see
+//!   "Timers" below: with jitter it can be early, never late), and
+//!   `handle_timeout(now)` fires exactly the deadlines at or before `now`.
 //! * Deadlines run while disconnected. An attempt started while disconnected
 //!   counts; it reaches the wire at the next [`Inflight::on_connected`].
 //! * On reconnect every unresolved message is queued at once: an attempt not
@@ -29,6 +31,24 @@
 //!   next attempt starts after `retry.delay(n)`. A permanent one resolves at
 //!   once. After the attempts run out following a transient rejection, the
 //!   outcome is [`SendError::Rejected`] with the last code.
+//!
+//! # Timers
+//!
+//! Most messages are confirmed on their first attempt, and automatic IDs are
+//! numbered in the order they are accepted. So a first attempt in the ring
+//! (see [`Slots`]) has no timer of its own: its *first key*,
+//! `accepted + min(lowest attempt-1 delay, send_timeout)`, never decreases
+//! along the ring, and a cursor over the ring (the lowest slot still timed
+//! this way) finds the earliest. Such an entry is "ring-timed"; every other
+//! one (later attempts, the side map, an insert that is not the ring's new
+//! last slot or was accepted before the last ring-timed one) has an item in
+//! a heap keyed by its real deadline ("heap-timed"), and stays heap-timed.
+//!
+//! The first key is a lower bound of the real deadline (the attempt-1 delay
+//! is jittered down by at most `jitter`): when it passes and the real
+//! deadline has not, the entry becomes heap-timed with its real deadline.
+//! Without jitter the two are equal. Entries leave the ring only through
+//! the side map, and each one moved there gets its heap item as it moves.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -39,7 +59,7 @@ use mq_protocol::{Backoff, ErrorCode, Headers, MessageId, MessageRef, Reply, Rep
 use rand::Rng;
 
 use crate::message::Wire;
-use crate::slots::Slots;
+use crate::slots::{Placed, Slots};
 use crate::{OutgoingMessage, Receipt, SendError, Topic};
 
 /// The retry rules of the core (a subset of [`crate::SenderConfig`]).
@@ -100,11 +120,11 @@ struct Entry<T> {
     on_wire: bool,
     /// The ID is in the transmit queue for the current attempt.
     queued: bool,
+    /// The entry's deadline is (or was) in the timer heap; otherwise it is
+    /// ring-timed (module docs, "Timers"). Never goes back to false.
+    in_heap: bool,
     accepted: Tick,
     retry_at: Tick,
-    /// The last transient rejection, reported if the attempts run out.
-    /// Boxed: rare, and 24 bytes less in every entry.
-    rejection: Option<Box<(ErrorCode, String)>>,
     data: T,
 }
 
@@ -165,11 +185,25 @@ impl<T> Entry<T> {
             .map(|d| self.accepted.saturating_add(nanos(d)))
     }
 
-    /// `min(retry_at, total_at)`; the key of this entry's live timer.
+    /// `min(retry_at, total_at)`; the key of this entry's heap item.
     fn deadline(&self, cfg: &CoreConfig) -> Tick {
         self.total_at(cfg)
             .map_or(self.retry_at, |t| t.min(self.retry_at))
     }
+
+    /// The ring-timed key: `min(accepted + first_delay, total_at)`, at or
+    /// before [`Entry::deadline`] on attempt 1 (module docs, "Timers").
+    fn first_key(&self, cfg: &CoreConfig, first_delay: Tick) -> Tick {
+        let r = self.accepted.saturating_add(first_delay);
+        self.total_at(cfg).map_or(r, |t| t.min(r))
+    }
+}
+
+/// Where the next timer comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Heap,
+    Ring,
 }
 
 /// An instant as nanoseconds after the core's epoch (the `now` of its first
@@ -187,10 +221,20 @@ pub(crate) struct Inflight<T, R> {
     cfg: CoreConfig,
     rng: R,
     entries: Slots<Entry<T>>,
-    /// Min-heap of `(deadline, id)`; entries whose deadline changed since are
-    /// stale and skipped (lazy deletion), and the heap is rebuilt when stale
-    /// ones dominate.
+    /// Min-heap of `(deadline, id)` of the heap-timed entries; entries
+    /// whose deadline changed since are stale and skipped (lazy deletion),
+    /// and the heap is rebuilt when stale ones dominate.
     timers: BinaryHeap<Reverse<(Tick, MessageId)>>,
+    /// No ring-timed entry has a lower sequence (module docs, "Timers").
+    cursor: u64,
+    /// `accepted` of the last entry made ring-timed: a later one must not
+    /// be earlier, so first keys never decrease along the ring.
+    ring_last: Tick,
+    /// The shortest attempt-1 delay any jitter draw gives, in ticks.
+    first_delay: Tick,
+    /// The last transient rejection of each message that had one, reported
+    /// if its attempts run out. Rare: kept here, not in every entry.
+    rejections: mq_protocol::hash::FastMap<MessageId, (ErrorCode, String)>,
     /// What [`Tick`]s count from; set by the first insert (no entry, no
     /// tick, before it).
     epoch: Option<Instant>,
@@ -213,6 +257,11 @@ impl<T, R: Rng> Inflight<T, R> {
             rng,
             entries: Slots::new(cfg.window),
             timers: BinaryHeap::new(),
+            cursor: 0,
+            ring_last: 0,
+            // `delay_with` shrinks as its unit grows, and draws are below 1.
+            first_delay: nanos(cfg.retry.delay_with(1, 1.0)),
+            rejections: Default::default(),
             epoch: None,
             transmit: VecDeque::new(),
             outcomes: VecDeque::new(),
@@ -263,14 +312,34 @@ impl<T, R: Rng> Inflight<T, R> {
             transmitted: false,
             on_wire: false,
             queued,
+            in_heap: false,
             accepted,
             retry_at,
-            rejection: None,
             data,
         };
-        let deadline = entry.deadline(&self.cfg);
-        self.entries.insert(id, entry);
-        self.timers.push(Reverse((deadline, id)));
+        let (cfg, timers) = (&self.cfg, &mut self.timers);
+        let placed = self.entries.insert_with(id, entry, |id, e| {
+            // Leaves the ring for the side map: the cursor cannot see it.
+            if !e.in_heap {
+                e.in_heap = true;
+                timers.push(Reverse((e.deadline(cfg), id)));
+            }
+        });
+        let ring_timed = match placed {
+            Placed::Alone => true,
+            Placed::Back => accepted >= self.ring_last,
+            Placed::Inner | Placed::Side => false,
+        } && accepted.saturating_add(self.first_delay) <= retry_at;
+        if ring_timed {
+            self.cursor = match placed {
+                Placed::Alone => id.seq,
+                _ => self.cursor.min(id.seq),
+            };
+            self.ring_last = accepted;
+        } else if let Some(e) = self.entries.get_mut(id) {
+            e.in_heap = true;
+            self.timers.push(Reverse((e.deadline(&self.cfg), id)));
+        }
         self.compact_timers();
         if queued {
             self.transmit.push_back(id);
@@ -287,6 +356,7 @@ impl<T, R: Rng> Inflight<T, R> {
         let now = self.epoch.map_or(0, |epoch| tick(epoch, now));
         e.retry_at =
             now.saturating_add(nanos(self.cfg.retry.delay_with(e.attempt, self.rng.gen())));
+        e.in_heap = true;
         let deadline = e.deadline(&self.cfg);
         self.timers.push(Reverse((deadline, id)));
         self.compact_timers();
@@ -297,6 +367,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.timers = self
                 .entries
                 .iter()
+                .filter(|(_, e)| e.in_heap)
                 .map(|(id, e)| Reverse((e.deadline(&self.cfg), id)))
                 .collect();
         }
@@ -340,24 +411,38 @@ impl<T, R: Rng> Inflight<T, R> {
         }
     }
 
-    /// The earliest deadline of any unresolved message.
+    /// An instant at or before the earliest deadline of any unresolved
+    /// message (exactly it without jitter; see the module docs, "Timers"):
+    /// call [`Inflight::handle_timeout`] then.
     pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
         let epoch = self.epoch?;
-        self.next_deadline()
-            .map(|t| epoch + Duration::from_nanos(t))
+        self.next_timer()
+            .map(|(t, _, _)| epoch + Duration::from_nanos(t))
     }
 
-    /// The earliest live timer, dropping stale ones.
-    fn next_deadline(&mut self) -> Option<Tick> {
-        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+    /// The earliest timer: the live heap top (stale items dropped) or the
+    /// first key of the first ring-timed entry, whichever is earlier.
+    fn next_timer(&mut self) -> Option<(Tick, MessageId, Source)> {
+        let heap = loop {
+            let Some(Reverse((t, id))) = self.timers.peek().copied() else {
+                break None;
+            };
             match self.entries.get(id) {
-                Some(e) if e.deadline(&self.cfg) == t => return Some(t),
+                Some(e) if e.in_heap && e.deadline(&self.cfg) == t => break Some((t, id)),
                 _ => {
                     self.timers.pop();
                 }
             }
+        };
+        let (cfg, first_delay) = (&self.cfg, self.first_delay);
+        let (cursor, ring) = self.entries.first_in_ring(self.cursor, |e| !e.in_heap);
+        self.cursor = cursor;
+        let ring = ring.map(|(id, e)| (e.first_key(cfg, first_delay), id));
+        match (heap, ring) {
+            (Some(h), Some(r)) if r < h => Some((r.0, r.1, Source::Ring)),
+            (Some(h), _) => Some((h.0, h.1, Source::Heap)),
+            (None, r) => r.map(|(t, id)| (t, id, Source::Ring)),
         }
-        None
     }
 
     /// Fires every deadline at or before `now`: retransmissions and failures.
@@ -367,14 +452,27 @@ impl<T, R: Rng> Inflight<T, R> {
         };
         // An instant before the epoch is before every deadline.
         let now_tick = tick(epoch, now);
-        while let Some(t) = self.next_deadline() {
+        while let Some((t, id, source)) = self.next_timer() {
             if t > now_tick || now < epoch {
                 break;
             }
-            let Some(Reverse((_, id))) = self.timers.pop() else {
+            if source == Source::Heap {
+                self.timers.pop();
+                self.expire(id, now, now_tick);
+                continue;
+            }
+            let Some(e) = self.entries.get_mut(id) else {
                 break;
             };
-            self.expire(id, now, now_tick);
+            let deadline = e.deadline(&self.cfg);
+            if deadline <= now_tick {
+                // `expire` resolves it or arms its next attempt (heap-timed).
+                self.expire(id, now, now_tick);
+            } else {
+                // Its first key passed, its jittered deadline not yet.
+                e.in_heap = true;
+                self.timers.push(Reverse((deadline, id)));
+            }
         }
     }
 
@@ -402,11 +500,11 @@ impl<T, R: Rng> Inflight<T, R> {
             return;
         };
         let attempts = e.attempt;
-        let err = match e.rejection.as_deref() {
+        let err = match self.rejections.remove(&id) {
             Some((code, reason)) => SendError::Rejected {
                 id,
-                code: *code,
-                reason: reason.clone(),
+                code,
+                reason,
                 attempts,
             },
             None => SendError::Timeout { id, attempts },
@@ -416,11 +514,18 @@ impl<T, R: Rng> Inflight<T, R> {
 
     fn resolve(&mut self, id: MessageId, result: Result<Receipt, SendError>) {
         if let Some(e) = self.entries.remove(id) {
+            self.forget_rejection(id);
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
                 result: result.map_err(Box::new),
             });
+        }
+    }
+
+    fn forget_rejection(&mut self, id: MessageId) {
+        if !self.rejections.is_empty() {
+            self.rejections.remove(&id);
         }
     }
 
@@ -465,13 +570,16 @@ impl<T, R: Rng> Inflight<T, R> {
                     return ReplyEffect::Ignored;
                 }
                 tracing::debug!(id = %id, attempt = e.attempt, %code, "transient rejection; backing off");
-                e.rejection = Some(Box::new((code, reason)));
-                if e.attempt >= self.cfg.max_attempts {
+                let last = e.attempt >= self.cfg.max_attempts;
+                if !last {
+                    // Drop a queued copy of this attempt: it was just answered.
+                    e.queued = false;
+                }
+                self.rejections.insert(id, (code, reason));
+                if last {
                     self.exhausted(id);
                     return ReplyEffect::Resolved;
                 }
-                // Drop a queued copy of this attempt: it was just answered.
-                e.queued = false;
                 self.arm(id, now);
                 ReplyEffect::Retrying
             }
@@ -525,6 +633,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// size of a broker reached after a reconnect. The message is given back.
     pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
         if let Some(e) = self.entries.remove(id) {
+            self.forget_rejection(id);
             let size = e.body.parts(id, e.attempt).frame_size();
             let msg = e.body.into_wire(id);
             self.outcomes.push_back(Outcome {
@@ -551,6 +660,7 @@ impl<T, R: Rng> Inflight<T, R> {
         }
         self.transmit.clear();
         self.timers.clear();
+        self.rejections.clear();
         ids
     }
 }
@@ -558,3 +668,7 @@ impl<T, R: Rng> Inflight<T, R> {
 #[cfg(test)]
 #[path = "inflight_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "inflight_timer_tests.rs"]
+mod timer_tests;
