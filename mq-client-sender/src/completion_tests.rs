@@ -123,3 +123,14 @@ fn one_allocation_of_at_most_48_bytes() {
     assert!(2 * size_of::<usize>() + size_of::<Mutex<State>>() <= 48);
     assert_eq!(size_of::<CompletionTx>(), size_of::<usize>());
 }
+
+#[test]
+fn debug_shows_the_state() {
+    let (tx, mut rx) = channel();
+    assert_eq!(format!("{rx:?}"), r#"CompletionRx("waiting")"#);
+    tx.send(ok(1));
+    assert_eq!(format!("{rx:?}"), r#"CompletionRx("ready")"#);
+    let mut f = task::spawn(());
+    let _ = f.enter(|cx, _| rx.poll(cx));
+    assert_eq!(format!("{rx:?}"), r#"CompletionRx("closed")"#);
+}

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use super::timer_tests::fire;
 use super::*;
 
 const MS: Duration = Duration::from_millis(1);
@@ -65,24 +66,6 @@ fn outcomes(c: &mut Inflight<u32, SmallRng>) -> Vec<(u64, Result<Receipt, SendEr
         .collect()
 }
 
-/// Steps from `poll_timeout` to `poll_timeout` until a deadline fires (a
-/// frame queued or an outcome decided) and returns that instant. With
-/// jitter `poll_timeout` may be early (a first attempt's lower bound), never
-/// late: nothing fires a nanosecond before the returned instant.
-fn fire(c: &mut Inflight<u32, SmallRng>) -> Instant {
-    let fired = |c: &Inflight<u32, SmallRng>| !c.transmit.is_empty() || !c.outcomes.is_empty();
-    assert!(!fired(c), "step from a quiet core");
-    loop {
-        let t = c.poll_timeout().expect("a deadline is pending");
-        c.handle_timeout(t - Duration::from_nanos(1));
-        assert!(!fired(c), "fired before {t:?}");
-        c.handle_timeout(t);
-        if fired(c) {
-            return t;
-        }
-    }
-}
-
 #[test]
 fn retransmits_on_exact_deadlines_then_times_out() {
     let t0 = Instant::now();
@@ -118,44 +101,6 @@ fn retransmits_on_exact_deadlines_then_times_out() {
     assert!(c.is_empty());
     assert_eq!(c.poll_timeout(), None);
     assert_eq!(c.counters().retransmitted, 3);
-}
-
-#[test]
-fn jittered_deadlines_stay_within_bounds_for_a_fixed_seed() {
-    let seed = 0x5eed;
-    println!("seed = {seed}");
-    let c0 = cfg(6, 0.5, None);
-    let t0 = Instant::now();
-    let mut c = core(c0, seed);
-    c.on_connected(t0);
-    c.insert(t0, msg(1), 0).unwrap();
-    sent(&mut c);
-    let mut now = t0;
-    let mut schedule = Vec::new();
-    for n in 1..=5u32 {
-        let d = fire(&mut c) - now;
-        assert_eq!(sent(&mut c), vec![(1, n + 1)]);
-        let base = c0.retry.base_delay(n);
-        assert!(
-            d <= base && d >= base.mul_f64(0.5),
-            "attempt {n}: {d:?} vs {base:?}"
-        );
-        schedule.push(d);
-        now += d;
-    }
-    // Same seed, same schedule; attempt 1's first key is its lower bound
-    // (base × (1 − jitter)), later attempts' deadlines are exact.
-    let mut again = core(c0, seed);
-    again.on_connected(t0);
-    again.insert(t0, msg(1), 0).unwrap();
-    sent(&mut again);
-    assert_eq!(again.poll_timeout(), Some(t0 + c0.retry.base_delay(1) / 2));
-    let mut now = t0;
-    for d in schedule {
-        assert_eq!(fire(&mut again), now + d);
-        now += d;
-        sent(&mut again);
-    }
 }
 
 #[test]

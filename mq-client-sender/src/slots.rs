@@ -143,8 +143,7 @@ impl<V> Slots<V> {
         evicted: impl FnMut(MessageId, &mut V),
     ) -> Placed {
         debug_assert!(!self.contains(id), "{id} is live");
-        let was_empty = self.ring.is_empty();
-        if was_empty {
+        if self.ring.is_empty() {
             self.producer = id.producer;
             self.base = id.seq;
         }
@@ -159,7 +158,7 @@ impl<V> Slots<V> {
         self.ring[i] = Some(v);
         if i + 1 < self.ring.len() {
             Placed::Inner
-        } else if was_empty || self.in_ring == 1 {
+        } else if self.in_ring == 1 {
             Placed::Alone
         } else {
             Placed::Back
