@@ -337,3 +337,30 @@ fn a_jittered_first_attempt_fires_at_its_own_deadline_not_its_first_key() {
     let log = run_until(&mut c, t0, t0 + 100 * MS);
     assert_eq!(log, vec![(Duration::from_nanos(real), 1, 2)]);
 }
+
+#[test]
+fn stale_heap_items_are_compacted_only_when_they_dominate() {
+    let t0 = Instant::now();
+    let mut c0 = cfg(None);
+    c0.window = 512;
+    let mut c = Inflight::new(c0, SmallRng::seed_from_u64(1));
+    c.on_connected(t0);
+    for s in 1..=300 {
+        c.insert(t0, msg(s), 0).unwrap();
+    }
+    sent(&mut c);
+    // Each transient rejection re-arms 1: a new heap item, the old stale.
+    for k in 1..=1200 {
+        c.handle_reply(t0 + MS, reply(1, 1, busy()));
+        assert_eq!(c.timers.len(), k, "not compacted below 4 × 300 items");
+    }
+    c.handle_reply(t0 + MS, reply(1, 1, busy()));
+    // Rebuilt from the heap-timed entries only: 1. The rest are ring-timed.
+    assert_eq!(c.timers.len(), 1);
+    assert_eq!(c.poll_timeout(), Some(t0 + 100 * MS));
+    let log = run_until(&mut c, t0, t0 + 101 * MS);
+    let mut want: Vec<_> = (1..=300u64).map(|s| (100 * MS, s, 2)).collect();
+    want.push((101 * MS, 1, 2));
+    want.remove(0);
+    assert_eq!(log, want);
+}
