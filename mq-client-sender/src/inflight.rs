@@ -15,8 +15,10 @@
 //!   message fails with [`SendError::Timeout`].
 //! * The total deadline (`send_timeout` from insert) fails the message
 //!   whatever its attempt.
-//! * Each message has ONE deadline, the earlier of the two; `poll_timeout`
-//!   returns the earliest over all messages.
+//! * Each message has ONE deadline, the earlier of the two. `poll_timeout`
+//!   returns an instant at or before the earliest over all messages (see
+//!   "Timers" below: with jitter it can be early, never late), and
+//!   `handle_timeout(now)` fires exactly the deadlines at or before `now`.
 //! * Deadlines run while disconnected. An attempt started while disconnected
 //!   counts; it reaches the wire at the next [`Inflight::on_connected`].
 //! * On reconnect every unresolved message is queued at once: an attempt not
@@ -29,6 +31,24 @@
 //!   next attempt starts after `retry.delay(n)`. A permanent one resolves at
 //!   once. After the attempts run out following a transient rejection, the
 //!   outcome is [`SendError::Rejected`] with the last code.
+//!
+//! # Timers
+//!
+//! Most messages are confirmed on their first attempt, and automatic IDs are
+//! numbered in the order they are accepted. So a first attempt in the ring
+//! (see [`Slots`]) has no timer of its own: its *first key*,
+//! `accepted + min(lowest attempt-1 delay, send_timeout)`, never decreases
+//! along the ring, and a cursor over the ring (the lowest slot still timed
+//! this way) finds the earliest. Such an entry is "ring-timed"; every other
+//! one (later attempts, the side map, an insert that is not the ring's new
+//! last slot or was accepted before the last ring-timed one) has an item in
+//! a heap keyed by its real deadline ("heap-timed"), and stays heap-timed.
+//!
+//! The first key is a lower bound of the real deadline (the attempt-1 delay
+//! is jittered down by at most `jitter`): when it passes and the real
+//! deadline has not, the entry becomes heap-timed with its real deadline.
+//! Without jitter the two are equal. Entries leave the ring only through
+//! the side map, and each one moved there gets its heap item as it moves.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -39,7 +59,7 @@ use mq_protocol::{Backoff, ErrorCode, Headers, MessageId, MessageRef, Reply, Rep
 use rand::Rng;
 
 use crate::message::Wire;
-use crate::slots::Slots;
+use crate::slots::{Placed, Slots};
 use crate::{OutgoingMessage, Receipt, SendError, Topic};
 
 /// The retry rules of the core (a subset of [`crate::SenderConfig`]).
@@ -100,11 +120,11 @@ struct Entry<T> {
     on_wire: bool,
     /// The ID is in the transmit queue for the current attempt.
     queued: bool,
+    /// The entry's deadline is (or was) in the timer heap; otherwise it is
+    /// ring-timed (module docs, "Timers"). Never goes back to false.
+    in_heap: bool,
     accepted: Tick,
     retry_at: Tick,
-    /// The last transient rejection, reported if the attempts run out.
-    /// Boxed: rare, and 24 bytes less in every entry.
-    rejection: Option<Box<(ErrorCode, String)>>,
     data: T,
 }
 
@@ -165,10 +185,17 @@ impl<T> Entry<T> {
             .map(|d| self.accepted.saturating_add(nanos(d)))
     }
 
-    /// `min(retry_at, total_at)`; the key of this entry's live timer.
+    /// `min(retry_at, total_at)`; the key of this entry's heap item.
     fn deadline(&self, cfg: &CoreConfig) -> Tick {
         self.total_at(cfg)
             .map_or(self.retry_at, |t| t.min(self.retry_at))
+    }
+
+    /// The ring-timed key: `min(accepted + first_delay, total_at)`, at or
+    /// before [`Entry::deadline`] on attempt 1 (module docs, "Timers").
+    fn first_key(&self, cfg: &CoreConfig, first_delay: Tick) -> Tick {
+        let r = self.accepted.saturating_add(first_delay);
+        self.total_at(cfg).map_or(r, |t| t.min(r))
     }
 }
 
@@ -187,10 +214,20 @@ pub(crate) struct Inflight<T, R> {
     cfg: CoreConfig,
     rng: R,
     entries: Slots<Entry<T>>,
-    /// Min-heap of `(deadline, id)`; entries whose deadline changed since are
-    /// stale and skipped (lazy deletion), and the heap is rebuilt when stale
-    /// ones dominate.
+    /// Min-heap of `(deadline, id)` of the heap-timed entries; entries
+    /// whose deadline changed since are stale and skipped (lazy deletion),
+    /// and the heap is rebuilt when stale ones dominate.
     timers: BinaryHeap<Reverse<(Tick, MessageId)>>,
+    /// No ring-timed entry has a lower sequence (module docs, "Timers").
+    cursor: u64,
+    /// `accepted` of the last entry made ring-timed: a later one must not
+    /// be earlier, so first keys never decrease along the ring.
+    ring_last: Tick,
+    /// The shortest attempt-1 delay any jitter draw gives, in ticks.
+    first_delay: Tick,
+    /// The last transient rejection of each message that had one, reported
+    /// if its attempts run out. Rare: kept here, not in every entry.
+    rejections: mq_protocol::hash::FastMap<MessageId, (ErrorCode, String)>,
     /// What [`Tick`]s count from; set by the first insert (no entry, no
     /// tick, before it).
     epoch: Option<Instant>,
@@ -213,6 +250,11 @@ impl<T, R: Rng> Inflight<T, R> {
             rng,
             entries: Slots::new(cfg.window),
             timers: BinaryHeap::new(),
+            cursor: 0,
+            ring_last: 0,
+            // `delay_with` shrinks as its unit grows, and draws are below 1.
+            first_delay: nanos(cfg.retry.delay_with(1, 1.0)),
+            rejections: Default::default(),
             epoch: None,
             transmit: VecDeque::new(),
             outcomes: VecDeque::new(),
@@ -263,43 +305,39 @@ impl<T, R: Rng> Inflight<T, R> {
             transmitted: false,
             on_wire: false,
             queued,
+            in_heap: false,
             accepted,
             retry_at,
-            rejection: None,
             data,
         };
-        let deadline = entry.deadline(&self.cfg);
-        self.entries.insert(id, entry);
-        self.timers.push(Reverse((deadline, id)));
+        let (cfg, timers) = (&self.cfg, &mut self.timers);
+        let placed = self.entries.insert_with(id, entry, |id, e| {
+            // Leaves the ring for the side map: the cursor cannot see it.
+            if !e.in_heap {
+                e.in_heap = true;
+                timers.push(Reverse((e.deadline(cfg), id)));
+            }
+        });
+        let ring_timed = match placed {
+            Placed::Alone => true,
+            Placed::Back => accepted >= self.ring_last,
+            Placed::Inner | Placed::Side => false,
+        } && accepted.saturating_add(self.first_delay) <= retry_at;
+        if ring_timed {
+            self.cursor = match placed {
+                Placed::Alone => id.seq,
+                _ => self.cursor.min(id.seq),
+            };
+            self.ring_last = accepted;
+        } else if let Some(e) = self.entries.get_mut(id) {
+            e.in_heap = true;
+            self.timers.push(Reverse((e.deadline(&self.cfg), id)));
+        }
         self.compact_timers();
         if queued {
             self.transmit.push_back(id);
         }
         Ok(())
-    }
-
-    /// Sets the retry deadline of the current attempt to
-    /// `now + retry.delay(attempt)` and (re)arms the entry's one timer.
-    fn arm(&mut self, id: MessageId, now: Instant) {
-        let Some(e) = self.entries.get_mut(id) else {
-            return;
-        };
-        let now = self.epoch.map_or(0, |epoch| tick(epoch, now));
-        e.retry_at =
-            now.saturating_add(nanos(self.cfg.retry.delay_with(e.attempt, self.rng.gen())));
-        let deadline = e.deadline(&self.cfg);
-        self.timers.push(Reverse((deadline, id)));
-        self.compact_timers();
-    }
-
-    fn compact_timers(&mut self) {
-        if self.timers.len() > 1024 && self.timers.len() > 4 * self.entries.len() {
-            self.timers = self
-                .entries
-                .iter()
-                .map(|(id, e)| Reverse((e.deadline(&self.cfg), id)))
-                .collect();
-        }
     }
 
     /// Queues the current attempt for writing if connected.
@@ -340,73 +378,17 @@ impl<T, R: Rng> Inflight<T, R> {
         }
     }
 
-    /// The earliest deadline of any unresolved message.
-    pub(crate) fn poll_timeout(&mut self) -> Option<Instant> {
-        let epoch = self.epoch?;
-        self.next_deadline()
-            .map(|t| epoch + Duration::from_nanos(t))
-    }
-
-    /// The earliest live timer, dropping stale ones.
-    fn next_deadline(&mut self) -> Option<Tick> {
-        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
-            match self.entries.get(id) {
-                Some(e) if e.deadline(&self.cfg) == t => return Some(t),
-                _ => {
-                    self.timers.pop();
-                }
-            }
-        }
-        None
-    }
-
-    /// Fires every deadline at or before `now`: retransmissions and failures.
-    pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        let Some(epoch) = self.epoch else {
-            return;
-        };
-        // An instant before the epoch is before every deadline.
-        let now_tick = tick(epoch, now);
-        while let Some(t) = self.next_deadline() {
-            if t > now_tick || now < epoch {
-                break;
-            }
-            let Some(Reverse((_, id))) = self.timers.pop() else {
-                break;
-            };
-            self.expire(id, now, now_tick);
-        }
-    }
-
-    fn expire(&mut self, id: MessageId, now: Instant, now_tick: Tick) {
-        let Some(e) = self.entries.get_mut(id) else {
-            return;
-        };
-        let total_passed = e.total_at(&self.cfg).is_some_and(|t| t <= now_tick);
-        if total_passed || e.attempt >= self.cfg.max_attempts {
-            tracing::debug!(id = %id, attempts = e.attempt, total_passed, "giving up");
-            self.exhausted(id);
-            return;
-        }
-        let next = e.attempt + 1;
-        e.set_attempt(next);
-        e.on_wire = false;
-        tracing::debug!(id = %id, attempt = next, connected = self.connected, "no reply; next attempt");
-        self.arm(id, now);
-        self.queue(id);
-    }
-
     /// Resolves a message whose attempts or total deadline ran out.
     fn exhausted(&mut self, id: MessageId) {
         let Some(e) = self.entries.get(id) else {
             return;
         };
         let attempts = e.attempt;
-        let err = match e.rejection.as_deref() {
+        let err = match self.rejections.remove(&id) {
             Some((code, reason)) => SendError::Rejected {
                 id,
-                code: *code,
-                reason: reason.clone(),
+                code,
+                reason,
                 attempts,
             },
             None => SendError::Timeout { id, attempts },
@@ -416,11 +398,18 @@ impl<T, R: Rng> Inflight<T, R> {
 
     fn resolve(&mut self, id: MessageId, result: Result<Receipt, SendError>) {
         if let Some(e) = self.entries.remove(id) {
+            self.forget_rejection(id);
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
                 result: result.map_err(Box::new),
             });
+        }
+    }
+
+    fn forget_rejection(&mut self, id: MessageId) {
+        if !self.rejections.is_empty() {
+            self.rejections.remove(&id);
         }
     }
 
@@ -465,13 +454,16 @@ impl<T, R: Rng> Inflight<T, R> {
                     return ReplyEffect::Ignored;
                 }
                 tracing::debug!(id = %id, attempt = e.attempt, %code, "transient rejection; backing off");
-                e.rejection = Some(Box::new((code, reason)));
-                if e.attempt >= self.cfg.max_attempts {
+                let last = e.attempt >= self.cfg.max_attempts;
+                if !last {
+                    // Drop a queued copy of this attempt: it was just answered.
+                    e.queued = false;
+                }
+                self.rejections.insert(id, (code, reason));
+                if last {
                     self.exhausted(id);
                     return ReplyEffect::Resolved;
                 }
-                // Drop a queued copy of this attempt: it was just answered.
-                e.queued = false;
                 self.arm(id, now);
                 ReplyEffect::Retrying
             }
@@ -525,6 +517,7 @@ impl<T, R: Rng> Inflight<T, R> {
     /// size of a broker reached after a reconnect. The message is given back.
     pub(crate) fn fail_too_large(&mut self, id: MessageId, max: usize) {
         if let Some(e) = self.entries.remove(id) {
+            self.forget_rejection(id);
             let size = e.body.parts(id, e.attempt).frame_size();
             let msg = e.body.into_wire(id);
             self.outcomes.push_back(Outcome {
@@ -551,10 +544,18 @@ impl<T, R: Rng> Inflight<T, R> {
         }
         self.transmit.clear();
         self.timers.clear();
+        self.rejections.clear();
         ids
     }
 }
 
+#[path = "inflight_timers.rs"]
+mod timers;
+
 #[cfg(test)]
 #[path = "inflight_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "inflight_timer_tests.rs"]
+mod timer_tests;

@@ -155,6 +155,7 @@
 
 mod builder;
 mod callback;
+mod completion;
 mod config;
 mod config_setters;
 mod driver;

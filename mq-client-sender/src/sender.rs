@@ -21,7 +21,8 @@ use tracing::Instrument;
 use mq_conn::Events;
 
 use crate::callback::CallbackOnce;
-use crate::driver::{Command, Completion, Done, Ticket};
+use crate::completion::{self, CompletionRx, Stopped};
+use crate::driver::{Command, Completion, Ticket};
 use crate::message::Wire;
 use crate::metrics::Metrics;
 use crate::stats::Stats;
@@ -248,7 +249,7 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(&self, msg: OutgoingMessage) -> Result<PendingSend, SendError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = completion::channel();
         let id = self.hand_over(msg, move |_| Completion::Future(tx)).await?;
         Ok(PendingSend { id, rx })
     }
@@ -551,7 +552,7 @@ impl Sender {
 #[must_use = "the message is sent either way; await this to learn its outcome"]
 pub struct PendingSend {
     id: MessageId,
-    rx: oneshot::Receiver<Done>,
+    rx: CompletionRx,
 }
 
 impl PendingSend {
@@ -578,10 +579,10 @@ impl Future for PendingSend {
     /// Polling is cancel-safe; dropping only stops observing the outcome.
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let id = self.id;
-        Pin::new(&mut self.rx).poll(cx).map(|r| match r {
+        self.rx.poll(cx).map(|r| match r {
             Ok(Ok(confirmed)) => Ok(confirmed.receipt(id)),
             Ok(Err(e)) => Err(*e),
-            Err(_) => Err(SendError::DriverStopped { id }),
+            Err(Stopped) => Err(SendError::DriverStopped { id }),
         })
     }
 }

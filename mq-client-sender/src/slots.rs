@@ -25,6 +25,20 @@ use mq_protocol::MessageId;
 
 type IdMap<V> = mq_protocol::hash::FastMap<MessageId, V>;
 
+/// Where [`Slots::insert_with`] put an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placed {
+    /// The ring's only live entry.
+    Alone,
+    /// The ring's last slot, after other live ones: every other ID in the
+    /// ring is lower.
+    Back,
+    /// A ring slot before other live ones.
+    Inner,
+    /// The side map.
+    Side,
+}
+
 /// Live entries keyed by [`MessageId`] (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Slots<V> {
@@ -114,26 +128,46 @@ impl<V> Slots<V> {
 
     /// Adds `v` under `id`, which must not be live (the caller checks
     /// with [`Slots::contains`]; a live entry would be overwritten).
-    pub(crate) fn insert(&mut self, id: MessageId, v: V) {
+    #[cfg(test)]
+    pub(crate) fn insert(&mut self, id: MessageId, v: V) -> Placed {
+        self.insert_with(id, v, |_, _| {})
+    }
+
+    /// [`Slots::insert`], calling `evicted` on each live entry the insert
+    /// moves from the ring to the side map (to make room), before it moves.
+    /// Returns where `v` went.
+    pub(crate) fn insert_with(
+        &mut self,
+        id: MessageId,
+        v: V,
+        evicted: impl FnMut(MessageId, &mut V),
+    ) -> Placed {
         debug_assert!(!self.contains(id), "{id} is live");
         if self.ring.is_empty() {
             self.producer = id.producer;
             self.base = id.seq;
         }
-        let Some(i) = self.place(id) else {
+        let Some(i) = self.place(id, evicted) else {
             self.side.insert(id, v);
-            return;
+            return Placed::Side;
         };
         if i == self.ring.len() {
             self.push_empty();
         }
         self.in_ring += 1;
         self.ring[i] = Some(v);
+        if i + 1 < self.ring.len() {
+            Placed::Inner
+        } else if self.in_ring == 1 {
+            Placed::Alone
+        } else {
+            Placed::Back
+        }
     }
 
     /// Makes room in the ring for `id` and returns its index there, or
     /// `None` if it belongs in the side map. `id` is not live.
-    fn place(&mut self, id: MessageId) -> Option<usize> {
+    fn place(&mut self, id: MessageId, evicted: impl FnMut(MessageId, &mut V)) -> Option<usize> {
         if id.producer != self.producer || id.seq < self.base {
             return None;
         }
@@ -142,11 +176,11 @@ impl<V> Slots<V> {
             // Slide the ring up: the oldest live slots go to the side map.
             let shift = i - (self.max_span - 1);
             if shift >= self.ring.len() {
-                self.evict(self.ring.len());
+                self.evict(self.ring.len(), evicted);
                 self.base = id.seq;
                 return Some(self.open_gap(0));
             }
-            self.evict(shift);
+            self.evict(shift, evicted);
             i = usize::try_from(id.seq - self.base).unwrap_or(usize::MAX);
         }
         Some(self.open_gap(i))
@@ -174,12 +208,14 @@ impl<V> Slots<V> {
 
     /// Moves the first `n` slots out of the ring (live ones to the side
     /// map), then trims empty slots at the front.
-    fn evict(&mut self, n: usize) {
+    fn evict(&mut self, n: usize, mut evicted: impl FnMut(MessageId, &mut V)) {
         for _ in 0..n {
             let seq = self.base;
-            if let Some(Some(v)) = self.ring.pop_front() {
+            if let Some(Some(mut v)) = self.ring.pop_front() {
                 self.in_ring -= 1;
-                self.side.insert(MessageId::new(self.producer, seq), v);
+                let id = MessageId::new(self.producer, seq);
+                evicted(id, &mut v);
+                self.side.insert(id, v);
             }
             // Wraps only past the last possible sequence, where the caller
             // resets `base`.
@@ -216,6 +252,29 @@ impl<V> Slots<V> {
             return None;
         }
         self.side.remove(&id)
+    }
+
+    /// The first live ring entry at or after sequence `from` for which
+    /// `pred` holds, with the sequence a later search may start from (the
+    /// entry's own, or the ring's end if none). The ring scan behind a
+    /// cursor: each slot is passed over once if the cursor only moves up.
+    pub(crate) fn first_in_ring(
+        &self,
+        from: u64,
+        mut pred: impl FnMut(&V) -> bool,
+    ) -> (u64, Option<(MessageId, &V)>) {
+        let start = from.max(self.base);
+        let skip = usize::try_from(start - self.base).unwrap_or(usize::MAX);
+        if skip >= self.ring.len() {
+            return (start, None);
+        }
+        for (i, slot) in self.ring.range(skip..).enumerate() {
+            if let Some(v) = slot.as_ref().filter(|v| pred(v)) {
+                let seq = start.wrapping_add(i as u64);
+                return (seq, Some((MessageId::new(self.producer, seq), v)));
+            }
+        }
+        (self.base.wrapping_add(self.ring.len() as u64), None)
     }
 
     /// Every live entry, ring first (in ID order), then the side map (in

@@ -143,3 +143,60 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_insert_reports_where_it_went_and_every_entry_it_evicted() {
+    let mut s = Slots::new(4);
+    let mut evicted = Vec::new();
+    let ins = |s: &mut Slots<u64>, seq: u64, evicted: &mut Vec<u64>| {
+        s.insert_with(id(seq), seq, |i, v| {
+            assert_eq!(i.seq, *v);
+            *v += 1000;
+            evicted.push(i.seq);
+        })
+    };
+    assert_eq!(ins(&mut s, 10, &mut evicted), Placed::Alone);
+    assert_eq!(ins(&mut s, 11, &mut evicted), Placed::Back);
+    assert_eq!(ins(&mut s, 13, &mut evicted), Placed::Back);
+    assert_eq!(ins(&mut s, 12, &mut evicted), Placed::Inner);
+    assert_eq!(ins(&mut s, 9, &mut evicted), Placed::Side);
+    assert_eq!(s.insert(MessageId::new(8, 11), 0), Placed::Side);
+    assert!(evicted.is_empty());
+    // 15 slides the ring by two: 10 and 11 move to the side map, changed
+    // by the callback before they moved.
+    assert_eq!(ins(&mut s, 15, &mut evicted), Placed::Back);
+    assert_eq!(evicted, vec![10, 11]);
+    assert_eq!((s.get(id(10)), s.get(id(11))), (Some(&1010), Some(&1011)));
+    // 30 slides past everything: the ring's last live entries go, and 30
+    // is alone in the ring.
+    assert_eq!(ins(&mut s, 30, &mut evicted), Placed::Alone);
+    assert_eq!(evicted, vec![10, 11, 12, 13, 15]);
+    assert_eq!(s.len(), 8);
+    assert_eq!(s.side_len(), 7);
+}
+
+#[test]
+fn first_in_ring_finds_the_lowest_match_from_a_sequence() {
+    let mut s = Slots::new(16);
+    assert_eq!(s.first_in_ring(5, |_| true), (5, None), "empty ring");
+    for seq in [3, 4, 6, 8] {
+        s.insert(id(seq), seq);
+    }
+    let first = |s: &Slots<u64>, from, pred: fn(&u64) -> bool| {
+        let (next, hit) = s.first_in_ring(from, pred);
+        (next, hit.map(|(i, v)| (i.seq, *v)))
+    };
+    // From below the base: the base.
+    assert_eq!(first(&s, 0, |_| true), (3, Some((3, 3))));
+    assert_eq!(first(&s, 4, |_| true), (4, Some((4, 4))));
+    // Empty slots and entries the predicate refuses are passed over.
+    assert_eq!(first(&s, 5, |_| true), (6, Some((6, 6))));
+    assert_eq!(first(&s, 3, |v| *v > 6), (8, Some((8, 8))));
+    // None left: the ring's end, so a cursor never scans these again.
+    assert_eq!(first(&s, 3, |v| *v > 8), (9, None));
+    assert_eq!(first(&s, 12, |_| true), (12, None));
+    // Once the front resolves, the base moves up past the cursor.
+    s.remove(id(3));
+    s.remove(id(4));
+    assert_eq!(first(&s, 3, |_| true), (6, Some((6, 6))));
+}

@@ -78,7 +78,7 @@ impl Driver {
         match ticket.completion {
             Completion::Future(tx) => {
                 // A dropped PendingSend is fine: the outcome is counted above.
-                let _ = tx.send(done(result));
+                tx.send(done(result));
                 self.released.merge(permits);
             }
             Completion::Callback(cb) => self.callbacks.push(Job::Call {

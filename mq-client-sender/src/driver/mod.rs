@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::callback::{CallbackOnce, Callbacks};
+use crate::completion::CompletionTx;
 use crate::flush::FlushTracker;
 use crate::inflight::{CoreConfig, Inflight};
 use crate::link::{self, ReadSide, WriteSide, WRITE_HIGH_WATER};
@@ -41,7 +42,7 @@ const GOODBYE_LIMIT: Duration = Duration::from_millis(200);
 /// Where an outcome goes. Both variants are one pointer, so a ticket in
 /// the in-flight table stays small.
 pub(crate) enum Completion {
-    Future(oneshot::Sender<Done>),
+    Future(CompletionTx),
     Callback(Box<CallbackOnce>),
 }
 
