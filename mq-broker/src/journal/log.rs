@@ -291,7 +291,8 @@ impl Log {
         let chunk = self.opts.prezero;
         let len = self.cur_len();
         let target = (len + chunk).min(self.opts.segment_size);
-        if chunk == 0 || len == 0 || self.zeroed >= len + chunk / 2 || target <= self.zeroed {
+        // (No chunk: `zeroed >= len` always holds. No data: no magic yet.)
+        if len == 0 || self.zeroed >= len + chunk / 2 || target <= self.zeroed {
             return Ok(false);
         }
         let from = self.zeroed;
