@@ -224,21 +224,19 @@ impl Log {
         if records.is_empty() {
             return Ok(());
         }
-        let mut rolled = false;
         if self.cur_len() > SEG_HEADER
             && self.cur_len() + records.len() as u64 > self.opts.segment_size
         {
             self.roll()?;
-            rolled = true;
         }
-        self.put(records, rolled)?;
+        self.put(records)?;
         self.tail_bytes += records.len() as u64;
         Ok(())
     }
 
     /// One `Batch` record plus `records` at the end of the current segment,
     /// synced (and the directory too when the segment is new).
-    fn put(&mut self, records: &[u8], new_segment: bool) -> Result<(), WriteError> {
+    fn put(&mut self, records: &[u8]) -> Result<(), WriteError> {
         self.epoch += 1;
         self.scratch.clear();
         if self.cur_len() == 0 {
@@ -260,7 +258,9 @@ impl Log {
         self.zeroed = self.zeroed.max(at + self.scratch.len() as u64);
         self.cur.sync_data().map_err(WriteError::Sync)?;
         self.syncs += 1;
-        if new_segment || at == 0 {
+        // A new segment (every roll writes first at 0, and so does a retry
+        // after its first write failed): its directory entry too.
+        if at == 0 {
             self.disk.sync_dir().map_err(WriteError::Sync)?;
         }
         if let Some(s) = self.segs.last_mut() {
@@ -307,7 +307,7 @@ impl Log {
     }
 
     fn write_base_into_current(&mut self, snapshot: &[u8]) -> Result<(), WriteError> {
-        self.put(snapshot, true)?;
+        self.put(snapshot)?;
         self.tail_bytes = 0;
         Ok(())
     }
@@ -347,7 +347,7 @@ impl Log {
     /// so that damage to the last real write is recognised as corruption
     /// rather than a torn write (used at a clean shutdown).
     pub(crate) fn seal(&mut self) -> Result<(), WriteError> {
-        self.put(&[], false)
+        self.put(&[])
     }
 
     /// Bytes in every segment.

@@ -29,6 +29,7 @@ struct SimState {
     /// Names that survive a crash.
     durable_dir: BTreeSet<String>,
     syncs: u64,
+    dir_syncs: u64,
     /// Writes fail with "no space" while set.
     full: bool,
     /// fdatasync fails (and syncs nothing) while set.
@@ -49,6 +50,11 @@ impl SimDisk {
     /// fdatasync calls so far.
     pub(crate) fn syncs(&self) -> u64 {
         self.lock().syncs
+    }
+
+    /// Directory fsyncs so far.
+    pub(crate) fn dir_syncs(&self) -> u64 {
+        self.lock().dir_syncs
     }
 
     /// Makes writes fail with "no space left" (or succeed again).
@@ -85,6 +91,7 @@ impl SimDisk {
                 dir: names.clone(),
                 durable_dir: names,
                 syncs: 0,
+                dir_syncs: 0,
                 full: false,
                 fail_sync: false,
             })),
@@ -252,6 +259,7 @@ impl Disk for SimDisk {
 
     fn sync_dir(&self) -> io::Result<()> {
         let mut st = self.lock();
+        st.dir_syncs += 1;
         st.durable_dir = st.dir.clone();
         let dir = st.dir.clone();
         st.files.retain(|n, _| dir.contains(n));

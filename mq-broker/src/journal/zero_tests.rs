@@ -5,6 +5,7 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use super::disk::Disk;
 use super::log::{Log, OpenError};
 use super::sim::SimDisk;
 use super::tests::{land, lands, open, opts, segments, write, SEG};
@@ -24,8 +25,19 @@ fn a_fill_keeps_one_chunk_of_synced_zeros_ahead_and_counts_only_data() {
     write(&mut log, 0..3, 50);
     let data = log.disk_bytes();
     assert_eq!(disk.len(&name), Some(data as usize));
+    let (syncs, dir_syncs, log_syncs) = (disk.syncs(), disk.dir_syncs(), log.syncs);
+    write(&mut log, 0..1, 50);
+    assert_eq!(log.syncs, log_syncs + 1, "one fdatasync per batch");
+    assert_eq!(
+        disk.dir_syncs(),
+        dir_syncs,
+        "no directory fsync in an old segment"
+    );
+    assert_eq!(disk.syncs(), syncs + 1);
+    let data = log.disk_bytes();
     let syncs = disk.syncs();
     assert!(log.prezero().unwrap());
+    assert_eq!(log.syncs, log_syncs + 1, "zero fills are counted apart");
     assert_eq!(disk.syncs(), syncs + 1, "one fdatasync for the zeros");
     assert_eq!(log.zero_fills, 1);
     assert_eq!(disk.len(&name), Some((data + CHUNK) as usize));
@@ -351,8 +363,47 @@ fn no_fill_in_a_segment_with_nothing_written_yet() {
     assert_eq!(disk.len(&name), Some(0));
     assert!(!log.prezero().unwrap(), "no zeros before the magic");
     assert_eq!(disk.len(&name), Some(0));
+    // The retry writes first at 0: the new file's entry is synced too.
     log.write(&buf).unwrap();
     drop(log);
-    let (_, recs) = open(&disk, false).unwrap();
+    let crashed = disk.crash(&mut StdRng::seed_from_u64(1));
+    let (_, recs) = open(&crashed, false).unwrap();
     assert_eq!(lands(&recs), (0..40).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_batch_that_fills_the_segment_exactly_does_not_roll() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    write(&mut log, 0..1, 50);
+    let mut one = Vec::new();
+    let base = land(1, 0).encode(&mut one);
+    let room = (SEG - log.disk_bytes()) as usize;
+    let mut buf = Vec::new();
+    land(1, room - base).encode(&mut buf);
+    assert_eq!(log.disk_bytes() + buf.len() as u64, SEG);
+    log.write(&buf).unwrap();
+    assert_eq!(log.segments(), 1, "it fits: no roll");
+    write(&mut log, 2..3, 0);
+    assert_eq!(log.segments(), 2, "one byte more: a roll");
+}
+
+#[test]
+fn a_segment_with_only_its_magic_takes_a_large_batch_without_rolling() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    write(&mut log, 0..3, 50);
+    drop(log);
+    // A roll whose first write never landed: reset to its magic alone.
+    let mut f = disk.create("00000000000000000009.log").unwrap();
+    f.sync_data().unwrap();
+    disk.sync_dir().unwrap();
+    let (mut log, _) = open(&disk, false).unwrap();
+    assert_eq!(log.segments(), 2);
+    // Larger than a segment: written into the empty one, not rolled past.
+    write(&mut log, 3..5, SEG as usize);
+    assert_eq!(log.segments(), 2);
+    drop(log);
+    let (_, recs) = open(&disk, false).unwrap();
+    assert_eq!(lands(&recs), vec![0, 1, 2, 3, 4]);
 }
