@@ -407,3 +407,17 @@ fn a_segment_with_only_its_magic_takes_a_large_batch_without_rolling() {
     let (_, recs) = open(&disk, false).unwrap();
     assert_eq!(lands(&recs), vec![0, 1, 2, 3, 4]);
 }
+
+#[test]
+fn after_a_seal_damage_to_the_last_write_is_corruption() {
+    let disk = SimDisk::default();
+    let (mut log, _) = open(&disk, false).unwrap();
+    write(&mut log, 0..3, 50);
+    let end = log.disk_bytes() as usize;
+    log.prezero().unwrap();
+    log.seal().unwrap();
+    drop(log);
+    let name = segments(&disk).pop().unwrap();
+    disk.corrupt(&name, end - 5);
+    assert!(matches!(open(&disk, false), Err(OpenError::Corrupt { .. })));
+}
