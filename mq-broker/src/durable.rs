@@ -44,6 +44,7 @@ pub(crate) fn recover(
     let opts = LogOptions {
         segment_size: d.segment_size,
         repair: d.repair,
+        prezero: LogOptions::prezero_for(d.segment_size),
     };
     let (mut log, report) = Log::open(disk, opts, |rec| core.apply(rec, now))?;
     core.finish_recovery();

@@ -17,7 +17,23 @@ pub(crate) trait DiskFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Writes `len` zero bytes at `offset`: real zeros, not a hole or an
+    /// unwritten extent, so that a later write there changes no file-system
+    /// metadata and its fdatasync flushes only data blocks.
+    fn write_zeros(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(ZERO_PIECE as u64);
+            self.write_at(offset + done, &ZEROS[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
 }
+
+/// The piece size of [`DiskFile::write_zeros`].
+const ZERO_PIECE: usize = 64 << 10;
+static ZEROS: [u8; ZERO_PIECE] = [0; ZERO_PIECE];
 
 /// A directory of files.
 pub(crate) trait Disk: Send + Sync {

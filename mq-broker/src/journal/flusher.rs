@@ -15,6 +15,10 @@
 //! own. A crash in that window loses them, which costs a redelivery, never
 //! a message.
 //!
+//! After each batch's hand-off, if nothing waits for the journal yet, the
+//! thread keeps zeros written ahead of the data ([`Log::prezero`]), so a
+//! batch's fdatasync overwrites blocks instead of growing the file.
+//!
 //! A failed write (a full disk) keeps the batch and retries every
 //! [`RETRY`]; meanwhile new messages are refused with `STORE_FULL`. A
 //! failed fdatasync stops the broker: the kernel may have dropped the
@@ -175,6 +179,23 @@ pub(crate) fn run(shared: Arc<Shared>, mut log: Log, segment_size: u64) -> Log {
         shared.after_change(&mut st);
         if stop {
             return log;
+        }
+        // The batch is handed off; now, unless a reply already waits for
+        // the next one, keep zeros ahead of the data so that the next
+        // fdatasyncs flush data blocks only (see `Log::prezero`).
+        if st.core.waits_for_journal() {
+            continue;
+        }
+        drop(st);
+        match log.prezero() {
+            Ok(_) => {}
+            Err(e @ WriteError::Write(_)) => {
+                tracing::warn!(error = %e, "journal: zeros ahead of the data not written");
+            }
+            Err(e @ WriteError::Sync(_)) => {
+                shared.fatal(e.to_string());
+                return log;
+            }
         }
     }
 }

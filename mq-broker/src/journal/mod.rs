@@ -8,6 +8,7 @@
 //!   tests, `sim` (a disk that loses what was not synced).
 //! * `log`: segments on a disk: recovery, one fdatasync per batch, roll,
 //!   checkpoints that reclaim old segments.
+//! * `recover`: [`log::Log::open`], recovery of the segments at start.
 //! * `flusher`: the one writer thread (group commit) between the core and
 //!   the log.
 //! * [`Appender`]: the core's side, under the broker's lock: records are
@@ -26,10 +27,13 @@ pub(crate) mod disk;
 pub(crate) mod flusher;
 pub(crate) mod log;
 pub(crate) mod record;
+mod recover;
 #[cfg(test)]
 pub(crate) mod sim;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zero_tests;
 
 use mq_protocol::Message;
 

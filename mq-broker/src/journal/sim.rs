@@ -2,7 +2,8 @@
 //! covered by the last fdatasync, and per directory the entries covered by
 //! the last directory fsync. [`SimDisk::crash`] returns the disk as a
 //! power loss would leave it: synced bytes intact, the unsynced tail torn
-//! (a random length of it, each 512-byte sector either written or not),
+//! (a random length of it, each 512-byte sector that differs either
+//! written or not, also over zeros written earlier),
 //! unsynced creations gone and unsynced removals undone.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,7 @@ struct SimState {
     /// Names that survive a crash.
     durable_dir: BTreeSet<String>,
     syncs: u64,
+    dir_syncs: u64,
     /// Writes fail with "no space" while set.
     full: bool,
     /// fdatasync fails (and syncs nothing) while set.
@@ -50,6 +52,11 @@ impl SimDisk {
         self.lock().syncs
     }
 
+    /// Directory fsyncs so far.
+    pub(crate) fn dir_syncs(&self) -> u64 {
+        self.lock().dir_syncs
+    }
+
     /// Makes writes fail with "no space left" (or succeed again).
     pub(crate) fn set_full(&self, full: bool) {
         self.lock().full = full;
@@ -68,22 +75,7 @@ impl SimDisk {
             let Some(f) = st.files.get(name) else {
                 continue;
             };
-            let mut bytes = f.durable.clone();
-            if f.current.len() > bytes.len() && f.current.starts_with(&f.durable) {
-                let extra = f.current.len() - bytes.len();
-                let keep = rng.gen_range(0..=extra);
-                let start = bytes.len();
-                bytes.resize(start + keep, 0);
-                let mut sector = start - start % 512;
-                while sector < start + keep {
-                    let end = (sector + 512).min(start + keep);
-                    if rng.gen_bool(0.5) {
-                        let from = sector.max(start);
-                        bytes[from..end].copy_from_slice(&f.current[from..end]);
-                    }
-                    sector = end;
-                }
-            }
+            let bytes = torn(&f.durable, &f.current, rng);
             files.insert(
                 name.clone(),
                 SimFile {
@@ -99,6 +91,7 @@ impl SimDisk {
                 dir: names.clone(),
                 durable_dir: names,
                 syncs: 0,
+                dir_syncs: 0,
                 full: false,
                 fail_sync: false,
             })),
@@ -119,10 +112,59 @@ impl SimDisk {
         }
     }
 
+    /// Overwrites `len` bytes of a file with zeros, in both its synced and
+    /// current content (damage that looks like a clean end).
+    pub(crate) fn zero(&self, name: &str, offset: usize, len: usize) {
+        let mut st = self.lock();
+        if let Some(f) = st.files.get_mut(name) {
+            for v in [&mut f.durable, &mut f.current] {
+                let end = (offset + len).min(v.len());
+                if offset < end {
+                    v[offset..end].fill(0);
+                }
+            }
+        }
+    }
+
+    /// A file's current content.
+    pub(crate) fn content(&self, name: &str) -> Option<Vec<u8>> {
+        self.lock().files.get(name).map(|f| f.current.clone())
+    }
+
     /// A file's current length.
     pub(crate) fn len(&self, name: &str) -> Option<usize> {
         self.lock().files.get(name).map(|f| f.current.len())
     }
+}
+
+/// What a power loss leaves of a file whose synced content is `durable`
+/// and whose current content is `current`: a length anywhere between the
+/// two, and each 512-byte sector where they differ either old or new (a
+/// write into zeros written earlier can land in any subset of its sectors).
+fn torn(durable: &[u8], current: &[u8], rng: &mut StdRng) -> Vec<u8> {
+    let (lo, hi) = (
+        durable.len().min(current.len()),
+        durable.len().max(current.len()),
+    );
+    let len = if lo == hi { lo } else { rng.gen_range(lo..=hi) };
+    let old = |i: usize| durable.get(i).copied().unwrap_or(0);
+    let new = |i: usize| current.get(i).copied().unwrap_or(0);
+    let mut bytes = vec![0u8; len];
+    let mut sector = 0;
+    while sector < len {
+        let end = (sector + 512).min(len);
+        let differs = (sector..end).any(|i| old(i) != new(i));
+        let take_new = differs && rng.gen_bool(0.5);
+        for (i, b) in bytes[sector..end].iter_mut().enumerate() {
+            *b = if take_new {
+                new(sector + i)
+            } else {
+                old(sector + i)
+            };
+        }
+        sector = end;
+    }
+    bytes
 }
 
 struct SimHandle {
@@ -217,6 +259,7 @@ impl Disk for SimDisk {
 
     fn sync_dir(&self) -> io::Result<()> {
         let mut st = self.lock();
+        st.dir_syncs += 1;
         st.durable_dir = st.dir.clone();
         let dir = st.dir.clone();
         st.files.retain(|n, _| dir.contains(n));

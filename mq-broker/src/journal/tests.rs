@@ -18,22 +18,23 @@ use crate::core::Core;
 use crate::durable::{recover, Recovered};
 use crate::{BrokerConfig, DiskStorage};
 
-const SEG: u64 = 4096;
+pub(super) const SEG: u64 = 4096;
 
-fn opts(repair: bool) -> LogOptions {
+pub(super) fn opts(repair: bool) -> LogOptions {
     LogOptions {
         segment_size: SEG,
         repair,
+        prezero: SEG / 4,
     }
 }
 
-fn open(disk: &SimDisk, repair: bool) -> Result<(Log, Vec<Record>), OpenError> {
+pub(super) fn open(disk: &SimDisk, repair: bool) -> Result<(Log, Vec<Record>), OpenError> {
     let mut recs = Vec::new();
     let (log, _) = Log::open(Box::new(disk.clone()), opts(repair), |r| recs.push(r))?;
     Ok((log, recs))
 }
 
-fn land(seq: u64, len: usize) -> Record {
+pub(super) fn land(seq: u64, len: usize) -> Record {
     Record::Land {
         id: MessageId::new(1, seq),
         topic: "t".into(),
@@ -42,7 +43,7 @@ fn land(seq: u64, len: usize) -> Record {
     }
 }
 
-fn lands(recs: &[Record]) -> Vec<u64> {
+pub(super) fn lands(recs: &[Record]) -> Vec<u64> {
     recs.iter()
         .filter_map(|r| match r {
             Record::Land { id, .. } => Some(id.seq),
@@ -51,7 +52,7 @@ fn lands(recs: &[Record]) -> Vec<u64> {
         .collect()
 }
 
-fn write(log: &mut Log, seqs: std::ops::Range<u64>, len: usize) {
+pub(super) fn write(log: &mut Log, seqs: std::ops::Range<u64>, len: usize) {
     let mut buf = Vec::new();
     for s in seqs {
         land(s, len).encode(&mut buf);
@@ -59,7 +60,7 @@ fn write(log: &mut Log, seqs: std::ops::Range<u64>, len: usize) {
     log.write(&buf).unwrap();
 }
 
-fn segments(disk: &SimDisk) -> Vec<String> {
+pub(super) fn segments(disk: &SimDisk) -> Vec<String> {
     let mut v: Vec<_> = disk
         .list()
         .unwrap()
@@ -404,6 +405,8 @@ fn flush(
     }
     seen.durable.extend(appended.iter().copied());
     core.on_durable(target, now);
+    // As the flusher does after a hand-off: zeros ahead of the data.
+    log.prezero()?;
     Ok(())
 }
 
