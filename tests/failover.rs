@@ -163,6 +163,10 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
 
     let confirmed = Arc::new(Mutex::new(Vec::new()));
     let failed = Arc::new(Mutex::new(Vec::new()));
+    // The publisher enqueues message `i` only while `i < *gate`: each kill
+    // must come while sends are still to be made, however fast the load
+    // runs through a step the test is still in (a leader lookup, restarts).
+    let (gate, gate_rx) = watch::channel(first + 200);
     let (count_tx, mut count_rx) = watch::channel(0u64);
     let count = Arc::new(count_tx);
     let (c2, f2, n2, s2) = (
@@ -172,8 +176,11 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
         sender.clone(),
     );
     let publisher = tokio::spawn(async move {
+        let mut gate_rx = gate_rx;
         let mut pending = Vec::new();
         for i in 0..MESSAGES {
+            // Err: the test ended (it dropped the gate); send the rest.
+            let _ = gate_rx.wait_for(|&limit| i < limit).await;
             let p = s2
                 .enqueue(OutgoingMessage::new("orders", format!("order {i}")))
                 .await
@@ -216,6 +223,9 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
         slot.rejected_before += gw.stats().rejected;
         gw.crash();
     }
+    // Sends go on while both are down; the cluster kill below still finds
+    // the last 100 unsent.
+    gate.send_replace(MESSAGES - 100);
     let during = *count_rx.borrow() + 100;
     assert!(
         during <= MESSAGES,
@@ -254,6 +264,7 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
     println!(
         "seed {seed}: SIGKILL all three NATS nodes after {at} resolved sends, then restart them"
     );
+    gate.send_replace(MESSAGES);
     cluster
         .restart_all()
         .await
