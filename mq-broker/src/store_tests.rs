@@ -67,7 +67,11 @@ fn check(store: &Store, model: &Model) {
     let want: Vec<u64> = order.iter().map(|&(_, seq)| seq).collect();
     let got: Vec<u64> = store.iter().map(|(id, _)| id.seq).collect();
     assert_eq!(got, want, "iter is in landing order");
-    let even: Vec<u64> = want.iter().copied().filter(|s| s.is_multiple_of(2)).collect();
+    let even: Vec<u64> = want
+        .iter()
+        .copied()
+        .filter(|s| s.is_multiple_of(2))
+        .collect();
     let ids: Vec<u64> = store
         .topic_ids("even", u64::MAX)
         .iter()
