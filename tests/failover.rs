@@ -20,65 +20,20 @@
 //!
 //! Replay with `MQ_FAILOVER_SEED=<seed>`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mq_broker::{BrokerConfig, JetStreamConfig};
-use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
 use mq_client_sender::{OutgoingMessage, Sender, SenderConfig};
+use mq_e2e::failover::{quick, receiver, Handled};
 use mq_e2e::gateway::CrashableGateway;
 use mq_e2e::nats::NatsCluster;
-use mq_protocol::{Backoff, MessageId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
 const MESSAGES: u64 = 1_500;
-
-fn quick() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(20),
-        multiplier: 2.0,
-        max: Duration::from_millis(500),
-        jitter: 0.2,
-    }
-}
-
-type Handled = Arc<Mutex<HashMap<MessageId, u32>>>;
-
-async fn receiver(
-    addrs: &[String],
-    group: &str,
-    handled: Handled,
-    bump: Arc<watch::Sender<u64>>,
-    seed: u64,
-) -> Receiver {
-    Receiver::connect(
-        ReceiverConfig::default()
-            .addresses(addrs.to_vec())
-            .client_name(format!("failover-{group}"))
-            .topic("orders")
-            .group(group)
-            .prefetch(128)
-            .reconnect(quick())
-            .seed(Some(seed)),
-        move |d: Delivery| {
-            let (h, tx) = (handled.clone(), bump.clone());
-            async move {
-                *h.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(d.id())
-                    .or_insert(0) += 1;
-                tx.send_modify(|n| *n += 1);
-                Ok::<(), HandlerError>(())
-            }
-        },
-    )
-    .await
-    .expect("receiver connects")
-}
 
 /// One gateway slot: the running gateway and the `BUSY` (and other
 /// rejection) answers of the ones that crashed before it.
@@ -204,18 +159,10 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
 
     // 1. The stream's leader node, then a gateway; both down together.
     until_resolved(&mut count_rx, first, seed, "before the first kill").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let leader = loop {
-        if let Some(l) = cluster.stream_leader("MQ").await {
-            break l;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "seed {seed}: stream MQ has no leader to kill"
-        );
-        // Leadership is JetStream's state; it signals nothing here.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let leader = cluster
+        .wait_stream_leader("MQ", Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("seed {seed}: stream MQ has no leader to kill"));
     println!("seed {seed}: SIGKILL NATS node n{leader} (stream leader), then gateway {victim}");
     cluster.kill(leader);
     let slot = &mut slots[victim];
@@ -238,16 +185,19 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
         "with the leader node and a gateway down",
     )
     .await;
-    cluster
-        .restart(leader)
+    bounded(seed, "restarting the leader node", cluster.restart(leader))
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-    let again = CrashableGateway::start(
-        BrokerConfig {
-            listen: slots[victim].addr,
-            ..config.clone()
-        },
-        js.clone(),
+    let again = bounded(
+        seed,
+        "restarting the gateway",
+        CrashableGateway::start(
+            BrokerConfig {
+                listen: slots[victim].addr,
+                ..config.clone()
+            },
+            js.clone(),
+        ),
     )
     .await
     .unwrap_or_else(|e| panic!("seed {seed}: gateway {victim} restart: {e}"));
@@ -265,8 +215,7 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
         "seed {seed}: SIGKILL all three NATS nodes after {at} resolved sends, then restart them"
     );
     gate.send_replace(MESSAGES);
-    cluster
-        .restart_all()
+    bounded(seed, "restarting the cluster", cluster.restart_all())
         .await
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
 
@@ -337,7 +286,16 @@ async fn leader_and_gateway_down_together_then_the_whole_cluster() {
     }
     for s in slots {
         if let Some(gw) = s.gw {
-            gw.shutdown().await;
+            bounded(seed, "shutting a gateway down", gw.shutdown()).await;
         }
     }
+}
+
+/// Awaits one step of the test for at most 2 minutes: a step that hangs
+/// fails the test with the seed and the step's name, instead of hanging it
+/// (one local run of a seed once sat for 10 minutes at an unnamed await).
+async fn bounded<T>(seed: u64, what: &str, step: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(120), step)
+        .await
+        .unwrap_or_else(|_| panic!("seed {seed}: {what} took over 2 minutes"))
 }

@@ -12,20 +12,20 @@
 //! transient errors: it retried through them). Replay a run with
 //! `MQ_FAILOVER_SEED=<seed>`.
 
+#[path = "../../tests/src/failover.rs"]
+mod failover;
 #[path = "../../tests/src/nats.rs"]
 #[allow(dead_code)]
 mod nats;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mq_client_receiver::{Delivery, HandlerError, Receiver, ReceiverConfig};
+use failover::{quick, receiver, Handled};
 use mq_client_sender::{OutgoingMessage, Sender, SenderConfig};
-use mq_protocol::{Backoff, MessageId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -72,43 +72,6 @@ impl Drop for GatewayProc {
     }
 }
 
-fn quick() -> Backoff {
-    Backoff {
-        initial: Duration::from_millis(20),
-        multiplier: 2.0,
-        max: Duration::from_millis(500),
-        jitter: 0.2,
-    }
-}
-
-type Handled = Arc<Mutex<HashMap<MessageId, u32>>>;
-
-async fn receiver(
-    addrs: &[String],
-    group: &str,
-    handled: Handled,
-    bump: Arc<tokio::sync::watch::Sender<u64>>,
-) -> Receiver {
-    Receiver::connect(
-        ReceiverConfig::default()
-            .addresses(addrs.to_vec())
-            .topic("orders")
-            .group(group)
-            .prefetch(128)
-            .reconnect(quick()),
-        move |d: Delivery| {
-            let (h, tx) = (handled.clone(), bump.clone());
-            async move {
-                *h.lock().expect("lock").entry(d.id()).or_insert(0) += 1;
-                tx.send_modify(|n| *n += 1);
-                Ok::<(), HandlerError>(())
-            }
-        },
-    )
-    .await
-    .expect("receiver")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_under_load_loses_nothing_and_handles_each_once() {
     let seed: u64 = std::env::var("MQ_FAILOVER_SEED")
@@ -134,7 +97,7 @@ async fn failover_under_load_loses_nothing_and_handles_each_once() {
     let groups: Vec<Handled> = vec![Arc::default(), Arc::default()];
     let mut receivers = Vec::new();
     for (g, h) in ["billing", "audit"].iter().zip(&groups) {
-        receivers.push(receiver(&addrs, g, h.clone(), handled_tx.clone()).await);
+        receivers.push(receiver(&addrs, g, h.clone(), handled_tx.clone(), seed).await);
     }
 
     let mut sc = SenderConfig::new(addrs[0].clone());
@@ -194,18 +157,10 @@ async fn failover_under_load_loses_nothing_and_handles_each_once() {
         .await
         .unwrap_or_else(|_| panic!("seed {seed}: stalled before the leader kill"))
         .expect("publisher alive");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let leader = loop {
-        if let Some(l) = cluster.stream_leader("MQ").await {
-            break l;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "seed {seed}: stream MQ has no leader to kill"
-        );
-        // Leadership is JetStream's state; nothing signals it here.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let leader = cluster
+        .wait_stream_leader("MQ", Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("seed {seed}: stream MQ has no leader to kill"));
     eprintln!("SIGKILL NATS node n{leader} (stream leader)");
     cluster.kill(leader);
     tokio::time::timeout(bounded, count_rx.wait_for(|n| *n >= at[0] + 50))

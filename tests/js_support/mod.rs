@@ -3,17 +3,13 @@
 
 #![allow(dead_code)] // each suite uses its own part
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use mq_broker::{BrokerConfig, Gateway, JetStreamConfig};
 use mq_e2e::nats::NatsCluster;
-use mq_protocol::{
-    Codec, Frame, Headers, Hello, Message, MessageId, Reply, ReplyStatus, Role, Subscribe,
-};
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+#[allow(unused_imports)] // each suite uses its own part
+pub use mq_e2e::peer::{msg, Peer};
+use mq_protocol::{Reply, ReplyStatus};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -90,100 +86,6 @@ impl Fixture {
             // no event to wait on, only its state to poll.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-pub struct Peer {
-    pub io: Framed<TcpStream, Codec>,
-}
-
-impl Peer {
-    pub async fn connect(addr: SocketAddr, role: Role) -> Peer {
-        let (p, f) = Peer::hello(addr, Hello::new(role, "test")).await;
-        assert!(
-            matches!(f, Frame::Welcome(_)),
-            "expected Welcome, got {f:?}"
-        );
-        p
-    }
-
-    pub async fn hello(addr: SocketAddr, hello: Hello) -> (Peer, Frame) {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let mut p = Peer {
-            io: Framed::new(tcp, Codec::default()),
-        };
-        p.send(Frame::Hello(hello)).await;
-        let f = p.recv().await.expect("answer to Hello");
-        (p, f)
-    }
-
-    pub async fn send(&mut self, f: Frame) {
-        self.io.send(f).await.expect("send");
-    }
-
-    pub async fn recv(&mut self) -> Option<Frame> {
-        loop {
-            let f = tokio::time::timeout(WAIT, self.io.next())
-                .await
-                .expect("no frame within the wait bound")?
-                .ok()?;
-            match f {
-                Frame::Ping(p) => {
-                    let _ = self
-                        .io
-                        .send(Frame::Pong(mq_protocol::Pong { nonce: p.nonce }))
-                        .await;
-                }
-                Frame::Pong(_) => {}
-                f => return Some(f),
-            }
-        }
-    }
-
-    pub async fn publish(
-        &mut self,
-        id: MessageId,
-        attempt: u32,
-        topic: &str,
-        payload: &'static [u8],
-    ) -> Reply {
-        self.send(Frame::Message(msg(id, attempt, topic, payload)))
-            .await;
-        match self.recv().await {
-            Some(Frame::Reply(r)) => r,
-            other => panic!("expected Reply, got {other:?}"),
-        }
-    }
-
-    pub async fn subscribe(&mut self, sub_id: u32, credit: u32, topic: &str, group: &str) {
-        self.send(Frame::Subscribe(Subscribe {
-            sub_id,
-            credit,
-            topic: topic.into(),
-            group: group.into(),
-        }))
-        .await;
-        match self.recv().await {
-            Some(Frame::SubscribeOk(ok)) => assert_eq!(ok.sub_id, sub_id),
-            other => panic!("expected SubscribeOk, got {other:?}"),
-        }
-    }
-
-    pub async fn deliver(&mut self) -> mq_protocol::Deliver {
-        match self.recv().await {
-            Some(Frame::Deliver(d)) => d,
-            other => panic!("expected Deliver, got {other:?}"),
-        }
-    }
-}
-
-pub fn msg(id: MessageId, attempt: u32, topic: &str, payload: &'static [u8]) -> Message {
-    Message {
-        id,
-        attempt,
-        topic: topic.into(),
-        headers: Headers::new(),
-        payload: bytes::Bytes::from_static(payload),
     }
 }
 

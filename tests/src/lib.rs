@@ -30,8 +30,10 @@
 //! ```
 
 mod backend;
+pub mod failover;
 pub mod gateway;
 pub mod nats;
+pub mod peer;
 mod proxy;
 mod report;
 mod run;

@@ -322,6 +322,30 @@ impl NatsCluster {
         leader.strip_prefix('n')?.parse().ok()
     }
 
+    /// Polls [`stream_leader`](Self::stream_leader) until the stream has a
+    /// leader, for at most `within`. Leadership is JetStream's state: it
+    /// signals nothing a client could wait on, so this polls every 100 ms.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f(c: &mq_e2e::nats::NatsCluster) {
+    /// let leader = c.wait_stream_leader("MQ", std::time::Duration::from_secs(20)).await;
+    /// # let _ = leader; }
+    /// ```
+    pub async fn wait_stream_leader(&self, stream: &str, within: Duration) -> Option<usize> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(l) = self.stream_leader(stream).await {
+                return Some(l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn wait_ready(&self, within: Duration) -> Result<(), String> {
         for i in 0..self.nodes.len() {
             self.wait_node(i, within).await?;

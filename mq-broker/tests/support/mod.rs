@@ -1,24 +1,20 @@
-//! Raw-frame test client over real TCP: speaks `mq-protocol` directly, not
-//! through the SDK crates.
+//! The behaviour suites' storage choice and broker start, and the raw-frame
+//! test client over real TCP ([`Peer`], from `tests/src/peer.rs`): speaks
+//! `mq-protocol` directly, not through the SDK crates.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use mq_broker::{Broker, BrokerConfig};
-use mq_protocol::{
-    Ack, Codec, Credit, Frame, Headers, Hello, Message, MessageId, Reply, Role, Subscribe,
-};
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+
+// The raw-frame peer is shared with mq-e2e's JetStream suites.
+#[path = "../../../tests/src/peer.rs"]
+mod peer;
+#[allow(unused_imports)] // each suite uses its own part
+pub use peer::{msg, Peer};
 
 /// Generous bound for anything that should happen "at once" on loopback.
 pub const WAIT: Duration = Duration::from_secs(10);
-
-pub struct Peer {
-    pub io: Framed<TcpStream, Codec>,
-}
 
 /// The storage the behaviour suites run against: memory, or the journal
 /// on disk when `MQ_TEST_STORAGE=disk` (CI runs the suites both ways).
@@ -58,116 +54,5 @@ pub async fn broker(config: BrokerConfig) -> Broker {
     match Broker::start(config).await {
         Ok(b) => b,
         Err(e) => panic!("broker did not start: {e}"),
-    }
-}
-
-impl Peer {
-    pub async fn raw(addr: SocketAddr) -> Peer {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        Peer {
-            io: Framed::new(tcp, Codec::default()),
-        }
-    }
-
-    pub async fn hello(addr: SocketAddr, hello: Hello) -> (Peer, Frame) {
-        let mut p = Peer::raw(addr).await;
-        p.send(Frame::Hello(hello)).await;
-        let f = p.recv().await.expect("answer to Hello");
-        (p, f)
-    }
-
-    pub async fn connect(addr: SocketAddr, role: Role) -> Peer {
-        let (p, f) = Peer::hello(addr, Hello::new(role, "test")).await;
-        assert!(
-            matches!(f, Frame::Welcome(_)),
-            "expected Welcome, got {f:?}"
-        );
-        p
-    }
-
-    pub async fn send(&mut self, f: Frame) {
-        self.io.send(f).await.expect("send");
-    }
-
-    /// Next frame other than Ping (answered) or Pong; None at EOF or error.
-    pub async fn recv(&mut self) -> Option<Frame> {
-        loop {
-            let f = tokio::time::timeout(WAIT, self.io.next())
-                .await
-                .expect("no frame within the wait bound")?
-                .ok()?;
-            match f {
-                Frame::Ping(p) => {
-                    let _ = self
-                        .io
-                        .send(Frame::Pong(mq_protocol::Pong { nonce: p.nonce }))
-                        .await;
-                }
-                Frame::Pong(_) => {}
-                f => return Some(f),
-            }
-        }
-    }
-
-    pub async fn publish(
-        &mut self,
-        id: MessageId,
-        attempt: u32,
-        topic: &str,
-        payload: &'static [u8],
-    ) -> Reply {
-        self.send(Frame::Message(msg(id, attempt, topic, payload)))
-            .await;
-        match self.recv().await {
-            Some(Frame::Reply(r)) => r,
-            other => panic!("expected Reply, got {other:?}"),
-        }
-    }
-
-    pub async fn subscribe(&mut self, sub_id: u32, credit: u32, topic: &str, group: &str) {
-        self.send(Frame::Subscribe(Subscribe {
-            sub_id,
-            credit,
-            topic: topic.into(),
-            group: group.into(),
-        }))
-        .await;
-        match self.recv().await {
-            Some(Frame::SubscribeOk(ok)) => assert_eq!(ok.sub_id, sub_id),
-            other => panic!("expected SubscribeOk, got {other:?}"),
-        }
-    }
-
-    pub async fn deliver(&mut self) -> mq_protocol::Deliver {
-        match self.recv().await {
-            Some(Frame::Deliver(d)) => d,
-            other => panic!("expected Deliver, got {other:?}"),
-        }
-    }
-
-    pub async fn ack(&mut self, sub_id: u32, id: MessageId) {
-        self.send(Frame::Ack(Ack { sub_id, id })).await;
-    }
-
-    pub async fn credit(&mut self, sub_id: u32, credit: u32) {
-        self.send(Frame::Credit(Credit { sub_id, credit })).await;
-    }
-
-    /// Expects the broker to close: a Close frame (returned) then EOF.
-    pub async fn expect_close(&mut self) -> mq_protocol::Close {
-        match self.recv().await {
-            Some(Frame::Close(c)) => c,
-            other => panic!("expected Close, got {other:?}"),
-        }
-    }
-}
-
-pub fn msg(id: MessageId, attempt: u32, topic: &str, payload: &'static [u8]) -> Message {
-    Message {
-        id,
-        attempt,
-        topic: topic.into(),
-        headers: Headers::new(),
-        payload: bytes::Bytes::from_static(payload),
     }
 }
