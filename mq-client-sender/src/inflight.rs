@@ -78,6 +78,8 @@ pub(crate) struct CoreConfig {
 pub(crate) struct Outcome<T> {
     pub(crate) id: MessageId,
     pub(crate) data: T,
+    /// The size of the message's frame (the same on every attempt).
+    pub(crate) frame_size: usize,
     /// The error boxed: outcomes are rarely errors, and an unboxed
     /// `SendError` would make every outcome (moved twice) over 100 bytes.
     pub(crate) result: Result<Receipt, Box<SendError>>,
@@ -401,6 +403,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.forget_rejection(id);
             self.outcomes.push_back(Outcome {
                 id,
+                frame_size: e.body.parts(id, e.attempt).frame_size(),
                 data: e.data,
                 result: result.map_err(Box::new),
             });
@@ -523,6 +526,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
+                frame_size: size,
                 result: Err(Box::new(SendError::TooLarge {
                     size,
                     max,
