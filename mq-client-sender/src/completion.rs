@@ -72,20 +72,28 @@ struct Guard<'a> {
 }
 
 impl Inner {
+    /// The lock if it is free.
+    fn try_lock(&self) -> Option<Guard<'_>> {
+        let s = self.state.load(Ordering::Relaxed);
+        if s & LOCKED == 0
+            && self
+                .state
+                .compare_exchange(s, s | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(Guard {
+                inner: self,
+                state: s,
+            });
+        }
+        None
+    }
+
     fn lock(&self) -> Guard<'_> {
         let mut spins = 0u32;
         loop {
-            let s = self.state.load(Ordering::Relaxed);
-            if s & LOCKED == 0
-                && self
-                    .state
-                    .compare_exchange_weak(s, s | LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Guard {
-                    inner: self,
-                    state: s,
-                };
+            if let Some(g) = self.try_lock() {
+                return g;
             }
             // Held for a move of 16 bytes: spin, and give the holder the
             // core if it was descheduled.

@@ -278,3 +278,70 @@ fn a_pending_send_keeps_its_auto_traits() {
     check::<crate::OutgoingMessage>();
     check::<CompletionTx>();
 }
+
+#[test]
+fn the_lock_excludes_and_is_released_with_the_state_written_back() {
+    let (tx, rx) = channel();
+    let inner = rx.inner();
+    let mut g = inner.try_lock().expect("free");
+    assert!(inner.try_lock().is_none(), "held");
+    assert_eq!(g.phase(), EMPTY);
+    g.set_phase(CLOSED);
+    drop(g);
+    // Released, with what the holder wrote.
+    let g = inner.try_lock().expect("released");
+    assert_eq!(g.phase(), CLOSED);
+    assert_eq!(g.state & (TX | RX), TX | RX);
+    drop(g);
+    assert_eq!(format!("{rx:?}"), r#"CompletionRx("closed")"#);
+    drop(tx);
+    drop(rx);
+}
+
+/// A payload that counts its drops: an outcome carrying it shows whether
+/// the outcome was dropped (and not leaked with its cell).
+struct DropProbe(Arc<std::sync::atomic::AtomicUsize>);
+
+impl AsRef<[u8]> for DropProbe {
+    fn as_ref(&self) -> &[u8] {
+        b"probe"
+    }
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn probed_error(drops: &Arc<std::sync::atomic::AtomicUsize>) -> Done {
+    let payload = bytes::Bytes::from_owner(DropProbe(drops.clone()));
+    let msg = crate::OutgoingMessage::new("t", payload);
+    done(Err(Box::new(SendError::Closed(msg))))
+}
+
+#[test]
+fn an_outcome_nobody_will_read_is_dropped_not_leaked() {
+    let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Receiver gone before the send.
+    let (tx, rx) = channel();
+    drop(rx);
+    tx.send(probed_error(&drops));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    // Receiver dropped with the outcome untaken.
+    let (tx, rx) = channel();
+    tx.send(probed_error(&drops));
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "kept for the receiver");
+    drop(rx);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    // Taken by the receiver: dropped by whoever holds it, once.
+    let (tx, mut rx) = channel();
+    tx.send(probed_error(&drops));
+    let mut f = task::spawn(());
+    let got = f.enter(|cx, _| rx.poll(cx));
+    assert!(matches!(got, Poll::Ready(Ok(Err(_)))));
+    drop(rx);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    drop(got);
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+}

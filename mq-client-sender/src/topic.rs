@@ -87,17 +87,20 @@ unsafe impl Sync for Topic {}
 
 impl Topic {
     fn pack(repr: Repr) -> Self {
-        let (kind, ptr, len) = match repr {
-            Repr::Static(s) if s.len() < LEN_MASK => (STATIC, s.as_ptr().cast_mut(), s.len()),
-            Repr::Shared(s) if s.len() < LEN_MASK => {
-                let len = s.len();
-                (SHARED, Arc::into_raw(s).cast::<u8>().cast_mut(), len)
-            }
-            Repr::Owned(s) if s.len() < LEN_MASK => {
-                let len = s.len();
-                (OWNED, Box::into_raw(s).cast::<u8>(), len)
-            }
-            long => return Self::boxed(long),
+        Self::pack_below(repr, LEN_MASK)
+    }
+
+    /// Packs `repr`, or boxes it if its name is `limit` bytes or longer
+    /// (`limit` is at most [`LEN_MASK`]; tests pass a small one).
+    fn pack_below(repr: Repr, limit: usize) -> Self {
+        let len = repr.as_str().len();
+        if len >= limit {
+            return Self::boxed(repr);
+        }
+        let (kind, ptr) = match repr {
+            Repr::Static(s) => (STATIC, s.as_ptr().cast_mut()),
+            Repr::Shared(s) => (SHARED, Arc::into_raw(s).cast::<u8>().cast_mut()),
+            Repr::Owned(s) => (OWNED, Box::into_raw(s).cast::<u8>()),
         };
         // A `str`'s pointer is never null (dangling, for an empty one).
         let ptr = NonNull::new(ptr).unwrap_or(NonNull::dangling());
@@ -372,6 +375,11 @@ mod tests {
             assert_eq!(String::from(t.clone()), "orders");
         }
         assert_ne!(Topic::from("a"), Topic::from("b"));
+        // Against `str` and `&str` too, both ways of the answer.
+        let a = Topic::from("a");
+        assert!(a == *"a" && a != *"b");
+        assert!(a == "a" && a != "b");
+        assert_ne!(hash(&a), hash(&Topic::from("b")), "the name is hashed");
     }
 
     #[test]
@@ -434,6 +442,30 @@ mod tests {
         let back = t.into_string();
         assert_eq!(back.as_ptr(), p, "given back without a copy");
         assert_eq!(c, "orders");
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_length_bits_is_boxed() {
+        for (i, repr) in [
+            Repr::Static("orders"),
+            Repr::Shared(Arc::from("orders")),
+            Repr::Owned(Box::from("orders")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let packed = Topic::pack_below(repr.clone(), 7);
+            assert_eq!(packed.kind(), [STATIC, SHARED, OWNED][i]);
+            assert_eq!(packed.len_bits(), 6);
+            let boxed = Topic::pack_below(repr, 6);
+            assert_eq!(boxed.kind(), BOXED, "6 bytes do not fit below 6");
+            assert_eq!(boxed.as_str(), "orders");
+            assert_eq!(packed, boxed);
+        }
+        assert!(
+            LEN_MASK >= u32::MAX as usize / 4,
+            "a quarter of the address space"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::completion::CompletionTx;
 pub(crate) fn window_bytes(frame_size: usize) -> u32 {
     // A frame fits `max_in_flight_bytes - 4` (at most `u32::MAX`), checked
     // before any permit is taken.
-    u32::try_from(frame_size + 4).unwrap_or(u32::MAX)
+    u32::try_from(frame_size.saturating_add(4)).unwrap_or(u32::MAX)
 }
 
 /// [`Ticket::index`]'s bit for a message with an explicit sequence number.
@@ -124,6 +124,15 @@ mod tests {
     use super::*;
     use crate::completion::{self, Stopped};
     use crate::{Receipt, SendError};
+
+    #[test]
+    fn the_window_share_is_the_frame_and_its_length_prefix() {
+        assert_eq!(window_bytes(29), 33);
+        assert_eq!(window_bytes(0), 4);
+        assert_eq!(window_bytes(u32::MAX as usize - 4), u32::MAX);
+        assert_eq!(window_bytes(u32::MAX as usize), u32::MAX, "saturates");
+        assert_eq!(window_bytes(usize::MAX), u32::MAX, "saturates");
+    }
 
     #[test]
     fn two_words() {
