@@ -578,3 +578,7 @@ mod tests;
 #[cfg(test)]
 #[path = "inflight_timer_tests.rs"]
 mod timer_tests;
+
+#[cfg(test)]
+#[path = "inflight_transmit_tests.rs"]
+mod transmit_tests;
