@@ -166,3 +166,63 @@ pub(crate) async fn start(cfg: SenderConfig, w: Welcome) -> (Sender, Net, Peer) 
 pub(crate) fn stored() -> ReplyStatus {
     ReplyStatus::Stored
 }
+
+/// The driver task dropped mid-flight (its runtime shut down, so it never
+/// runs its shutdown): every awaited message sees `DriverStopped` with its
+/// own ID, every callback is called once with it, and the one outcome sent
+/// before went to its own future.
+#[test]
+fn a_dropped_driver_stops_every_future_and_callback_with_its_own_id() {
+    use crate::{OutgoingMessage, Receipt, SendError};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    let (tx, callbacks) = std::sync::mpsc::channel();
+    let (pending, first) = rt.block_on(async {
+        let (sender, _net, mut peer) = start(config(), welcome(0, 1 << 20)).await;
+        let mut pending = Vec::new();
+        for i in 0..10u8 {
+            let msg = OutgoingMessage::new("t", vec![i]);
+            pending.push(sender.enqueue(msg).await.expect("accepted"));
+        }
+        for _ in 0..3 {
+            let tx = tx.clone();
+            sender
+                .send_with_callback(
+                    OutgoingMessage::new("t", "cb"),
+                    move |o: Result<Receipt, SendError>| {
+                        let _ = tx.send(o);
+                    },
+                )
+                .await
+                .expect("accepted");
+        }
+        let m = peer.recv_msg().await;
+        peer.reply(&m, stored()).await;
+        let first = pending.remove(0);
+        let id = first.id();
+        let r = first.await.expect("the first is confirmed");
+        assert_eq!(r.id, id);
+        (pending, r)
+    });
+    drop(tx);
+    drop(rt);
+    assert_eq!(first.attempts, 1);
+    for p in pending {
+        let id = p.id();
+        match futures::executor::block_on(p) {
+            Err(SendError::DriverStopped { id: got }) => assert_eq!(got, id),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    let outcomes: Vec<_> = callbacks.iter().collect();
+    assert_eq!(outcomes.len(), 3, "each callback called once");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Err(SendError::DriverStopped { .. }))),
+        "{outcomes:?}"
+    );
+}

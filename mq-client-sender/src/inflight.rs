@@ -78,6 +78,8 @@ pub(crate) struct CoreConfig {
 pub(crate) struct Outcome<T> {
     pub(crate) id: MessageId,
     pub(crate) data: T,
+    /// The size of the message's frame (the same on every attempt).
+    pub(crate) frame_size: usize,
     /// The error boxed: outcomes are rarely errors, and an unboxed
     /// `SendError` would make every outcome (moved twice) over 100 bytes.
     pub(crate) result: Result<Receipt, Box<SendError>>,
@@ -199,6 +201,9 @@ impl<T> Entry<T> {
     }
 }
 
+/// Transmit queue capacity kept when it empties (see `trim_transmit`).
+const TRANSMIT_KEEP: usize = 1024;
+
 /// An instant as nanoseconds after the core's epoch (the `now` of its first
 /// insert). Exact: `Instant` counts nanoseconds, and so does this.
 type Tick = u64;
@@ -209,7 +214,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// The in-flight table. `T` is the caller's per-message data (the driver
-/// keeps the completion and window permits there), returned in the outcome.
+/// keeps the completion and flush index there), returned in the outcome.
 pub(crate) struct Inflight<T, R> {
     cfg: CoreConfig,
     rng: R,
@@ -353,6 +358,15 @@ impl<T, R: Rng> Inflight<T, R> {
         }
     }
 
+    /// Gives back the memory of a transmit queue that a burst grew (16
+    /// bytes an ID: messages accepted faster than the socket takes them)
+    /// once it is empty, so it is not kept for the life of the sender.
+    fn trim_transmit(&mut self) {
+        if self.transmit.capacity() > TRANSMIT_KEEP {
+            self.transmit.shrink_to(TRANSMIT_KEEP);
+        }
+    }
+
     /// Hands the next `Message` frame to write, borrowed from the entry, to
     /// `write` and returns what it returns, or `None` when nothing is
     /// queued. The frame is counted as on the wire from here.
@@ -361,7 +375,10 @@ impl<T, R: Rng> Inflight<T, R> {
         write: impl FnOnce(MessageRef<'_>) -> W,
     ) -> Option<W> {
         loop {
-            let id = self.transmit.pop_front()?;
+            let Some(id) = self.transmit.pop_front() else {
+                self.trim_transmit();
+                return None;
+            };
             let Some(e) = self.entries.get_mut(id) else {
                 continue;
             };
@@ -401,6 +418,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.forget_rejection(id);
             self.outcomes.push_back(Outcome {
                 id,
+                frame_size: e.body.parts(id, e.attempt).frame_size(),
                 data: e.data,
                 result: result.map_err(Box::new),
             });
@@ -523,6 +541,7 @@ impl<T, R: Rng> Inflight<T, R> {
             self.outcomes.push_back(Outcome {
                 id,
                 data: e.data,
+                frame_size: size,
                 result: Err(Box::new(SendError::TooLarge {
                     size,
                     max,
@@ -559,3 +578,7 @@ mod tests;
 #[cfg(test)]
 #[path = "inflight_timer_tests.rs"]
 mod timer_tests;
+
+#[cfg(test)]
+#[path = "inflight_transmit_tests.rs"]
+mod transmit_tests;

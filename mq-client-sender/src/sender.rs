@@ -22,7 +22,7 @@ use mq_conn::Events;
 
 use crate::callback::CallbackOnce;
 use crate::completion::{self, CompletionRx, Stopped};
-use crate::driver::{Command, Completion, Ticket};
+use crate::driver::{window_bytes, Command, Completion, Permits, Ticket};
 use crate::message::Wire;
 use crate::metrics::Metrics;
 use crate::stats::Stats;
@@ -359,10 +359,10 @@ impl Sender {
             }
             guard.id = Some(id);
         }
-        let bytes = (size + 4) as u32;
+        let bytes = window_bytes(size);
         // Borrowed permits (no `Arc` clone); `forget` below hands them to
-        // the ticket, which records only `bytes`, and the driver gives them
-        // back with `Permits::release`. Dropped before that point (an error
+        // the driver, which gives them back with `Permits::release` (the
+        // byte count computed again from the message, `window_bytes`). Dropped before that point (an error
         // or a cancelled `await`), they go back by themselves.
         let (count, byte_permits) = match shared.cfg.backpressure {
             Backpressure::Fail => {
@@ -402,7 +402,7 @@ impl Sender {
             wire.id.seq = shared.next_seq.fetch_add(1, Relaxed);
         }
         let id = wire.id;
-        let ticket = Ticket::new(completion(id), bytes, explicit.is_some());
+        let ticket = Ticket::new(completion(id), explicit.is_some());
         count.forget();
         byte_permits.forget();
         // Counted before the driver can resolve it (see `Stats::snapshot`).
@@ -415,8 +415,8 @@ impl Sender {
             Err(mpsc::error::SendError(cmd)) => match cmd {
                 Command::Send { msg, ticket } => {
                     shared.stats.sent.fetch_sub(1, Relaxed);
-                    ticket.permits().release(shared);
-                    if let Completion::Callback(cb) = ticket.completion {
+                    Permits::one(bytes).release(shared);
+                    if let Completion::Callback(cb) = ticket.into_completion() {
                         (*cb).disarm();
                     }
                     Err(SendError::Closed(give_back(msg)))

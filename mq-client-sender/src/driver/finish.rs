@@ -6,7 +6,7 @@ use std::time::Duration;
 use mq_protocol::{ErrorCode, MessageId};
 use tokio::time::Instant;
 
-use super::{done, Command, Completion, Driver, ReleaseOnDrop, Ticket};
+use super::{done, window_bytes, Command, Completion, Driver, Permits, ReleaseOnDrop, Ticket};
 use crate::callback::Job;
 use crate::inflight::Outcome;
 use crate::{CloseReport, Receipt, SendError};
@@ -25,8 +25,14 @@ impl Driver {
             .retransmitted
             .increment(c.retransmitted.saturating_sub(before));
         stats.late_replies.store(c.late_replies, Relaxed);
-        while let Some(Outcome { id, data, result }) = self.core.poll_outcome() {
-            self.complete(id, data, result);
+        while let Some(Outcome {
+            id,
+            data,
+            frame_size,
+            result,
+        }) = self.core.poll_outcome()
+        {
+            self.complete(id, data, window_bytes(frame_size), result);
         }
         for tx in self.flush.ready() {
             self.callbacks.push(Job::Notify(Box::new(move || {
@@ -40,6 +46,7 @@ impl Driver {
         &mut self,
         id: MessageId,
         ticket: Ticket,
+        bytes: u32,
         result: Result<Receipt, Box<SendError>>,
     ) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -70,12 +77,12 @@ impl Driver {
                 tracing::debug!(id = %id, error = %e, "failed");
             }
         }
-        if ticket.explicit {
+        if ticket.explicit() {
             self.shared.explicit.remove(&id);
         }
-        self.flush.resolve(ticket.index);
-        let permits = ticket.permits();
-        match ticket.completion {
+        self.flush.resolve(ticket.index());
+        let permits = Permits::one(bytes);
+        match ticket.into_completion() {
             Completion::Future(tx) => {
                 // A dropped PendingSend is fine: the outcome is counted above.
                 tx.send(done(result));
@@ -124,7 +131,8 @@ impl Driver {
                     self.shared.metrics.accepted();
                     unresolved.push(id);
                     let err = SendError::Abandoned { id, attempts: 0 };
-                    self.complete(id, ticket, Err(Box::new(err)));
+                    let bytes = window_bytes(msg.frame_size());
+                    self.complete(id, ticket, bytes, Err(Box::new(err)));
                 }
                 Command::Flush(tx) => self.flush.wait(tx),
                 Command::Close { reply, .. } => replies.1.push(reply),

@@ -33,14 +33,17 @@ use crate::sender::Shared;
 use crate::{CloseReport, Receipt, SendError, SenderConfig};
 
 mod finish;
+mod ticket;
+
+pub(crate) use ticket::{window_bytes, Ticket};
 
 /// Commands taken from the channel per turn.
 const BATCH: usize = 512;
 /// Longest a goodbye `Close` to a broker we give up on may take to write.
 const GOODBYE_LIMIT: Duration = Duration::from_millis(200);
 
-/// Where an outcome goes. Both variants are one pointer, so a ticket in
-/// the in-flight table stays small.
+/// Where an outcome goes. Both variants are one pointer: a [`Ticket`]
+/// keeps either in one word.
 pub(crate) enum Completion {
     Future(CompletionTx),
     Callback(Box<CallbackOnce>),
@@ -87,8 +90,8 @@ pub(crate) fn done(result: Result<Receipt, Box<SendError>>) -> Done {
 }
 
 /// Window permits taken by accepted messages and not yet given back. The
-/// hand-over `forget`s its permits and the ticket records only the byte
-/// count (a slot is always one permit): no semaphore `Arc` per message.
+/// hand-over `forget`s its permits and the driver gives back one count and
+/// the message's [`window_bytes`]: no semaphore `Arc` per message.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Permits {
     pub(crate) count: usize,
@@ -131,31 +134,6 @@ pub(crate) struct ReleaseOnDrop {
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
         std::mem::take(&mut self.permits).release(&self.shared);
-    }
-}
-
-/// The driver's per-message data, kept in the core next to the message.
-pub(crate) struct Ticket {
-    pub(crate) completion: Completion,
-    /// Flush index (see [`FlushTracker`]).
-    index: u64,
-    /// The message's share of the byte window.
-    pub(crate) bytes: u32,
-    pub(crate) explicit: bool,
-}
-
-impl Ticket {
-    pub(crate) fn new(completion: Completion, bytes: u32, explicit: bool) -> Self {
-        Self {
-            completion,
-            index: 0,
-            bytes,
-            explicit,
-        }
-    }
-
-    pub(crate) fn permits(&self) -> Permits {
-        Permits::one(self.bytes)
     }
 }
 
@@ -536,19 +514,17 @@ impl Driver {
             Command::Send { msg, mut ticket } => {
                 let _span = tracing::trace_span!("mq_send", id = %msg.id).entered();
                 self.shared.metrics.accepted();
-                ticket.index = self.flush.next_index();
-                if let Err((msg, ticket)) = self.core.insert(std_now(now), msg, ticket) {
+                ticket.set_index(self.flush.next_index());
+                if let Err((msg, mut ticket)) = self.core.insert(std_now(now), msg, ticket) {
                     let id = msg.id;
+                    let bytes = window_bytes(msg.frame_size());
                     let err = SendError::AlreadyInFlight {
                         id,
-                        message: crate::OutgoingMessage::from_wire(msg, ticket.explicit),
+                        message: crate::OutgoingMessage::from_wire(msg, ticket.explicit()),
                     };
                     // The ID stays in flight for the earlier copy.
-                    let ticket = Ticket {
-                        explicit: false,
-                        ..ticket
-                    };
-                    self.complete(id, ticket, Err(Box::new(err)));
+                    ticket.clear_explicit();
+                    self.complete(id, ticket, bytes, Err(Box::new(err)));
                 }
             }
             Command::Flush(tx) => self.flush.wait(tx),
