@@ -145,6 +145,13 @@ pub(crate) struct Flusher {
 impl Flusher {
     pub(crate) fn spawn(shared: Arc<Shared>, log: Log, lock: File) -> Self {
         *shared.log.lock().unwrap_or_else(|e| e.into_inner()) = Some(log);
+        {
+            // A flusher that stopped on a failed fdatasync left its batch
+            // marked as in flight; the new journal starts with none.
+            let mut st = shared.lock();
+            st.journal_busy = false;
+            st.prezero_due = false;
+        }
         shared.journal_stop.store(RUN, Ordering::Release);
         let thread = std::thread::Builder::new()
             .name("mq-journal".into())

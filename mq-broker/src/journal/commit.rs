@@ -142,3 +142,7 @@ fn restore(st: &mut State, mut batch: Vec<u8>, full: bool) {
         j.full |= full;
     }
 }
+
+#[cfg(test)]
+#[path = "commit_tests.rs"]
+mod tests;
