@@ -1,4 +1,6 @@
-//! The journal's one writer thread: group commit.
+//! The journal's writer thread: group commit. (At low rates a connection
+//! task writes a lone batch itself, see `commit`; one batch is in flight
+//! at a time either way.)
 //!
 //! Connection tasks append records to the core's [`Appender`](super::Appender)
 //! under the broker's lock and wake this thread. It takes *everything*
@@ -182,9 +184,8 @@ pub(crate) fn run(shared: Arc<Shared>) -> Option<Log> {
 
         let started = std::time::Instant::now();
         let mut guard = shared.log.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(log) = guard.as_mut() else {
-            return None;
-        };
+        // (Only this thread takes the log out, on its way out.)
+        let log = guard.as_mut()?;
         match log.write(&batch) {
             Ok(()) => warned = false,
             Err(WriteError::Write(e)) => {

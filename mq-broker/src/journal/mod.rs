@@ -9,8 +9,11 @@
 //! * `log`: segments on a disk: recovery, one fdatasync per batch, roll,
 //!   checkpoints that reclaim old segments.
 //! * `recover`: [`log::Log::open`], recovery of the segments at start.
-//! * `flusher`: the one writer thread (group commit) between the core and
-//!   the log.
+//! * `flusher`: the writer thread (group commit) between the core and the
+//!   log.
+//! * `commit`: the same write done inline by the connection task that
+//!   appended, when no batch is in flight (no thread hop at low rates).
+//! * `trace`: stage timings of the hand-off (`MQ_JOURNAL_TRACE=1`).
 //! * [`Appender`]: the core's side, under the broker's lock: records are
 //!   encoded into one buffer; the flusher takes the whole buffer, writes and
 //!   syncs it, and reports the new durable watermark.
