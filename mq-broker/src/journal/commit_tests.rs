@@ -204,11 +204,17 @@ fn run_concurrent(seed: u64) {
     let flipped = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let senders: Vec<_> = (0..3u64)
         .map(|p| {
+            // Connected before any thread runs: a stop (the failed
+            // fdatasync) refuses new connections.
+            (p, connect(&shared, Role::Sender))
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(p, (conn, mut rx))| {
             let (shared, disk) = (shared.clone(), disk.clone());
             let (sent, flipped) = (sent.clone(), flipped.clone());
             std::thread::spawn(move || {
                 let mut rng = StdRng::seed_from_u64(seed ^ (p + 1));
-                let (conn, mut rx) = connect(&shared, Role::Sender);
                 let mut confirmed = 0;
                 for seq in 0..per_sender {
                     // Messages numbered past the failure point are sent
