@@ -100,7 +100,11 @@ fn inline_writes_syncs_then_releases_and_steps_aside_for_a_busy_writer() {
     assert_eq!(r, Inline::Durable);
     assert_eq!(disk.syncs(), syncs + 1);
     assert!(!st.journal_busy);
-    assert!(st.core.journal.as_ref().unwrap().buf.is_empty());
+    let j = st.core.journal.as_ref().unwrap();
+    assert!(j.buf.is_empty());
+    assert_eq!((j.writes, j.syncs), (1, disk.syncs()));
+    // The fresh segment has no zeros ahead yet: the flusher's job next.
+    assert!(st.prezero_due);
     drop(st);
     assert_eq!(check(&disk, &mut rx), 1);
 
