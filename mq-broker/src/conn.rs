@@ -387,6 +387,9 @@ fn handle_batch(
         }
     }
     batch.clear();
+    // Disk storage: when nobody writes the journal, write what a reply or
+    // a delivery waits for here, without a hop to the flusher thread.
+    let (mut st, _) = crate::journal::commit::inline(shared, st);
     let wake_flusher = shared.after_change_then_wake(&mut st);
     drop(st);
     if wake_flusher {

@@ -66,6 +66,8 @@ pub(crate) fn recover(
         max_disk_bytes: max_disk_bytes(d, config),
         disk_bytes: log.disk_bytes(),
         segments: log.segments() as u64,
+        tail_bytes: log.tail_bytes(),
+        segment_size: d.segment_size,
         ..Appender::default()
     });
     Ok(Recovered {
@@ -137,15 +139,23 @@ pub(crate) async fn open(
 /// The running flusher thread; it owns the directory lock, so the lock is
 /// released only once the thread is done with the files.
 pub(crate) struct Flusher {
-    thread: Option<JoinHandle<(Log, File)>>,
+    thread: Option<JoinHandle<(Option<Log>, File)>>,
 }
 
 impl Flusher {
-    pub(crate) fn spawn(shared: Arc<Shared>, log: Log, lock: File, segment_size: u64) -> Self {
+    pub(crate) fn spawn(shared: Arc<Shared>, log: Log, lock: File) -> Self {
+        *shared.log.lock().unwrap_or_else(|e| e.into_inner()) = Some(log);
+        {
+            // A flusher that stopped on a failed fdatasync left its batch
+            // marked as in flight; the new journal starts with none.
+            let mut st = shared.lock();
+            st.journal_busy = false;
+            st.prezero_due = false;
+        }
         shared.journal_stop.store(RUN, Ordering::Release);
         let thread = std::thread::Builder::new()
             .name("mq-journal".into())
-            .spawn(move || (flusher::run(shared, log, segment_size), lock));
+            .spawn(move || (flusher::run(shared), lock));
         match thread {
             Ok(t) => Flusher { thread: Some(t) },
             Err(e) => {
@@ -158,7 +168,11 @@ impl Flusher {
     /// Asks the thread to stop (`checkpoint`: write what is pending and a
     /// checkpoint first; else drop what is pending, as a crash would) and
     /// waits for it.
-    pub(crate) async fn stop(&mut self, shared: &Shared, checkpoint: bool) -> Option<(Log, File)> {
+    pub(crate) async fn stop(
+        &mut self,
+        shared: &Shared,
+        checkpoint: bool,
+    ) -> Option<(Option<Log>, File)> {
         let mode = if checkpoint {
             STOP_CHECKPOINT
         } else {

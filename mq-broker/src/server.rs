@@ -165,7 +165,7 @@ impl Broker {
         if let Storage::Disk(d) = &config.storage {
             let (rec, lock) = durable::open(d, &config, core).await?;
             core = rec.core;
-            journal = Some((rec.log, lock, d.segment_size));
+            journal = Some((rec.log, lock));
         }
         let listening = listeners.is_some();
         let storage = match &config.storage {
@@ -184,8 +184,7 @@ impl Broker {
             tracing::info!(seed, %storage, "broker started without a listener");
         }
         let shared = Arc::new(Shared::new(config, core));
-        let flusher =
-            journal.map(|(log, lock, seg)| Flusher::spawn(shared.clone(), log, lock, seg));
+        let flusher = journal.map(|(log, lock)| Flusher::spawn(shared.clone(), log, lock));
         tokio::spawn(timer_loop(shared.clone()));
         let accept = listeners.map_or_else(Vec::new, |l| l.spawn(&shared));
         Ok(Broker {
@@ -511,12 +510,7 @@ impl Broker {
             st.core = core;
             shared.after_change(&mut st);
         }
-        *flusher = Some(Flusher::spawn(
-            shared.clone(),
-            rec.log,
-            lock,
-            d.segment_size,
-        ));
+        *flusher = Some(Flusher::spawn(shared.clone(), rec.log, lock));
         Ok(())
     }
 

@@ -166,6 +166,14 @@ pub(crate) struct State {
     pub(crate) flusher_idle: bool,
     /// The idle flusher wakes by itself soon (a lazy or retry timer).
     pub(crate) flusher_timed: bool,
+    /// A batch (or a zero fill) is being written, by the flusher or inline
+    /// by a connection task (`journal::commit`): nobody else may take the
+    /// next one until it is reported durable, so batches reach the log in
+    /// the order of their positions.
+    pub(crate) journal_busy: bool,
+    /// The current segment wants zeros written ahead of its data
+    /// (`Log::prezero`), which the flusher does off the critical path.
+    pub(crate) prezero_due: bool,
 }
 
 impl State {
@@ -183,6 +191,8 @@ impl State {
             shutting_down: false,
             flusher_idle: false,
             flusher_timed: false,
+            journal_busy: false,
+            prezero_due: false,
         }
     }
 
@@ -519,6 +529,11 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Wakes the journal's flusher thread.
     pub(crate) flush_cv: Condvar,
+    /// The open journal (disk storage), written by the flusher thread or
+    /// inline by a connection task; whoever writes holds
+    /// `State::journal_busy` first, so this lock is never contended for
+    /// long and never taken with the state lock held.
+    pub(crate) log: Mutex<Option<crate::journal::log::Log>>,
     /// What the flusher is asked to do (`journal::flusher::RUN`, ...).
     pub(crate) journal_stop: AtomicU8,
     /// Why the broker stopped itself (a journal fdatasync failed).
@@ -536,6 +551,7 @@ impl Shared {
             crash: Mutex::new(CancellationToken::new()),
             shutdown: CancellationToken::new(),
             flush_cv: Condvar::new(),
+            log: Mutex::new(None),
             journal_stop: AtomicU8::new(0),
             fatal: Mutex::new(None),
         }
@@ -605,14 +621,21 @@ impl Shared {
     /// before it waited.
     pub(crate) fn after_change_then_wake(&self, st: &mut State) -> bool {
         // Wake the flusher for urgent records, or to start the lazy timer
-        // when it sleeps with nothing pending.
+        // when it sleeps with nothing pending, or for zeros ahead of the
+        // data, unless a batch is being written (its writer wakes the
+        // flusher when it is done); and always when it is asked to stop.
+        let stopping = self.journal_stop.load(std::sync::atomic::Ordering::Acquire)
+            != crate::journal::flusher::RUN;
         let wake = st.flusher_idle
-            && st.core.journal.as_ref().is_some_and(|j| {
-                !j.buf.is_empty()
-                    && (!st.flusher_timed
-                        || j.buf.len() >= crate::journal::flusher::LAZY_BYTES
-                        || st.core.waits_for_journal())
-            });
+            && (stopping
+                || (!st.journal_busy
+                    && st.core.journal.as_ref().is_some_and(|j| {
+                        st.prezero_due
+                            || (!j.buf.is_empty()
+                                && (!st.flusher_timed
+                                    || j.buf.len() >= crate::journal::flusher::LAZY_BYTES
+                                    || st.core.waits_for_journal()))
+                    })));
         if wake {
             st.flusher_idle = false;
         }

@@ -75,6 +75,10 @@ pub struct BrokerStats {
     pub crashes: u64,
     /// Disk storage: fdatasync calls of the journal (one per group commit).
     pub journal_syncs: u64,
+    /// Disk storage: zeros written (and synced) ahead of the journal's
+    /// data, so that a batch's fdatasync overwrites blocks instead of
+    /// growing the file; off the critical path, one per zero chunk.
+    pub journal_zero_fills: u64,
     /// Disk storage, gauge: journal bytes on disk.
     pub journal_bytes: u64,
     /// Disk storage, gauge: journal segment files.
@@ -119,7 +123,7 @@ impl std::fmt::Display for BrokerStats {
             "connections={} stored_messages={} stored_bytes={} messages_stored={} \
              duplicates={} rejected={} deliveries={} redeliveries={} acks={} nacks={} \
              dead_lettered={} deleted={} protocol_errors={} timeouts={} journal_syncs={} \
-             journal_bytes={} journal_segments={} checkpoints={} journal_write_us_avg={}",
+             journal_bytes={} journal_segments={} checkpoints={} journal_write_us_avg={} journal_zero_fills={}",
             self.connections_open,
             self.stored_messages,
             self.stored_bytes,
@@ -139,6 +143,7 @@ impl std::fmt::Display for BrokerStats {
             self.journal_segments,
             self.checkpoints,
             self.journal_write_micros_avg,
+            self.journal_zero_fills,
         )
     }
 }

@@ -33,7 +33,7 @@ pub(crate) fn render(b: &Broker) -> String {
     let s = &o.stats;
     let mut out = String::new();
     let one = |v: u64| vec![(String::new(), v)];
-    let counters: [(&str, &str, u64); 19] = [
+    let counters: [(&str, &str, u64); 20] = [
         (
             "connections_accepted_total",
             "Connections that completed the handshake.",
@@ -116,6 +116,11 @@ pub(crate) fn render(b: &Broker) -> String {
             "journal_syncs_total",
             "fdatasync calls of the journal (disk storage).",
             s.journal_syncs,
+        ),
+        (
+            "journal_zero_fills_total",
+            "Zero chunks written ahead of the journal's data (disk storage).",
+            s.journal_zero_fills,
         ),
     ];
     for (name, help, v) in counters {

@@ -151,6 +151,13 @@ pub(crate) async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) ->
         );
         card(
             &mut h,
+            "Zero fills",
+            &s.journal_zero_fills.to_string(),
+            "zero chunks ahead of the data",
+            false,
+        );
+        card(
+            &mut h,
             "Checkpoints",
             &s.checkpoints.to_string(),
             "checkpoints",

@@ -181,6 +181,7 @@ impl Core {
         s.timer_entries = self.timers.len() as u64;
         if let Some(j) = &self.journal {
             s.journal_syncs = j.syncs;
+            s.journal_zero_fills = j.zero_fills;
             s.journal_bytes = j.disk_bytes;
             s.journal_segments = j.segments;
             s.checkpoints = j.checkpoints;

@@ -152,6 +152,16 @@ pub(super) fn parse_seg(name: &str) -> Option<u64> {
     stem.parse().ok()
 }
 
+/// A copy of the log's counters ([`Log::counters`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) syncs: u64,
+    pub(crate) zero_fills: u64,
+    pub(crate) disk_bytes: u64,
+    pub(crate) segments: u64,
+    pub(crate) tail_bytes: u64,
+}
+
 /// The open journal.
 pub(crate) struct Log {
     pub(super) disk: Box<dyn Disk>,
@@ -171,6 +181,10 @@ pub(crate) struct Log {
     pub(crate) syncs: u64,
     /// Zero fills ([`Log::prezero`]) so far.
     pub(crate) zero_fills: u64,
+    /// An fdatasync failed: what is on disk is unknown, so every later
+    /// write fails too (the broker stops; nothing more may count as
+    /// durable, whichever thread writes next).
+    pub(super) broken: bool,
 }
 
 impl std::fmt::Debug for Log {
@@ -200,6 +214,7 @@ impl Log {
             zeroed: 0,
             syncs: 0,
             zero_fills: 0,
+            broken: false,
         };
         let mut snap = Vec::new();
         Record::Base.encode(&mut snap);
@@ -237,6 +252,7 @@ impl Log {
     /// One `Batch` record plus `records` at the end of the current segment,
     /// synced (and the directory too when the segment is new).
     fn put(&mut self, records: &[u8]) -> Result<(), WriteError> {
+        self.check_broken()?;
         self.epoch += 1;
         self.scratch.clear();
         if self.cur_len() == 0 {
@@ -256,17 +272,50 @@ impl Log {
             return Err(WriteError::Write(e));
         }
         self.zeroed = self.zeroed.max(at + self.scratch.len() as u64);
-        self.cur.sync_data().map_err(WriteError::Sync)?;
+        self.sync(false)?;
         self.syncs += 1;
         // A new segment (every roll writes first at 0, and so does a retry
         // after its first write failed): its directory entry too.
         if at == 0 {
-            self.disk.sync_dir().map_err(WriteError::Sync)?;
+            self.sync(true)?;
         }
         if let Some(s) = self.segs.last_mut() {
             s.len += self.scratch.len() as u64;
         }
         Ok(())
+    }
+
+    /// Fails if an earlier fdatasync failed.
+    fn check_broken(&self) -> Result<(), WriteError> {
+        if self.broken {
+            return Err(WriteError::Sync(io::Error::other(
+                "an earlier fdatasync of the journal failed",
+            )));
+        }
+        Ok(())
+    }
+
+    /// fdatasync of the current segment (or fsync of the directory); a
+    /// failure breaks the log for good.
+    fn sync(&mut self, dir: bool) -> Result<(), WriteError> {
+        let r = if dir {
+            self.disk.sync_dir()
+        } else {
+            self.cur.sync_data()
+        };
+        r.map_err(|e| {
+            self.broken = true;
+            WriteError::Sync(e)
+        })
+    }
+
+    /// True if [`Log::prezero`] would write zeros now.
+    pub(crate) fn needs_prezero(&self) -> bool {
+        let chunk = self.opts.prezero;
+        let len = self.cur_len();
+        let target = (len + chunk).min(self.opts.segment_size);
+        // (No chunk: `zeroed >= len` always holds. No data: no magic yet.)
+        !(len == 0 || self.zeroed >= len + chunk / 2 || target <= self.zeroed)
     }
 
     fn roll(&mut self) -> Result<(), WriteError> {
@@ -288,19 +337,17 @@ impl Log {
     /// A failed write is cut back and only reported (the next batch meets
     /// the full disk itself); a failed fdatasync is fatal like any other.
     pub(crate) fn prezero(&mut self) -> Result<bool, WriteError> {
-        let chunk = self.opts.prezero;
-        let len = self.cur_len();
-        let target = (len + chunk).min(self.opts.segment_size);
-        // (No chunk: `zeroed >= len` always holds. No data: no magic yet.)
-        if len == 0 || self.zeroed >= len + chunk / 2 || target <= self.zeroed {
+        self.check_broken()?;
+        if !self.needs_prezero() {
             return Ok(false);
         }
+        let target = (self.cur_len() + self.opts.prezero).min(self.opts.segment_size);
         let from = self.zeroed;
         if let Err(e) = self.cur.write_zeros(from, target - from) {
             let _ = self.cur.truncate(from);
             return Err(WriteError::Write(e));
         }
-        self.cur.sync_data().map_err(WriteError::Sync)?;
+        self.sync(false)?;
         self.zero_fills += 1;
         self.zeroed = target;
         Ok(true)
@@ -363,6 +410,18 @@ impl Log {
     /// Segments on disk.
     pub(crate) fn segments(&self) -> usize {
         self.segs.len()
+    }
+
+    /// The counters the core keeps a copy of (for stats and for deciding
+    /// on checkpoints without the log at hand).
+    pub(crate) fn counters(&self) -> Counters {
+        Counters {
+            syncs: self.syncs,
+            zero_fills: self.zero_fills,
+            disk_bytes: self.disk_bytes(),
+            segments: self.segs.len() as u64,
+            tail_bytes: self.tail_bytes,
+        }
     }
 }
 

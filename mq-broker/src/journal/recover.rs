@@ -302,6 +302,7 @@ impl Log {
                 zeroed,
                 syncs: 0,
                 zero_fills: 0,
+                broken: false,
             },
             report,
         ))

@@ -67,6 +67,14 @@ impl SimDisk {
         self.lock().fail_sync = fail;
     }
 
+    /// True if some file's synced bytes contain `needle`.
+    pub(crate) fn synced_contains(&self, needle: &[u8]) -> bool {
+        self.lock()
+            .files
+            .values()
+            .any(|f| f.durable.windows(needle.len()).any(|w| w == needle))
+    }
+
     /// The disk after a power loss now.
     pub(crate) fn crash(&self, rng: &mut StdRng) -> SimDisk {
         let st = self.lock();
