@@ -66,9 +66,18 @@ struct Inner {
 
 /// The locked cell: the state as read when locked, written back (and the
 /// lock released) when dropped, also on a panic.
+///
+/// It holds a raw pointer, not `&'a Inner`: `release` takes the guard by
+/// value and its drop unlocks, after which the other half may free the
+/// cell while `release` has not yet returned. A reference field would be a
+/// protected function argument still live at that point (undefined
+/// behaviour under Rust's aliasing model, rust-lang/rust#55005; Miri
+/// reports it with a barrier-synchronised race); a pointer carries no such
+/// promise.
 struct Guard<'a> {
-    inner: &'a Inner,
+    inner: NonNull<Inner>,
     state: u32,
+    _l: std::marker::PhantomData<&'a Inner>,
 }
 
 impl Inner {
@@ -82,8 +91,9 @@ impl Inner {
                 .is_ok()
         {
             return Some(Guard {
-                inner: self,
+                inner: NonNull::from(self),
                 state: s,
+                _l: std::marker::PhantomData,
             });
         }
         None
@@ -122,7 +132,7 @@ impl Guard<'_> {
         // slot, and the phase says which field is live; it is marked empty
         // before the lock is released, so the value is read out only once.
         let taken = unsafe {
-            let slot = &*self.inner.slot.get();
+            let slot = &*self.inner.as_ref().slot.get();
             match self.phase() {
                 WAKER => Taken::Waker(ManuallyDrop::into_inner(std::ptr::read(&slot.waker))),
                 READY => Taken::Done(ManuallyDrop::into_inner(std::ptr::read(&slot.done))),
@@ -139,7 +149,7 @@ impl Guard<'_> {
         debug_assert!(matches!(self.phase(), EMPTY | CLOSED));
         // SAFETY: the lock is held and the slot holds nothing live (its
         // phase is empty), so overwriting it leaks nothing.
-        unsafe { self.inner.slot.get().write(slot) };
+        unsafe { self.inner.as_ref().slot.get().write(slot) };
         self.set_phase(phase);
     }
 
@@ -154,7 +164,7 @@ impl Guard<'_> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         if self.state & (TX | RX) != 0 {
-            self.inner
+            unsafe { self.inner.as_ref() }
                 .state
                 .store(self.state & !LOCKED, Ordering::Release);
         }
@@ -202,8 +212,15 @@ pub(crate) struct CompletionTx(NonNull<Inner>);
 // SAFETY: the cell is reached only under its lock (or by the last half
 // alone), and what crosses threads through it (`Done`, `Waker`) is `Send`.
 unsafe impl Send for CompletionTx {}
-// SAFETY: `CompletionTx` has no `&self` method.
+// SAFETY: its one `&self` method, `finish`, takes the cell's lock before it
+// touches the slot, as every other access does.
 unsafe impl Sync for CompletionTx {}
+// What the `Send` impls above rely on, checked when this compiles.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    is_send::<Done>();
+    is_send::<std::task::Waker>();
+};
 // As for `CompletionRx` below.
 impl UnwindSafe for CompletionTx {}
 impl RefUnwindSafe for CompletionTx {}
@@ -310,7 +327,7 @@ impl CompletionRx {
             WAKER => {
                 // SAFETY: the lock is held and the phase says the slot
                 // holds a waker.
-                let same = unsafe { (*g.inner.slot.get()).waker.will_wake(cx.waker()) };
+                let same = unsafe { (*g.inner.as_ref().slot.get()).waker.will_wake(cx.waker()) };
                 if same {
                     return Poll::Pending;
                 }

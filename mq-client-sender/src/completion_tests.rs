@@ -348,3 +348,50 @@ fn an_outcome_nobody_will_read_is_dropped_not_leaked() {
     drop(got);
     assert_eq!(drops.load(Ordering::SeqCst), 3);
 }
+
+/// Both halves released at the same instant (a barrier), thousands of
+/// times: send or drop against poll, re-poll with another waker, drop.
+/// Under Miri with many seeds this found a use of the cell after the
+/// other half freed it (the guard's `&Inner`, now a pointer).
+#[test]
+fn halves_released_at_a_barrier_free_the_cell_once_and_drop_every_waker() {
+    use std::sync::Barrier;
+    let rounds: u64 = if cfg!(miri) { 60 } else { 3000 };
+    let w1 = Arc::new(CountingWaker::default());
+    let w2 = Arc::new(CountingWaker::default());
+    for round in 0..rounds {
+        let (tx, mut rx) = channel();
+        let bar = Arc::new(Barrier::new(2));
+        let b2 = bar.clone();
+        let t = std::thread::spawn(move || {
+            b2.wait();
+            if round % 2 == 0 {
+                tx.send(ok(round))
+            } else {
+                drop(tx)
+            }
+        });
+        let (a, b) = (Waker::from(w1.clone()), Waker::from(w2.clone()));
+        bar.wait();
+        match round % 4 {
+            0 | 1 => {
+                let _ = rx.poll(&mut Context::from_waker(&a));
+                let _ = rx.poll(&mut Context::from_waker(&b));
+                drop(rx);
+            }
+            2 => drop(rx),
+            _ => {
+                let r = futures::executor::block_on(poll_fn(|cx| {
+                    let _ = rx.poll(&mut Context::from_waker(&a));
+                    rx.poll(cx)
+                }));
+                assert!(r.is_err());
+                drop(rx);
+            }
+        }
+        t.join().expect("sender thread");
+        drop((a, b));
+        assert_eq!(Arc::strong_count(&w1), 1, "round {round}");
+        assert_eq!(Arc::strong_count(&w2), 1, "round {round}");
+    }
+}

@@ -97,13 +97,21 @@ impl Topic {
         if len >= limit {
             return Self::boxed(repr);
         }
+        // A `str`'s pointer is never null (dangling, for an empty one), and
+        // neither is what `Arc::into_raw` or `Box::into_raw` return; no
+        // fallback pointer, which `from_raw` on drop could not take back.
         let (kind, ptr) = match repr {
-            Repr::Static(s) => (STATIC, s.as_ptr().cast_mut()),
-            Repr::Shared(s) => (SHARED, Arc::into_raw(s).cast::<u8>().cast_mut()),
-            Repr::Owned(s) => (OWNED, Box::into_raw(s).cast::<u8>()),
+            Repr::Static(s) => (STATIC, NonNull::from(s).cast::<u8>()),
+            Repr::Shared(s) => (
+                SHARED,
+                NonNull::new(Arc::into_raw(s).cast::<u8>().cast_mut())
+                    .expect("Arc::into_raw is never null"),
+            ),
+            Repr::Owned(s) => (
+                OWNED,
+                NonNull::new(Box::into_raw(s).cast::<u8>()).expect("Box::into_raw is never null"),
+            ),
         };
-        // A `str`'s pointer is never null (dangling, for an empty one).
-        let ptr = NonNull::new(ptr).unwrap_or(NonNull::dangling());
         Self {
             ptr,
             tagged: (kind << KIND_SHIFT) | len,
