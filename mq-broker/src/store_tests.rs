@@ -165,3 +165,36 @@ fn get_mut_changes_the_stored_message() {
     assert!(store.get_mut(&MessageId::new(7, 3)).is_none());
     assert!(store.get(&MessageId::new(8, 1)).is_none());
 }
+
+#[test]
+fn a_second_landing_replaces_the_right_slot_among_many() {
+    let mut store = Store::new(usize::MAX, usize::MAX, false);
+    for seq in 0..(CHUNK as u64 + 20) {
+        land(&mut store, seq, 2, 1);
+    }
+    // Slots 7 and CHUNK + 3: in the first chunk and in the second.
+    for seq in [7, CHUNK as u64 + 3] {
+        land(&mut store, seq, 9, 3);
+        let m = store.get(&MessageId::new(7, seq)).expect("stored");
+        assert_eq!((m.remaining, m.payload.len()), (3, 9), "seq {seq}");
+    }
+    for seq in [0, 1, 6, 8, CHUNK as u64 + 2, CHUNK as u64 + 4] {
+        let m = store.get(&MessageId::new(7, seq)).expect("stored");
+        assert_eq!(
+            (m.remaining, m.payload.len()),
+            (1, 2),
+            "seq {seq} untouched"
+        );
+    }
+    assert_eq!(store.bytes(), 2 * (CHUNK + 20) + 2 * 7);
+}
+
+#[test]
+fn the_landing_log_counts_each_landing() {
+    let mut store = Store::new(usize::MAX, usize::MAX, true);
+    land(&mut store, 1, 1, 1);
+    assert_eq!(store.landed_count(&MessageId::new(7, 1)), 1);
+    land(&mut store, 1, 1, 1);
+    assert_eq!(store.landed_count(&MessageId::new(7, 1)), 2);
+    assert_eq!(store.landed_count(&MessageId::new(7, 2)), 0);
+}
