@@ -344,7 +344,7 @@ impl Core {
             let m = Message {
                 id,
                 attempt: 1,
-                topic: b.topic.to_string(),
+                topic: (*b.topic).into(),
                 headers: b.headers.clone(),
                 payload: b.payload.clone(),
             };
