@@ -130,6 +130,17 @@ impl Reader {
         })
     }
 
+    /// [`Reader::byte_string`] with a protocol length limit.
+    pub(crate) fn bounded_byte_string(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<bytestring::ByteString, ProtocolError> {
+        let s = self.byte_string(field)?;
+        check_len(field, s.len(), max)?;
+        Ok(s)
+    }
+
     /// A string field with a protocol length limit.
     pub(crate) fn bounded_string(
         &mut self,

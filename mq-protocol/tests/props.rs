@@ -97,7 +97,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                 sub_id: s,
                 id,
                 delivery_attempt: a,
-                topic: t,
+                topic: t.into(),
                 headers: h,
                 payload: p,
             })),
