@@ -13,7 +13,7 @@
 //! every kept body whose message is no longer stored; `Requeued` and
 //! `Purged` records replay the actions through the same methods.
 
-use mq_protocol::ByteString;
+use crate::topic::Topic;
 
 use bytes::Bytes;
 use mq_protocol::hash::FastMap;
@@ -31,7 +31,7 @@ use crate::views::{
 /// A dead-lettered message's body, kept for requeue.
 #[derive(Debug)]
 pub(crate) struct Body {
-    pub(crate) topic: ByteString,
+    pub(crate) topic: Topic,
     pub(crate) headers: Headers,
     pub(crate) payload: Bytes,
     /// Dead-letter entries that refer to it.
@@ -179,7 +179,7 @@ impl Core {
             .map(|d| {
                 let g = self
                     .group_index
-                    .get(&(ByteString::from(d.topic.as_str()), d.group.clone()))
+                    .get(&(Topic::from(d.topic.as_str()), d.group.clone()))
                     .copied()
                     .unwrap_or(usize::MAX);
                 let body = self.dead_bodies.map.get(&d.id);
@@ -282,7 +282,7 @@ impl Core {
     ) {
         let size = payload.len() + headers.payload_bytes();
         let body = Body {
-            topic: ByteString::from(topic),
+            topic: Topic::from(topic.as_str()),
             headers,
             payload,
             refs: 0,

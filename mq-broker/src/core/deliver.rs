@@ -1,7 +1,7 @@
 //! The second half: subscriptions, delivery within credit, acks, nacks,
 //! the redelivery timer and dead letters.
 
-use mq_protocol::ByteString;
+use crate::topic::Topic;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,7 +85,7 @@ impl Core {
         let exists = groups.is_some()
             && self
                 .group_index
-                .contains_key(&(ByteString::from(s.topic.as_str()), s.group.clone()));
+                .contains_key(&(Topic::from(s.topic.as_str()), s.group.clone()));
         if !exists {
             match groups {
                 Some(n) if n >= self.limits.max_groups_per_topic => {
@@ -111,9 +111,9 @@ impl Core {
     /// Finds or creates a group. A new group adopts every message still
     /// stored on its topic, then receives every later one.
     pub(super) fn group_for(&mut self, topic: &str, name: &str) -> usize {
-        let topic: ByteString = match self.topic_groups.get_key_value(topic) {
+        let topic: Topic = match self.topic_groups.get_key_value(topic) {
             Some((t, _)) => t.clone(),
-            None => ByteString::from(topic),
+            None => Topic::from(topic),
         };
         let key = (topic.clone(), name.to_owned());
         if let Some(&g) = self.group_index.get(&key) {
@@ -301,7 +301,7 @@ impl Core {
                 id,
                 delivery_attempt: p.deliveries,
                 // The interned name, shared: no allocation per delivery.
-                topic: msg.topic.clone(),
+                topic: msg.topic.shared(),
                 headers: msg.headers.clone(),
                 payload: msg.payload.clone(),
             };
