@@ -115,7 +115,7 @@ async fn headers_and_binary_payloads_round_trip() {
     s.send(Frame::Message(m.clone())).await;
     assert!(matches!(s.recv().await, Some(Frame::Reply(r)) if r.status == ReplyStatus::Stored));
     let d = r.deliver().await;
-    assert_eq!(d.topic, m.topic);
+    assert_eq!(d.topic, &*m.topic);
     assert_eq!(d.headers, m.headers);
     assert_eq!(d.payload, m.payload);
 }

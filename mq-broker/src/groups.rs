@@ -2,8 +2,8 @@
 //! outstanding (delivered, unacked) or waiting (for a nack delay), and which
 //! members share them.
 
+use crate::topic::Topic;
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use mq_protocol::MessageId;
 
@@ -39,7 +39,7 @@ pub(crate) struct Pending {
 /// A consumer group on one topic.
 #[derive(Debug)]
 pub(crate) struct Group {
-    pub(crate) topic: Arc<str>,
+    pub(crate) topic: Topic,
     pub(crate) name: String,
     pub(crate) ready: VecDeque<MessageId>,
     pub(crate) pending: FastMap<MessageId, Pending>,
@@ -51,7 +51,7 @@ pub(crate) struct Group {
 }
 
 impl Group {
-    pub(crate) fn new(topic: Arc<str>, name: String) -> Self {
+    pub(crate) fn new(topic: Topic, name: String) -> Self {
         Self {
             topic,
             name,

@@ -267,6 +267,7 @@ mod stats;
 mod store;
 mod timers;
 mod tls;
+mod topic;
 mod views;
 
 pub use config::{

@@ -12,7 +12,7 @@
 //! consumers, the table's growth and first-touch page faults were about a
 //! fifth of the broker's CPU at 200k stored messages and its p99.9 stalls.
 
-use std::sync::Arc;
+use crate::topic::Topic;
 
 use bytes::Bytes;
 use mq_protocol::{ErrorCode, Headers, Message, MessageId};
@@ -22,7 +22,7 @@ use mq_protocol::hash::FastMap;
 /// A landed message.
 #[derive(Debug)]
 pub(crate) struct Stored {
-    pub(crate) topic: Arc<str>,
+    pub(crate) topic: Topic,
     pub(crate) headers: Headers,
     pub(crate) payload: Bytes,
     /// Landing order, unique per store.
@@ -109,7 +109,7 @@ impl Store {
     pub(crate) fn land(
         &mut self,
         msg: Message,
-        topic: Arc<str>,
+        topic: Topic,
         remaining: u32,
         lsn: u64,
         now: tokio::time::Instant,

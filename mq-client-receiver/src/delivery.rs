@@ -58,7 +58,8 @@ pub(crate) fn delay_ms(d: Option<Duration>) -> u32 {
 pub struct Delivery {
     id: MessageId,
     delivery_attempt: u32,
-    topic: String,
+    // A slice of the read buffer, as decoded: no allocation per delivery.
+    topic: mq_protocol::ByteString,
     headers: Headers,
     payload: Bytes,
     mode: AckMode,

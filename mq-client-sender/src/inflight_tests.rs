@@ -595,7 +595,7 @@ fn retransmissions_carry_the_same_message() {
     let owned = |w: &Wire, attempt: u32| Message {
         id: w.id,
         attempt,
-        topic: w.topic.to_string(),
+        topic: w.topic.to_string().into(),
         headers: w.headers.clone(),
         payload: w.payload.clone(),
     };

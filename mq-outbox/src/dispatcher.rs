@@ -332,7 +332,7 @@ impl<D: Dispatch> Dispatcher<D> {
                     let message = Message {
                         id,
                         attempt: u32::try_from(attempts).unwrap_or(1),
-                        topic,
+                        topic: topic.into(),
                         headers,
                         payload: Bytes::from(payload),
                     };

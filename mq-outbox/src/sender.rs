@@ -63,7 +63,7 @@ impl Dispatch for Sender {
                     m.id.producer
                 )));
             }
-            let msg = OutgoingMessage::new(m.topic, m.payload)
+            let msg = OutgoingMessage::new(String::from(&*m.topic), m.payload)
                 .headers_from(m.headers)
                 .sequence(m.id.seq);
             match self.send(msg).await {

@@ -407,10 +407,7 @@ async fn headers_and_payload_reach_the_dispatcher_intact() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        (m.id, m.attempt, m.topic.as_str()),
-        (id, 1, "orders.created")
-    );
+    assert_eq!((m.id, m.attempt, &*m.topic), (id, 1, "orders.created"));
     assert_eq!(m.headers, headers);
     assert_eq!(&m.payload[..], &[1, 2, 3]);
     outbox.wait_for(WAIT, |s| s.confirmed == 1).await.unwrap();

@@ -60,6 +60,19 @@ pub mod id;
 mod wire;
 
 pub use backoff::{Backoff, BackoffError};
+/// An immutable UTF-8 string backed by [`bytes::Bytes`] (from the
+/// `bytestring` crate): the type of [`Message::topic`], so decoding a
+/// `Message` slices its topic out of the read buffer instead of allocating.
+/// It derefs to `&str` and converts from `&str` and `String`.
+///
+/// # Examples
+///
+/// ```
+/// let t: mq_protocol::ByteString = "orders".into();
+/// assert_eq!(&*t, "orders");
+/// assert_eq!(t, "orders");
+/// ```
+pub use bytestring::ByteString;
 pub use codec::Codec;
 pub use codes::ErrorCode;
 pub use error::ProtocolError;

@@ -117,6 +117,30 @@ impl Reader {
         })
     }
 
+    /// `u16` length, then that many bytes of UTF-8, as a zero-copy slice of
+    /// the frame (no allocation).
+    pub(crate) fn byte_string(
+        &mut self,
+        field: &'static str,
+    ) -> Result<bytestring::ByteString, ProtocolError> {
+        let raw = self.bytes16(field)?;
+        bytestring::ByteString::try_from(raw).map_err(|_| ProtocolError::InvalidUtf8 {
+            frame: self.frame,
+            field,
+        })
+    }
+
+    /// [`Reader::byte_string`] with a protocol length limit.
+    pub(crate) fn bounded_byte_string(
+        &mut self,
+        field: &'static str,
+        max: usize,
+    ) -> Result<bytestring::ByteString, ProtocolError> {
+        let s = self.byte_string(field)?;
+        check_len(field, s.len(), max)?;
+        Ok(s)
+    }
+
     /// A string field with a protocol length limit.
     pub(crate) fn bounded_string(
         &mut self,

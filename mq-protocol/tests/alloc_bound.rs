@@ -54,3 +54,59 @@ fn hostile_streams_stay_within_the_frame_limit() {
         );
     }
 }
+
+/// Decoding a `Message` or a `Deliver` slices its topic and payload out of
+/// the read buffer: a hundred decoded frames, all kept alive, hold no more
+/// heap than the buffer's one shared header. A `String` topic would cost
+/// at least 100 × its 40 bytes here.
+#[test]
+fn decoded_topics_and_payloads_are_slices_of_the_read_buffer() {
+    use mq_protocol::{Deliver, Frame, Headers, Message, MessageId};
+    use tokio_util::codec::Encoder;
+
+    const N: usize = 100;
+    let topic = "orders.created.europe.west.0123456789ab";
+    let mut codec = Codec::default();
+    let mut buf = BytesMut::new();
+    for i in 0..N as u64 {
+        let frame = if i % 2 == 0 {
+            Frame::Message(Message {
+                id: MessageId::new(7, i),
+                attempt: 1,
+                topic: topic.into(),
+                headers: Headers::new(),
+                payload: bytes::Bytes::from(vec![i as u8; 64]),
+            })
+        } else {
+            Frame::Deliver(Deliver {
+                sub_id: 1,
+                id: MessageId::new(7, i),
+                delivery_attempt: 1,
+                topic: topic.into(),
+                headers: Headers::new(),
+                payload: bytes::Bytes::from(vec![i as u8; 64]),
+            })
+        };
+        codec.encode(frame, &mut buf).expect("encodes");
+    }
+    let mut kept = Vec::with_capacity(N);
+    let before = mq_test_alloc::thread_live();
+    while let Some(f) = codec.decode(&mut buf).expect("decodes") {
+        kept.push(f);
+    }
+    let grew = mq_test_alloc::thread_live() - before;
+    assert_eq!(kept.len(), N);
+    for (i, f) in kept.iter().enumerate() {
+        let (t, p) = match f {
+            Frame::Message(m) => (&m.topic, &m.payload),
+            Frame::Deliver(d) => (&d.topic, &d.payload),
+            other => panic!("frame {i} decoded as {}", other.name()),
+        };
+        assert_eq!(&**t, topic);
+        assert_eq!(&p[..], &[i as u8; 64][..]);
+    }
+    assert!(
+        grew < 256,
+        "decoding {N} frames kept {grew} heap bytes: a topic or payload was copied"
+    );
+}

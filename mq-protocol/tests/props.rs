@@ -60,7 +60,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             Frame::Message(Message {
                 id,
                 attempt: a,
-                topic: t,
+                topic: t.into(),
                 headers: h,
                 payload: p,
             })
@@ -97,7 +97,7 @@ fn frame() -> impl Strategy<Value = Frame> {
                 sub_id: s,
                 id,
                 delivery_attempt: a,
-                topic: t,
+                topic: t.into(),
                 headers: h,
                 payload: p,
             })),
@@ -214,7 +214,7 @@ proptest! {
         id in id(), attempt in any::<u32>(), topic in name(300), headers in headers(),
         payload in payload(), max in 64u32..600,
     ) {
-        let m = Message { id, attempt, topic, headers, payload };
+        let m = Message { id, attempt, topic: topic.into(), headers, payload };
         let parts = m.parts();
         prop_assert_eq!(parts.frame_size(), m.frame_size());
         let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
@@ -332,7 +332,7 @@ fn over_limit_messages_decode_but_do_not_encode() {
     let m = Message {
         id: MessageId::new(1, 1),
         attempt: 1,
-        topic: "t".repeat(MAX_TOPIC_LEN + 1),
+        topic: "t".repeat(MAX_TOPIC_LEN + 1).into(),
         headers,
         payload: Bytes::from_static(b"x"),
     };

@@ -13,7 +13,7 @@
 //! every kept body whose message is no longer stored; `Requeued` and
 //! `Purged` records replay the actions through the same methods.
 
-use std::sync::Arc;
+use crate::topic::Topic;
 
 use bytes::Bytes;
 use mq_protocol::hash::FastMap;
@@ -31,7 +31,7 @@ use crate::views::{
 /// A dead-lettered message's body, kept for requeue.
 #[derive(Debug)]
 pub(crate) struct Body {
-    pub(crate) topic: Arc<str>,
+    pub(crate) topic: Topic,
     pub(crate) headers: Headers,
     pub(crate) payload: Bytes,
     /// Dead-letter entries that refer to it.
@@ -179,7 +179,7 @@ impl Core {
             .map(|d| {
                 let g = self
                     .group_index
-                    .get(&(Arc::from(d.topic.as_str()), d.group.clone()))
+                    .get(&(Topic::from(d.topic.as_str()), d.group.clone()))
                     .copied()
                     .unwrap_or(usize::MAX);
                 let body = self.dead_bodies.map.get(&d.id);
@@ -282,7 +282,7 @@ impl Core {
     ) {
         let size = payload.len() + headers.payload_bytes();
         let body = Body {
-            topic: Arc::from(topic),
+            topic: Topic::from(topic.as_str()),
             headers,
             payload,
             refs: 0,
@@ -344,7 +344,7 @@ impl Core {
             let m = Message {
                 id,
                 attempt: 1,
-                topic: b.topic.to_string(),
+                topic: (*b.topic).into(),
                 headers: b.headers.clone(),
                 payload: b.payload.clone(),
             };

@@ -1,6 +1,7 @@
 //! The second half: subscriptions, delivery within credit, acks, nacks,
 //! the redelivery timer and dead letters.
 
+use crate::topic::Topic;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ impl Core {
         let exists = groups.is_some()
             && self
                 .group_index
-                .contains_key(&(Arc::from(s.topic.as_str()), s.group.clone()));
+                .contains_key(&(Topic::from(s.topic.as_str()), s.group.clone()));
         if !exists {
             match groups {
                 Some(n) if n >= self.limits.max_groups_per_topic => {
@@ -110,9 +111,9 @@ impl Core {
     /// Finds or creates a group. A new group adopts every message still
     /// stored on its topic, then receives every later one.
     pub(super) fn group_for(&mut self, topic: &str, name: &str) -> usize {
-        let topic: Arc<str> = match self.topic_groups.get_key_value(topic) {
+        let topic: Topic = match self.topic_groups.get_key_value(topic) {
             Some((t, _)) => t.clone(),
-            None => Arc::from(topic),
+            None => Topic::from(topic),
         };
         let key = (topic.clone(), name.to_owned());
         if let Some(&g) = self.group_index.get(&key) {
@@ -299,9 +300,8 @@ impl Core {
                 sub_id: sub.sub_id,
                 id,
                 delivery_attempt: p.deliveries,
-                // Not `to_string()`: on an `Arc<str>` that goes through
-                // `Display` (~380 instructions per delivery, callgrind).
-                topic: String::from(&*msg.topic),
+                // The interned name, shared: no allocation per delivery.
+                topic: msg.topic.shared(),
                 headers: msg.headers.clone(),
                 payload: msg.payload.clone(),
             };

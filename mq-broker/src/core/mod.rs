@@ -8,6 +8,7 @@
 //! made stale by an ack, nack or requeue are recognised by a generation
 //! number and skipped.
 
+use crate::topic::Topic;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -82,10 +83,10 @@ pub(crate) struct Core {
     store: Store,
     dedup: Dedup,
     /// Groups of each topic that has any (an `Arc` so landing clones it cheaply).
-    topic_groups: FastMap<Arc<str>, Arc<[usize]>>,
-    last_topic: Option<Arc<str>>,
+    topic_groups: FastMap<Topic, Arc<[usize]>>,
+    last_topic: Option<Topic>,
     groups: Vec<Group>,
-    group_index: FastMap<(Arc<str>, String), usize>,
+    group_index: FastMap<(Topic, String), usize>,
     conns: FastMap<ConnId, ConnState>,
     subs: FastMap<SubKey, Sub>,
     next_sub: SubKey,
@@ -500,7 +501,7 @@ impl Core {
 
     /// The shared name of a topic (the groups' key if it has groups, else
     /// the last topic seen) and its groups, with one lookup.
-    fn intern(&mut self, topic: &str) -> (Arc<str>, Option<Arc<[usize]>>) {
+    fn intern(&mut self, topic: &str) -> (Topic, Option<Arc<[usize]>>) {
         if let Some((t, g)) = self.topic_groups.get_key_value(topic) {
             return (t.clone(), Some(g.clone()));
         }
@@ -510,7 +511,7 @@ impl Core {
         match &self.last_topic {
             Some(t) if **t == *topic => (t.clone(), None),
             _ => {
-                let t: Arc<str> = Arc::from(topic);
+                let t: Topic = Topic::from(topic);
                 self.last_topic = Some(t.clone());
                 (t, None)
             }

@@ -32,7 +32,7 @@ impl Core {
                 let m = Message {
                     id,
                     attempt: 1,
-                    topic,
+                    topic: topic.into(),
                     headers,
                     payload,
                 };

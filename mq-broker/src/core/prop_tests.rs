@@ -110,7 +110,7 @@ proptest! {
         for op in ops {
             let (conn, frame) = match op {
                 Op::Publish { seq, topic: t } => (SENDER, Frame::Message(Message {
-                    id: MessageId::new(1, seq), attempt: 1, topic: topic(t),
+                    id: MessageId::new(1, seq), attempt: 1, topic: topic(t).into(),
                     headers: Headers::new(), payload: bytes::Bytes::from_static(b"p"),
                 })),
                 Op::Subscribe { conn, group, topic: t, credit } => {

@@ -267,7 +267,7 @@ async fn take(
         sub_id: sub.sub_id,
         id,
         delivery_attempt: attempt,
-        topic: env.topic,
+        topic: env.topic.into(),
         headers: env.headers,
         payload: env.payload,
     };

@@ -169,8 +169,9 @@ pub struct Deliver {
     pub id: MessageId,
     /// 1 for the first delivery to this group, +1 for each redelivery.
     pub delivery_attempt: u32,
-    /// The message's topic.
-    pub topic: String,
+    /// The message's topic: a zero-copy slice of the read buffer when
+    /// decoded (see [`ByteString`](crate::ByteString)).
+    pub topic: crate::ByteString,
     /// The message's headers.
     pub headers: Headers,
     /// The payload.
@@ -205,7 +206,7 @@ impl Body for Deliver {
             sub_id: r.u32("sub id")?,
             id: MessageId::new(r.u64("producer")?, r.u64("seq")?),
             delivery_attempt: r.u32("delivery attempt")?,
-            topic: r.bounded_string("topic", MAX_TOPIC_LEN)?,
+            topic: r.bounded_byte_string("topic", MAX_TOPIC_LEN)?,
             headers: Headers::decode(r)?,
             payload: r.bytes32("payload")?,
         })

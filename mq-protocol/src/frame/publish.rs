@@ -30,8 +30,11 @@ pub struct Message {
     pub id: MessageId,
     /// 1 for the first transmission, +1 for each retransmission.
     pub attempt: u32,
-    /// Destination topic, 1..=[`MAX_TOPIC_LEN`] bytes of UTF-8.
-    pub topic: String,
+    /// Destination topic, 1..=[`MAX_TOPIC_LEN`] bytes of UTF-8. A
+    /// [`ByteString`](crate::ByteString): decoded as a zero-copy slice of
+    /// the read buffer (no allocation per message); build one from a
+    /// `&str` or `String` with `.into()`.
+    pub topic: crate::ByteString,
     /// Optional headers.
     pub headers: Headers,
     /// The payload; decoded as a zero-copy slice of the read buffer.
@@ -214,7 +217,7 @@ impl Body for Message {
             // Topic length and header limits are message-level limits
             // (PROTOCOL.md §2.3): a well-formed frame that breaks them still
             // decodes, and the broker answers it `Rejected`.
-            topic: r.string("topic")?,
+            topic: r.byte_string("topic")?,
             headers: Headers::decode_unlimited(r)?,
             payload: r.bytes32("payload")?,
         })
