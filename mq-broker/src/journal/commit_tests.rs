@@ -20,7 +20,8 @@ use crate::journal::sim::SimDisk;
 use crate::state::{Out, OutQueue, Shared};
 use crate::{BrokerConfig, DiskStorage};
 
-/// A broker state on `disk`, its log in `Shared::log`, no flusher yet.
+/// A broker state on `disk`, its log in `Shared::log`, no flusher yet
+/// (the flusher's tests, `flusher_tests.rs`, start it themselves).
 pub(crate) fn shared_on(disk: &SimDisk) -> Arc<Shared> {
     let d = DiskStorage::new("sim").segment_size(4 << 20);
     let config = BrokerConfig::default();
@@ -209,6 +210,8 @@ fn a_failed_inline_write_keeps_the_batch_and_a_failed_sync_stops_the_broker() {
 /// released.
 fn run_concurrent(seed: u64) {
     eprintln!("inline/flusher seed {seed} (replay: MQ_INLINE_SEED={seed})");
+    // (Its flusher prints the trace samples when it stops.)
+    let _one = crate::journal::flusher_tests::one_flusher();
     let disk = SimDisk::default();
     let shared = shared_on(&disk);
     let (recv, mut recv_rx) = connect(&shared, Role::Receiver);
