@@ -20,8 +20,9 @@ use crate::journal::sim::SimDisk;
 use crate::state::{Out, OutQueue, Shared};
 use crate::{BrokerConfig, DiskStorage};
 
-/// A broker state on `disk`, its log in `Shared::log`, no flusher yet.
-fn shared_on(disk: &SimDisk) -> Arc<Shared> {
+/// A broker state on `disk`, its log in `Shared::log`, no flusher yet
+/// (the flusher's tests, `flusher_tests.rs`, start it themselves).
+pub(crate) fn shared_on(disk: &SimDisk) -> Arc<Shared> {
     let d = DiskStorage::new("sim").segment_size(4 << 20);
     let config = BrokerConfig::default();
     let core = Core::new(&config, StdRng::seed_from_u64(1));
@@ -34,7 +35,7 @@ fn shared_on(disk: &SimDisk) -> Arc<Shared> {
 }
 
 /// Opens a connection of `role`; returns its ID and what it is sent.
-fn connect(shared: &Shared, role: Role) -> (u64, mpsc::UnboundedReceiver<Out>) {
+pub(crate) fn connect(shared: &Shared, role: Role) -> (u64, mpsc::UnboundedReceiver<Out>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let queue = Arc::new(OutQueue::new(usize::MAX / 2));
     let mut st = shared.lock();
@@ -50,11 +51,11 @@ fn connect(shared: &Shared, role: Role) -> (u64, mpsc::UnboundedReceiver<Out>) {
     (conn, rx)
 }
 
-fn payload(p: u64, seq: u64) -> Vec<u8> {
+pub(crate) fn payload(p: u64, seq: u64) -> Vec<u8> {
     format!("<payload {p:04} {seq:08}>").into_bytes()
 }
 
-fn message(p: u64, seq: u64) -> Frame {
+pub(crate) fn message(p: u64, seq: u64) -> Frame {
     Frame::Message(Message {
         id: MessageId::new(p, seq),
         attempt: 1,
@@ -66,7 +67,7 @@ fn message(p: u64, seq: u64) -> Frame {
 
 /// Checks every `Stored` reply and delivery received so far against the
 /// synced bytes; returns how many there were.
-fn check(disk: &SimDisk, rx: &mut mpsc::UnboundedReceiver<Out>) -> usize {
+pub(crate) fn check(disk: &SimDisk, rx: &mut mpsc::UnboundedReceiver<Out>) -> usize {
     let mut n = 0;
     while let Ok(out) = rx.try_recv() {
         let id = match out {
@@ -135,6 +136,30 @@ fn inline_writes_syncs_then_releases_and_steps_aside_for_a_busy_writer() {
 }
 
 #[test]
+fn an_inline_write_counts_its_duration() {
+    // A device whose fdatasync takes 2 ms: the write's duration (the
+    // average in `journal_write_micros_avg`) counts at least that.
+    let disk = SimDisk::default();
+    disk.set_sync_delay(std::time::Duration::from_millis(2));
+    let shared = shared_on(&disk);
+    let (conn, mut rx) = connect(&shared, Role::Sender);
+    let mut st = shared.lock();
+    st.flusher_idle = true;
+    st.process(conn, [message(1, 0)], Instant::now());
+    let (st, r) = super::inline(&shared, st);
+    assert_eq!(r, Inline::Durable);
+    let j = st.core.journal.as_ref().unwrap();
+    assert_eq!(j.writes, 1);
+    assert!(
+        j.write_micros >= 2000,
+        "{} us counted for a 2 ms write",
+        j.write_micros
+    );
+    drop(st);
+    assert_eq!(check(&disk, &mut rx), 1);
+}
+
+#[test]
 fn a_failed_inline_write_keeps_the_batch_and_a_failed_sync_stops_the_broker() {
     let disk = SimDisk::default();
     let shared = shared_on(&disk);
@@ -185,6 +210,8 @@ fn a_failed_inline_write_keeps_the_batch_and_a_failed_sync_stops_the_broker() {
 /// released.
 fn run_concurrent(seed: u64) {
     eprintln!("inline/flusher seed {seed} (replay: MQ_INLINE_SEED={seed})");
+    // (Its flusher prints the trace samples when it stops.)
+    let _one = crate::journal::flusher_tests::one_flusher();
     let disk = SimDisk::default();
     let shared = shared_on(&disk);
     let (recv, mut recv_rx) = connect(&shared, Role::Receiver);

@@ -10,7 +10,7 @@
 //!   checkpoints that reclaim old segments.
 //! * `recover`: [`log::Log::open`], recovery of the segments at start.
 //! * `flusher`: the writer thread (group commit) between the core and the
-//!   log.
+//!   log; `flusher_tests` runs it on the simulated disk.
 //! * `commit`: the same write done inline by the connection task that
 //!   appended, when no batch is in flight (no thread hop at low rates).
 //! * `trace`: stage timings of the hand-off (`MQ_JOURNAL_TRACE=1`).
@@ -29,6 +29,8 @@
 pub(crate) mod commit;
 pub(crate) mod disk;
 pub(crate) mod flusher;
+#[cfg(test)]
+mod flusher_tests;
 pub(crate) mod log;
 pub(crate) mod record;
 mod recover;

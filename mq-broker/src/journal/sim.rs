@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -34,6 +35,8 @@ struct SimState {
     full: bool,
     /// fdatasync fails (and syncs nothing) while set.
     fail_sync: bool,
+    /// How long each fdatasync takes (a slow device; zero by default).
+    sync_delay: Duration,
 }
 
 /// A simulated directory. Clones share it.
@@ -65,6 +68,12 @@ impl SimDisk {
     /// Makes fdatasync fail (and sync nothing) from now on.
     pub(crate) fn set_fail_sync(&self, fail: bool) {
         self.lock().fail_sync = fail;
+    }
+
+    /// Makes every fdatasync take at least `d` (a slow device), so that a
+    /// write's duration counts whole microseconds.
+    pub(crate) fn set_sync_delay(&self, d: Duration) {
+        self.lock().sync_delay = d;
     }
 
     /// True if some file's synced bytes contain `needle`.
@@ -102,6 +111,7 @@ impl SimDisk {
                 dir_syncs: 0,
                 full: false,
                 fail_sync: false,
+                sync_delay: Duration::ZERO,
             })),
         }
     }
@@ -221,8 +231,16 @@ impl DiskFile for SimHandle {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        if self.disk.lock().fail_sync {
+        let (fail, delay) = {
+            let st = self.disk.lock();
+            (st.fail_sync, st.sync_delay)
+        };
+        if fail {
             return Err(io::Error::other("fdatasync failed (sim)"));
+        }
+        if !delay.is_zero() {
+            // The device's own time, outside the disk's lock.
+            std::thread::sleep(delay);
         }
         self.with(|f, _, syncs| {
             f.durable = f.current.clone();

@@ -37,6 +37,12 @@ pub(crate) fn record(s: [u32; 5]) {
     }
 }
 
+/// Batches recorded and not yet reported.
+#[cfg(test)]
+pub(crate) fn samples() -> usize {
+    SAMPLES.lock().map_or(0, |v| v.len())
+}
+
 /// Prints and clears what was recorded.
 pub(crate) fn report() {
     let Ok(mut v) = SAMPLES.lock() else { return };
