@@ -34,7 +34,7 @@ fn core(c: CoreConfig, seed: u64) -> Inflight<u32, SmallRng> {
     Inflight::new(c, SmallRng::seed_from_u64(seed))
 }
 
-fn msg(seq: u64) -> Wire {
+pub(super) fn msg(seq: u64) -> Wire {
     Wire {
         id: MessageId::new(7, seq),
         topic: "t".into(),

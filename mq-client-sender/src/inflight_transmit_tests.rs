@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use mq_protocol::{Backoff, Headers, MessageId};
+use mq_protocol::Backoff;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
+use super::tests::msg;
 use super::*;
 
 fn core() -> Inflight<u32, SmallRng> {
@@ -21,15 +22,6 @@ fn core() -> Inflight<u32, SmallRng> {
         window: 8,
     };
     Inflight::new(cfg, SmallRng::seed_from_u64(1))
-}
-
-fn msg(seq: u64) -> Wire {
-    Wire {
-        id: MessageId::new(7, seq),
-        topic: "t".into(),
-        headers: Headers::new(),
-        payload: "p".into(),
-    }
 }
 
 #[test]
