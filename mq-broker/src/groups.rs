@@ -3,11 +3,10 @@
 //! members share them.
 
 use crate::topic::Topic;
+use mq_protocol::hash::IdMap;
 use std::collections::VecDeque;
 
 use mq_protocol::MessageId;
-
-use mq_protocol::hash::FastMap;
 
 /// Index of a subscription in the core's table.
 pub(crate) type SubKey = u64;
@@ -42,7 +41,7 @@ pub(crate) struct Group {
     pub(crate) topic: Topic,
     pub(crate) name: String,
     pub(crate) ready: VecDeque<MessageId>,
-    pub(crate) pending: FastMap<MessageId, Pending>,
+    pub(crate) pending: IdMap<Pending>,
     pub(crate) members: Vec<SubKey>,
     /// Round-robin position in `members`.
     pub(crate) cursor: usize,
@@ -56,7 +55,7 @@ impl Group {
             topic,
             name,
             ready: VecDeque::new(),
-            pending: FastMap::default(),
+            pending: IdMap::default(),
             members: Vec::new(),
             cursor: 0,
             acked_total: 0,

@@ -13,6 +13,7 @@
 //! fifth of the broker's CPU at 200k stored messages and its p99.9 stalls.
 
 use crate::topic::Topic;
+use mq_protocol::hash::IdMap;
 
 use bytes::Bytes;
 use mq_protocol::{ErrorCode, Headers, Message, MessageId};
@@ -48,7 +49,7 @@ pub(crate) struct Rejection {
 /// The store. Owned by the core; not thread-safe.
 #[derive(Debug)]
 pub(crate) struct Store {
-    index: FastMap<MessageId, usize>,
+    index: IdMap<usize>,
     slab: Slab,
     bytes: usize,
     next_seq: u64,
@@ -60,7 +61,7 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(max_messages: usize, max_bytes: usize, record_landings: bool) -> Self {
         Self {
-            index: FastMap::default(),
+            index: IdMap::default(),
             slab: Slab::default(),
             bytes: 0,
             next_seq: 0,

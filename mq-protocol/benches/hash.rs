@@ -2,13 +2,18 @@
 //! issue 14) next to the hand-written folded multiply it replaced and std's
 //! SipHash-1-3, in the same run: insert 100 000 `MessageId`s of 10
 //! producers, then look each up. Run: `cargo bench -p mq-protocol --bench hash`.
+//!
+//! Second group: a broker's store index as it fills, `FastState` next to
+//! `IdState` (adjacent buckets for consecutive IDs): for each of 1 000 000
+//! IDs of one producer, in order, a lookup (the duplicate check) and an
+//! insert, into a table that ends far larger than the CPU's caches.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mq_protocol::hash::FastState;
+use mq_protocol::hash::{FastState, IdState};
 use mq_protocol::MessageId;
 
 /// The hasher `FastState` was until issue 14 (a copy, for comparison).
@@ -75,5 +80,46 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+const INDEX: u64 = 1_000_000;
+
+/// The store's landing pattern: look up (is it stored?), then insert,
+/// with `work` dependent multiplies between two IDs.
+fn land<S: BuildHasher + Default>(n: u64, work: u32) -> usize {
+    let mut m: HashMap<MessageId, usize, S> = HashMap::default();
+    let mut dups = 0;
+    let mut x = 1u64;
+    for seq in 0..n {
+        let id = MessageId::new(0x5eed, seq);
+        if m.contains_key(&id) {
+            dups += 1;
+        }
+        m.insert(id, seq as usize);
+        for _ in 0..work {
+            x = std::hint::black_box(x.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        }
+    }
+    dups + m.len() + (x & 1) as usize
+}
+
+fn bench_index(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store index: lookup+insert 1M sequential MessageId");
+    g.throughput(Throughput::Elements(INDEX));
+    g.sample_size(10);
+    // A tight loop lets the CPU overlap the cache misses of several IDs;
+    // a broker runs ~1 500 instructions between two messages, more than
+    // its reorder window, so each miss stalls it. `work` stands for that:
+    // a chain of dependent multiplies between two IDs.
+    for work in [0, 300] {
+        g.bench_function(format!("FastState (random buckets), work {work}"), |b| {
+            b.iter(|| land::<FastState>(INDEX, work))
+        });
+        g.bench_function(
+            format!("IdState (runs of 16 adjacent buckets), work {work}"),
+            |b| b.iter(|| land::<IdState>(INDEX, work)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_index);
 criterion_main!(benches);

@@ -13,7 +13,7 @@
 //! * [`codec`]: [`Codec`], length-prefixed framing with a maximum frame size.
 //! * [`codes`]: [`ErrorCode`] values and which rejections are retryable.
 //! * [`backoff`]: [`Backoff`], exponential backoff with seedable jitter.
-//! * [`hash`]: the fast seeded hasher of every side's ID-keyed tables.
+//! * [`hash`]: the fast seeded hashers of every side's ID-keyed tables.
 //!
 //! # Guarantees
 //!
