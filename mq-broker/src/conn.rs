@@ -29,7 +29,6 @@ use tokio::time::{timeout, Instant};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::core::out_cost;
 use crate::idle::IdleTimer;
 use crate::state::{reason, Flow, OpenError, Out, OutQueue, Shared};
 
@@ -509,9 +508,11 @@ async fn write_batch<W: AsyncWrite + Unpin>(
             SinkExt::<Frame>::flush(writer).await?;
             return Ok(false);
         }
-        Next::Out(Some(Out::Frame(f))) => {
-            *cost += out_cost(&f);
-            writer.feed(f).await?
+        Next::Out(Some(Out::Frames(frames, c))) => {
+            *cost += c;
+            for f in frames {
+                writer.feed(f).await?
+            }
         }
         Next::Out(Some(Out::Close(c))) => {
             writer.send(Frame::Close(c)).await?;
@@ -521,9 +522,11 @@ async fn write_batch<W: AsyncWrite + Unpin>(
     }
     for _ in 0..MAX_BATCH {
         match rx.try_recv() {
-            Ok(Out::Frame(f)) => {
-                *cost += out_cost(&f);
-                writer.feed(f).await?
+            Ok(Out::Frames(frames, c)) => {
+                *cost += c;
+                for f in frames {
+                    writer.feed(f).await?
+                }
             }
             Ok(Out::Close(c)) => {
                 writer.send(Frame::Close(c)).await?;

@@ -26,7 +26,11 @@ use mq_protocol::hash::FastMap;
 /// What a connection's writer task is asked to write.
 #[derive(Debug)]
 pub(crate) enum Out {
-    Frame(Frame),
+    /// Frames to write in this order, and what they cost against the
+    /// queue's bound ([`out_cost`] summed). One dispatch hands a
+    /// connection all its frames in one of these, so a batch of replies
+    /// crosses to the writer task in one channel send, not one per frame.
+    Frames(Vec<Frame>, usize),
     /// Write this, flush, and end the connection.
     Close(Close),
 }
@@ -123,13 +127,56 @@ struct Writer {
 }
 
 impl Writer {
-    /// Queues a frame for the writer task, counting it against the bound.
+    /// Queues one frame for the writer task, counting it against the bound.
     fn send(&self, frame: Frame) {
         let cost = out_cost(&frame);
+        self.send_all(vec![frame], cost);
+    }
+
+    /// Queues `frames` (costing `cost`) for the writer task in one send.
+    fn send_all(&self, frames: Vec<Frame>, cost: usize) {
         // Counted before the writer can see (and subtract) it.
         self.queue.bytes.fetch_add(cost, SeqCst);
-        if self.tx.send(Out::Frame(frame)).is_err() {
+        if self.tx.send(Out::Frames(frames, cost)).is_err() {
             self.queue.bytes.fetch_sub(cost, SeqCst);
+        }
+    }
+}
+
+/// Connections one dispatch gathers frames for at once; with more, the
+/// gathered ones are handed over first (each connection's order holds).
+const MAX_RUNS: usize = 16;
+
+/// The frames of one dispatch, gathered per connection for a single
+/// [`Writer::send_all`] each: in memory a message's `Reply` and its
+/// `Deliver`s come out interleaved, and each connection still gets one
+/// send per dispatch.
+#[derive(Debug, Default)]
+struct Runs(Vec<(ConnId, Vec<Frame>, usize)>);
+
+impl Runs {
+    fn push(&mut self, conn: ConnId, frame: Frame, writers: &FastMap<ConnId, Writer>) {
+        let i = match self.0.iter().rposition(|r| r.0 == conn) {
+            Some(i) => i,
+            None => {
+                if self.0.len() == MAX_RUNS {
+                    self.flush(writers);
+                }
+                self.0.push((conn, Vec::new(), 0));
+                self.0.len() - 1
+            }
+        };
+        let run = &mut self.0[i];
+        run.2 += out_cost(&frame);
+        run.1.push(frame);
+    }
+
+    /// Hands the gathered frames to their writers (those still there).
+    fn flush(&mut self, writers: &FastMap<ConnId, Writer>) {
+        for (conn, frames, cost) in self.0.drain(..) {
+            if let Some(w) = writers.get(&conn) {
+                w.send_all(frames, cost);
+            }
         }
     }
 }
@@ -374,6 +421,7 @@ impl State {
         let mut out = std::mem::take(&mut self.core.out);
         let mut touched = std::mem::take(&mut self.touched);
         let faults_on = !self.faults.is_none();
+        let mut runs = Runs::default();
         for (conn, frame) in out.drain(..) {
             let Some(w) = self.writers.get(&conn) else {
                 continue;
@@ -398,7 +446,7 @@ impl State {
                     }
                     Fate::Duplicate => {
                         self.core.stats_mut().frames_duplicated_by_faults += 1;
-                        w.send(frame.clone());
+                        runs.push(conn, frame.clone(), &self.writers);
                     }
                     Fate::Delay(d) => {
                         self.core.stats_mut().frames_delayed_by_faults += 1;
@@ -414,11 +462,12 @@ impl State {
                     }
                 }
             }
-            w.send(frame);
+            runs.push(conn, frame, &self.writers);
             if touched.last() != Some(&conn) {
                 touched.push(conn);
             }
         }
+        runs.flush(&self.writers);
         if self.core.out.is_empty() {
             self.core.out = out; // keep the allocation
         }
@@ -648,3 +697,7 @@ impl Shared {
         wake
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

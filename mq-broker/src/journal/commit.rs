@@ -145,4 +145,4 @@ fn restore(st: &mut State, mut batch: Vec<u8>, full: bool) {
 
 #[cfg(test)]
 #[path = "commit_tests.rs"]
-pub(super) mod tests;
+pub(crate) mod tests;

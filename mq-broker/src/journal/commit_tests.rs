@@ -70,16 +70,21 @@ pub(crate) fn message(p: u64, seq: u64) -> Frame {
 pub(crate) fn check(disk: &SimDisk, rx: &mut mpsc::UnboundedReceiver<Out>) -> usize {
     let mut n = 0;
     while let Ok(out) = rx.try_recv() {
-        let id = match out {
-            Out::Frame(Frame::Reply(r)) if r.status == ReplyStatus::Stored => r.id,
-            Out::Frame(Frame::Deliver(d)) => d.id,
-            _ => continue,
+        let Out::Frames(frames, _) = out else {
+            continue;
         };
-        assert!(
-            disk.synced_contains(&payload(id.producer, id.seq)),
-            "{id} released before its record was synced"
-        );
-        n += 1;
+        for frame in frames {
+            let id = match frame {
+                Frame::Reply(r) if r.status == ReplyStatus::Stored => r.id,
+                Frame::Deliver(d) => d.id,
+                _ => continue,
+            };
+            assert!(
+                disk.synced_contains(&payload(id.producer, id.seq)),
+                "{id} released before its record was synced"
+            );
+            n += 1;
+        }
     }
     n
 }
