@@ -89,17 +89,30 @@ pub(crate) fn check(disk: &SimDisk, rx: &mut mpsc::UnboundedReceiver<Out>) -> us
     n
 }
 
-#[test]
-fn inline_writes_syncs_then_releases_and_steps_aside_for_a_busy_writer() {
-    let disk = SimDisk::default();
-    let shared = shared_on(&disk);
-    let (conn, mut rx) = connect(&shared, Role::Sender);
-    let now = Instant::now();
-
-    // The flusher sleeps (as it does when idle): the connection writes.
+/// A broker on `disk` whose flusher sleeps (so the connection that
+/// appends writes inline), a sender connected and its message 1/0
+/// appended, not yet written: the state, the sender's ID and what it is
+/// sent.
+fn one_appended_while_idle(
+    disk: &SimDisk,
+    now: Instant,
+) -> (Arc<Shared>, u64, mpsc::UnboundedReceiver<Out>) {
+    let shared = shared_on(disk);
+    let (conn, rx) = connect(&shared, Role::Sender);
     let mut st = shared.lock();
     st.flusher_idle = true;
     st.process(conn, [message(1, 0)], now);
+    drop(st);
+    (shared, conn, rx)
+}
+
+#[test]
+fn inline_writes_syncs_then_releases_and_steps_aside_for_a_busy_writer() {
+    let disk = SimDisk::default();
+    let now = Instant::now();
+    // The flusher sleeps (as it does when idle): the connection writes.
+    let (shared, conn, mut rx) = one_appended_while_idle(&disk, now);
+    let st = shared.lock();
     assert_eq!(check(&disk, &mut rx), 0, "nothing before the write");
     let syncs = disk.syncs();
     let (st, r) = super::inline(&shared, st);
@@ -145,13 +158,9 @@ fn an_inline_write_counts_its_duration() {
     // A device whose fdatasync takes 2 ms: the write's duration (the
     // average in `journal_write_micros_avg`) counts at least that.
     let disk = SimDisk::default();
+    let (shared, _, mut rx) = one_appended_while_idle(&disk, Instant::now());
     disk.set_sync_delay(std::time::Duration::from_millis(2));
-    let shared = shared_on(&disk);
-    let (conn, mut rx) = connect(&shared, Role::Sender);
-    let mut st = shared.lock();
-    st.flusher_idle = true;
-    st.process(conn, [message(1, 0)], Instant::now());
-    let (st, r) = super::inline(&shared, st);
+    let (st, r) = super::inline(&shared, shared.lock());
     assert_eq!(r, Inline::Durable);
     let j = st.core.journal.as_ref().unwrap();
     assert_eq!(j.writes, 1);
@@ -167,15 +176,10 @@ fn an_inline_write_counts_its_duration() {
 #[test]
 fn a_failed_inline_write_keeps_the_batch_and_a_failed_sync_stops_the_broker() {
     let disk = SimDisk::default();
-    let shared = shared_on(&disk);
-    let (conn, mut rx) = connect(&shared, Role::Sender);
     let now = Instant::now();
-
+    let (shared, conn, mut rx) = one_appended_while_idle(&disk, now);
     disk.set_full(true);
-    let mut st = shared.lock();
-    st.flusher_idle = true;
-    st.process(conn, [message(1, 0)], now);
-    let (mut st, r) = super::inline(&shared, st);
+    let (mut st, r) = super::inline(&shared, shared.lock());
     assert_eq!(r, Inline::Failed);
     let j = st.core.journal.as_ref().unwrap();
     assert!(j.full && !j.buf.is_empty(), "kept for the flusher's retry");

@@ -16,6 +16,7 @@ use std::time::Duration;
 use mq_protocol::{Frame, Role, Subscribe};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use super::commit::tests::{check, connect, message, payload, shared_on};
@@ -26,7 +27,7 @@ use super::sim::SimDisk;
 use super::trace;
 use crate::core::Core;
 use crate::durable::{recover, Recovered};
-use crate::state::{Shared, State};
+use crate::state::{Out, Shared, State};
 use crate::{BrokerConfig, DiskStorage};
 
 /// How long a test waits for the flusher to get somewhere. It takes
@@ -319,19 +320,27 @@ fn a_failed_write_keeps_the_batch_and_is_retried_on_the_retry_timer() {
     assert!(f.stop(STOP_NOW).is_some());
 }
 
-#[test]
-fn stopping_with_a_checkpoint_writes_what_is_pending_and_a_checkpoint() {
+/// What both ways of stopping are tested on: a sender, the flusher asleep
+/// with nothing to do, one message appended without waking it, then the
+/// stop with `mode`. Returns the disk, the state, what the sender was sent
+/// and the log the flusher gave back.
+fn stop_with_one_pending(mode: u8) -> (SimDisk, Arc<Shared>, UnboundedReceiver<Out>, Log) {
     let disk = SimDisk::default();
     let shared = shared_on(&disk);
-    let (conn, mut rx) = connect(&shared, Role::Sender);
+    let (conn, rx) = connect(&shared, Role::Sender);
     let f = Running::spawn(&shared);
     drop(f.asleep("nothing to do", |_| true));
-
-    // Appended, the flusher not woken: the stop writes it.
     let mut st = shared.lock();
     st.process(conn, [message(1, 0)], Instant::now());
     drop(st);
-    let log = f.stop(STOP_CHECKPOINT).expect("the log comes back");
+    let log = f.stop(mode).expect("the log comes back");
+    (disk, shared, rx, log)
+}
+
+#[test]
+fn stopping_with_a_checkpoint_writes_what_is_pending_and_a_checkpoint() {
+    // Appended, the flusher not woken: the stop writes it.
+    let (disk, shared, mut rx, log) = stop_with_one_pending(STOP_CHECKPOINT);
     assert_eq!(log.segments(), 1, "the checkpoint's segment alone");
     assert_eq!(log.tail_bytes(), 0, "nothing written after the checkpoint");
     drop(log);
@@ -348,16 +357,7 @@ fn stopping_with_a_checkpoint_writes_what_is_pending_and_a_checkpoint() {
 
 #[test]
 fn stopping_now_drops_what_is_pending() {
-    let disk = SimDisk::default();
-    let shared = shared_on(&disk);
-    let (conn, mut rx) = connect(&shared, Role::Sender);
-    let f = Running::spawn(&shared);
-    drop(f.asleep("nothing to do", |_| true));
-
-    let mut st = shared.lock();
-    st.process(conn, [message(1, 0)], Instant::now());
-    drop(st);
-    let log = f.stop(STOP_NOW).expect("the log comes back");
+    let (disk, shared, mut rx, log) = stop_with_one_pending(STOP_NOW);
     assert_eq!(log.segments(), 1);
     drop(log);
     let st = shared.lock();

@@ -8,7 +8,8 @@
 //!   tests, `sim` (a disk that loses what was not synced).
 //! * `log`: segments on a disk: recovery, one fdatasync per batch, roll,
 //!   checkpoints that reclaim old segments.
-//! * `recover`: [`log::Log::open`], recovery of the segments at start.
+//! * `recover`: [`log::Log::open`], recovery of the segments at start;
+//!   `recover_tests` pins each of its rules on the simulated disk.
 //! * `flusher`: the writer thread (group commit) between the core and the
 //!   log; `flusher_tests` runs it on the simulated disk.
 //! * `commit`: the same write done inline by the connection task that
@@ -34,6 +35,8 @@ mod flusher_tests;
 pub(crate) mod log;
 pub(crate) mod record;
 mod recover;
+#[cfg(test)]
+mod recover_tests;
 #[cfg(test)]
 pub(crate) mod sim;
 #[cfg(test)]
