@@ -28,7 +28,14 @@ fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Out>) -> (Vec<Frame>, Vec
 }
 
 fn memory_shared() -> Arc<Shared> {
-    let config = BrokerConfig::default();
+    shared_with(crate::Faults::none())
+}
+
+fn shared_with(faults: crate::Faults) -> Arc<Shared> {
+    let config = BrokerConfig {
+        faults,
+        ..BrokerConfig::default()
+    };
     Arc::new(Shared::new(
         config.clone(),
         Core::new(&config, StdRng::seed_from_u64(1)),
@@ -111,4 +118,57 @@ fn a_dispatch_to_more_connections_than_it_gathers_at_once_reaches_them_all_in_or
             .collect();
         assert_eq!(seqs, [0, 1, 2], "receiver {i}");
     }
+}
+
+/// Every `Reply` seq queued so far, and what the hand-overs declared.
+fn replies(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Out>) -> (Vec<u64>, usize) {
+    let (frames, costs) = drain(rx);
+    let seqs = frames
+        .iter()
+        .map(|f| match f {
+            Frame::Reply(r) => r.id.seq,
+            other => panic!("a {} to a sender", other.name()),
+        })
+        .collect();
+    (seqs, costs.iter().sum())
+}
+
+#[test]
+fn a_duplicated_frame_goes_out_twice_in_the_same_hand_over() {
+    let shared = shared_with(crate::Faults {
+        from_broker: crate::config::DirectionFaults {
+            duplicate: 1.0,
+            ..Default::default()
+        },
+        ..crate::Faults::none()
+    });
+    let (send, mut rx) = connect(&shared, Role::Sender);
+    let mut st = shared.lock();
+    st.process(send, (0..3).map(|seq| message(1, seq)), Instant::now());
+    let (seqs, cost) = replies(&mut rx);
+    assert_eq!(seqs, [0, 0, 1, 1, 2, 2]);
+    assert_eq!(st.writers.get(&send).map(|w| w.queue.queued()), Some(cost));
+}
+
+#[test]
+fn a_delayed_frame_reaches_its_writer_when_its_time_comes() {
+    let max = std::time::Duration::from_millis(10);
+    let shared = shared_with(crate::Faults {
+        from_broker: crate::config::DirectionFaults {
+            delay: 1.0,
+            max_delay: max,
+            ..Default::default()
+        },
+        ..crate::Faults::none()
+    });
+    let (send, mut rx) = connect(&shared, Role::Sender);
+    let now = Instant::now();
+    let mut st = shared.lock();
+    st.process(send, (0..3).map(|seq| message(1, seq)), now);
+    assert_eq!(replies(&mut rx).0, [] as [u64; 0], "held back");
+    st.handle_timeout(now + max);
+    let (mut seqs, cost) = replies(&mut rx);
+    seqs.sort_unstable();
+    assert_eq!(seqs, [0, 1, 2]);
+    assert_eq!(st.writers.get(&send).map(|w| w.queue.queued()), Some(cost));
 }

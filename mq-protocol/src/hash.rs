@@ -357,5 +357,10 @@ mod tests {
             s.hash_one((1u64, 2u64, 3u64)),
             s.hash_one((1u64, 2u64, 4u64))
         );
+        // Folded so that no bits are lost, even over a first word of ones.
+        assert_ne!(
+            s.hash_one((u64::MAX, 2u64, 3u64)),
+            s.hash_one((u64::MAX, 2u64, 4u64))
+        );
     }
 }
