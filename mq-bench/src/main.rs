@@ -11,6 +11,8 @@
 //!   in a child process (`--scenario`);
 //! * `durable.rs`: the disk broker's recovery time, bytes on disk per
 //!   message and RSS at its stored-bytes limit (child processes too);
+//! * `floor.rs`: the disk's floor for the durable fixed-rate run (an ideal
+//!   group commit on the same disk, nothing else);
 //! * `fan.rs`: fan-in (8 senders), fan-out (4 groups), 1 000 topics, with
 //!   the broker in a child process for its CPU per message; the broker's
 //!   memory per idle connection;
@@ -25,6 +27,7 @@ mod charts;
 mod durable;
 mod e2e;
 mod fan;
+mod floor;
 mod jetstream;
 mod memory;
 mod publish;
@@ -205,6 +208,35 @@ async fn measure(
     f.await
 }
 
+/// One fixed-rate end-to-end row against the paced ceiling `pc` of the
+/// same run; for the disk broker, the disk's floor (`floor.rs`) first, its
+/// row added and its p99 set on the broker's.
+async fn paced_e2e(
+    pb: &Progress,
+    run: &str,
+    paced: Load,
+    pc: &Row,
+    rows: &mut Vec<Row>,
+) -> BenchResult<()> {
+    let rate = paced.rate.unwrap_or_default();
+    let floor = if paced.disk {
+        pb.start(format!("{run} disk floor @{rate}/s"), paced.count);
+        let f = floor::run(paced).await?;
+        rows.push(f.clone());
+        Some(f)
+    } else {
+        None
+    };
+    let label = format!("{run} e2e{} @{rate}/s", tag_of(paced.disk, paced.tls));
+    let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
+    r.set_ceiling(pc);
+    if let Some(f) = &floor {
+        r.set_floor(f);
+    }
+    rows.push(r);
+    Ok(())
+}
+
 async fn ceiling(pb: &Progress, run: &str, load: Load) -> BenchResult<Row> {
     let label = format!("{run} ceiling");
     measure(pb, &label, load, async {
@@ -322,11 +354,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
             let pc = ceiling(pb, run, paced).await?;
             rows.push(pc.clone());
             for &(disk, tls) in &setups {
-                let paced = Load { disk, tls, ..paced };
-                let label = format!("{run} e2e{} @{}/s", tag_of(disk, tls), args.rate);
-                let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
-                r.set_ceiling(&pc);
-                rows.push(r);
+                paced_e2e(pb, run, Load { disk, tls, ..paced }, &pc, rows).await?;
             }
         }
         if wants("e2e") {
@@ -348,16 +376,11 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
             rows.push(pc.clone());
             for &(disk, tls) in &setups {
                 let load = Load { disk, tls, ..load };
-                let tag = tag_of(disk, tls);
-                let label = format!("{run} e2e{tag}");
+                let label = format!("{run} e2e{}", tag_of(disk, tls));
                 let mut r = measure(pb, &label, load, e2e::run(load, pb)).await?;
                 r.set_ceiling(&c);
                 rows.push(r);
-                let paced = Load { disk, tls, ..paced };
-                let label = format!("{run} e2e{tag} @{}/s", args.rate);
-                let mut r = measure(pb, &label, paced, e2e::run(paced, pb)).await?;
-                r.set_ceiling(&pc);
-                rows.push(r);
+                paced_e2e(pb, run, Load { disk, tls, ..paced }, &pc, rows).await?;
             }
         }
     }

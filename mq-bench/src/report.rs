@@ -18,6 +18,9 @@ pub struct Row {
     pub ceiling: Option<f64>,
     /// The ceiling's p99 latency (µs) in the same conditions.
     pub ceiling_p99_us: Option<u64>,
+    /// The disk floor's p99 latency (µs) in the same run (`floor.rs`), for
+    /// the durable fixed-rate row.
+    pub floor_p99_us: Option<u64>,
     /// The latency distribution as (quantile, µs) points, for the charts.
     pub curve: Vec<(f64, u64)>,
     pub extra: Vec<(String, serde_json::Value)>,
@@ -40,6 +43,7 @@ impl Row {
             latency_us: None,
             ceiling: None,
             ceiling_p99_us: None,
+            floor_p99_us: None,
             curve: Vec::new(),
             extra: Vec::new(),
         }
@@ -66,12 +70,21 @@ impl Row {
         self.ceiling_p99_us = c.latency_us.map(|l| l.1);
     }
 
+    /// Takes the disk floor's p99 from `f`, measured in the same run.
+    pub fn set_floor(&mut self, f: &Row) {
+        self.floor_p99_us = f.latency_us.map(|l| l.1);
+    }
+
     fn key(&self) -> (String, usize, usize) {
         (self.scenario.clone(), self.payload, self.window)
     }
 
     fn p99_ratio(&self) -> Option<f64> {
         Some(self.latency_us?.1 as f64 / self.ceiling_p99_us?.max(1) as f64)
+    }
+
+    fn floor_ratio(&self) -> Option<f64> {
+        Some(self.latency_us?.1 as f64 / self.floor_p99_us?.max(1) as f64)
     }
 
     pub fn rate(&self) -> f64 {
@@ -101,6 +114,10 @@ impl Row {
             v["ceiling_p99_us"] = c.into();
             v["p99_over_ceiling_p99"] = ((x * 100.0).round() / 100.0).into();
         }
+        if let (Some(f), Some(x)) = (self.floor_p99_us, self.floor_ratio()) {
+            v["floor_p99_us"] = f.into();
+            v["p99_over_floor_p99"] = ((x * 100.0).round() / 100.0).into();
+        }
         for (k, x) in &self.extra {
             v[k.as_str()] = x.clone();
         }
@@ -111,7 +128,8 @@ impl Row {
 /// The median run of each (scenario, payload, window): by msgs/s, or by p99
 /// for fixed-rate runs. Its fraction of the ceiling is replaced by the
 /// median of the per-run fractions (each against the ceiling measured in
-/// the same run), and likewise its p99 ratio.
+/// the same run), and likewise its p99 ratios to the
+/// ceiling and to the disk floor.
 pub fn medians(rows: &[Row]) -> Vec<Row> {
     let mut keys: Vec<(String, usize, usize)> = Vec::new();
     for r in rows {
@@ -125,6 +143,7 @@ pub fn medians(rows: &[Row]) -> Vec<Row> {
             let runs: Vec<f64> = group.iter().map(|r| r.rate().round()).collect();
             let fractions = median(group.iter().filter_map(|r| Some(r.rate() / r.ceiling?)));
             let p99_ratios = median(group.iter().filter_map(|r| r.p99_ratio()));
+            let floor_ratios = median(group.iter().filter_map(|r| r.floor_ratio()));
             if k.0.ends_with("-paced") {
                 group.sort_by_key(|r| r.latency_us.map_or(0, |l| l.1));
             } else {
@@ -137,6 +156,9 @@ pub fn medians(rows: &[Row]) -> Vec<Row> {
             }
             if let (Some(x), Some((_, p99, _))) = (p99_ratios, m.latency_us) {
                 m.ceiling_p99_us = Some((p99 as f64 / x.max(1e-12)).round() as u64);
+            }
+            if let (Some(x), Some((_, p99, _))) = (floor_ratios, m.latency_us) {
+                m.floor_p99_us = Some((p99 as f64 / x.max(1e-12)).round() as u64);
             }
             m.extra.push(("runs".into(), runs.len().into()));
             m.extra.push(("msgs_per_s_each_run".into(), runs.into()));
@@ -168,6 +190,14 @@ pub fn print(
         "\n# medians of {runs} run(s); ceil % and p99/ceil are medians of per-run ratios to the ceiling of the same run"
     );
     print_table(&med);
+    for r in med.iter().filter(|r| r.floor_p99_us.is_some()) {
+        if let Some(x) = r.floor_ratio() {
+            println!(
+                "{} {}B: p99 / the disk floor's p99 in the same run (median of per-run ratios): {x:.2}x",
+                r.scenario, r.payload
+            );
+        }
+    }
     println!("\n# medians as JSON");
     for r in &med {
         println!("{}", r.json());

@@ -27,6 +27,20 @@ fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Out>) -> (Vec<Frame>, Vec
     (frames, costs)
 }
 
+/// The sequence numbers of `frames`, every one of which must be a `kind`
+/// frame (`"Reply"` or `"Deliver"`): anything else reached the wrong
+/// connection.
+fn seqs_of(frames: &[Frame], kind: &str) -> Vec<u64> {
+    frames
+        .iter()
+        .map(|f| match f {
+            Frame::Reply(r) if f.name() == kind => r.id.seq,
+            Frame::Deliver(d) if f.name() == kind => d.id.seq,
+            other => panic!("a {} where only {kind} belongs", other.name()),
+        })
+        .collect()
+}
+
 fn memory_shared() -> Arc<Shared> {
     shared_with(crate::Faults::none())
 }
@@ -66,18 +80,8 @@ fn one_dispatch_hands_each_connection_its_own_frames_in_order_in_one_send() {
     st.process(send, (0..5).map(|seq| message(1, seq)), now);
     let (replies, sends) = drain(&mut send_rx);
     let (delivers, deliveries) = drain(&mut recv_rx);
-    let seqs = |frames: &[Frame], reply: bool| -> Vec<u64> {
-        frames
-            .iter()
-            .map(|f| match f {
-                Frame::Reply(r) if reply => r.id.seq,
-                Frame::Deliver(d) if !reply => d.id.seq,
-                other => panic!("{} on the wrong connection", other.name()),
-            })
-            .collect()
-    };
-    assert_eq!(seqs(&replies, true), [0, 1, 2, 3, 4]);
-    assert_eq!(seqs(&delivers, false), [0, 1, 2, 3, 4]);
+    assert_eq!(seqs_of(&replies, "Reply"), [0, 1, 2, 3, 4]);
+    assert_eq!(seqs_of(&delivers, "Deliver"), [0, 1, 2, 3, 4]);
     // The whole dispatch crossed in one send per connection...
     assert_eq!((sends.len(), deliveries.len()), (1, 1));
     // ...and counts against each output bound exactly once (no writer
@@ -108,29 +112,14 @@ fn a_dispatch_to_more_connections_than_it_gathers_at_once_reaches_them_all_in_or
         .process(send, (0..3).map(|seq| message(1, seq)), now);
     assert_eq!(drain(&mut send_rx).0.len(), 3);
     for (i, rx) in receivers.iter_mut().enumerate() {
-        let seqs: Vec<u64> = drain(rx)
-            .0
-            .iter()
-            .map(|f| match f {
-                Frame::Deliver(d) => d.id.seq,
-                other => panic!("receiver {i} got a {}", other.name()),
-            })
-            .collect();
-        assert_eq!(seqs, [0, 1, 2], "receiver {i}");
+        assert_eq!(seqs_of(&drain(rx).0, "Deliver"), [0, 1, 2], "receiver {i}");
     }
 }
 
 /// Every `Reply` seq queued so far, and what the hand-overs declared.
 fn replies(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Out>) -> (Vec<u64>, usize) {
     let (frames, costs) = drain(rx);
-    let seqs = frames
-        .iter()
-        .map(|f| match f {
-            Frame::Reply(r) => r.id.seq,
-            other => panic!("a {} to a sender", other.name()),
-        })
-        .collect();
-    (seqs, costs.iter().sum())
+    (seqs_of(&frames, "Reply"), costs.iter().sum())
 }
 
 #[test]
