@@ -154,6 +154,48 @@ fn inline_writes_syncs_then_releases_and_steps_aside_for_a_busy_writer() {
 }
 
 #[test]
+fn a_batch_past_the_inline_bound_is_left_to_the_flusher() {
+    let disk = SimDisk::default();
+    let now = Instant::now();
+    let (shared, conn, mut rx) = one_appended_while_idle(&disk, now);
+    let mut st = shared.lock();
+    // Append until the batch is just past the bound; each record alone
+    // is far below it.
+    let mut seq = 1;
+    let len = |st: &crate::state::State| st.core.journal.as_ref().map_or(0, |j| j.buf.len());
+    while len(&st) <= super::INLINE_MAX_BYTES {
+        let before = len(&st);
+        st.process(conn, [message(1, seq)], now);
+        assert!(len(&st) - before < super::INLINE_MAX_BYTES / 8);
+        seq += 1;
+    }
+    let syncs = disk.syncs();
+    let (st, r) = super::inline(&shared, st);
+    assert_eq!(r, Inline::Skipped);
+    assert_eq!(disk.syncs(), syncs);
+    assert!(
+        len(&st) > super::INLINE_MAX_BYTES,
+        "the batch stays for the flusher"
+    );
+    drop(st);
+    assert_eq!(check(&disk, &mut rx), 0);
+
+    // One record fewer would have been written inline: the bound is
+    // inclusive of a batch of exactly its size.
+    let disk = SimDisk::default();
+    let (shared, conn, mut rx) = one_appended_while_idle(&disk, now);
+    let mut st = shared.lock();
+    for s in 1..seq - 1 {
+        st.process(conn, [message(1, s)], now);
+    }
+    assert!(len(&st) <= super::INLINE_MAX_BYTES);
+    let (st, r) = super::inline(&shared, st);
+    assert_eq!(r, Inline::Durable);
+    drop(st);
+    assert_eq!(check(&disk, &mut rx) as u64, seq - 1);
+}
+
+#[test]
 fn an_inline_write_counts_its_duration() {
     // A device whose fdatasync takes 2 ms: the write's duration (the
     // average in `journal_write_micros_avg`) counts at least that.
