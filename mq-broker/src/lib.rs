@@ -243,6 +243,7 @@ mod config;
 mod conn;
 mod core;
 mod dedup;
+mod disk_check;
 mod durable;
 mod error;
 mod faults;
@@ -273,6 +274,7 @@ mod views;
 pub use config::{
     BrokerConfig, ConfigError, DirectionFaults, DiskStorage, Faults, RoleFilter, Storage,
 };
+pub use disk_check::{check_disk, DiskCheck, DiskCheckError, DiskCheckReport};
 pub use error::{BrokerError, WaitTimeout};
 pub use inspect::{DeadLetter, GroupInfo, Inspection, StoredInfo, SubscriptionInfo};
 #[cfg(feature = "jetstream")]

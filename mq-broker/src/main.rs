@@ -26,6 +26,11 @@
 //! it is the only one (TLS only). Stdout then says `tls on ADDR`, after the
 //! `listening on ADDR` line of the plaintext listener if there is one.
 //!
+//! `mq-broker --check-disk --data-dir DIR [--check-rate 5000]
+//! [--check-seconds 5]` measures the disk under DIR instead of serving
+//! (see `mq_broker::check_disk`): what latency an fdatasync before every
+//! `Stored` allows there, before you deploy on it.
+//!
 //! `--admin-listen 127.0.0.1:7879` adds the admin pages, JSON API and
 //! Prometheus `/metrics` (see `mq_broker::admin`); a second stdout line
 //! `admin on http://ADDR` says where.
@@ -174,6 +179,21 @@ struct Args {
     /// JSON and /metrics without the token (actions still need it).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     admin_open_reads: Option<bool>,
+    /// Measure the disk under --data-dir instead of serving: an ideal
+    /// group commit (write + fdatasync of what has arrived) at
+    /// --check-rate for --check-seconds; prints the fdatasync durations
+    /// and the message latencies, the floor under a durable `Stored`.
+    #[arg(long, requires = "data_dir")]
+    #[serde(skip)]
+    check_disk: bool,
+    /// Messages per second offered by --check-disk [default: 5000].
+    #[arg(long, requires = "check_disk")]
+    #[serde(skip)]
+    check_rate: Option<f64>,
+    /// Seconds --check-disk runs [default: 5].
+    #[arg(long, requires = "check_disk")]
+    #[serde(skip)]
+    check_seconds: Option<f64>,
 }
 
 impl Args {
@@ -398,6 +418,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.check_disk {
+        return check_disk(&args).await;
+    }
     let (config, admin_config) = match args
         .broker_config()
         .and_then(|c| Ok((c, args.admin_config()?)))
@@ -460,6 +483,51 @@ fn print_addrs(addr: SocketAddr, tls: Option<SocketAddr>) {
     }
     if let Some(t) = tls {
         println!("tls on {t}");
+    }
+}
+
+/// `--check-disk`: measure the data directory's disk, print the report.
+async fn check_disk(args: &Args) -> ExitCode {
+    let Some(dir) = args.data_dir.clone() else {
+        eprintln!("mq-broker: --check-disk needs --data-dir DIR (the disk to measure)");
+        return ExitCode::from(2);
+    };
+    let mut check = mq_broker::DiskCheck::default();
+    if let Some(r) = args.check_rate {
+        check.rate = r;
+    }
+    if let Some(s) = args.check_seconds {
+        match Duration::try_from_secs_f64(s) {
+            Ok(d) => check.duration = d,
+            Err(_) => {
+                eprintln!("mq-broker: --check-seconds {s}: give a positive number of seconds");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("mq-broker: --check-disk: {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    println!("checking the disk under {}", dir.display());
+    let run = tokio::task::spawn_blocking(move || mq_broker::check_disk(&dir, &check)).await;
+    match run {
+        Ok(Ok(report)) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e @ mq_broker::DiskCheckError::Config(_))) => {
+            eprintln!("mq-broker: {e}");
+            ExitCode::from(2)
+        }
+        Ok(Err(e)) => {
+            eprintln!("mq-broker: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mq-broker: --check-disk: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

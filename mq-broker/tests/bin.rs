@@ -98,6 +98,7 @@ fn help_lists_the_flags() {
         "--tls-cert",
         "--tls-key",
         "--tls-client-ca",
+        "--check-disk",
     ] {
         assert!(text.contains(flag), "{flag} missing:\n{text}");
     }
@@ -109,6 +110,47 @@ fn a_missing_data_dir_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("--data-dir"), "{text}");
+}
+
+#[test]
+fn check_disk_measures_the_data_dir_and_leaves_it_as_it_was() {
+    let dir = tmp("check-disk");
+    let out = run(&[
+        "--check-disk",
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+        "--check-rate",
+        "2000",
+        "--check-seconds",
+        "0.25",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("checking the disk under"), "{text}");
+    assert!(text.contains("500 messages of 166 B at 2000/s"), "{text}");
+    for line in ["write+fdatasync", "message latency"] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    // Nothing left behind, and no journal was opened there.
+    assert_eq!(std::fs::read_dir(&dir).expect("dir").count(), 0);
+
+    // Mistakes say what to change, with exit code 2.
+    let bad = run(&[
+        "--check-disk",
+        "--data-dir",
+        dir.to_str().expect("utf-8 path"),
+        "--check-rate",
+        "0",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("rate"));
+    let bad = run(&["--check-disk"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--data-dir"));
 }
 
 #[tokio::test]
