@@ -82,6 +82,19 @@ impl DiskCheck {
         ((self.rate * self.duration.as_secs_f64()) as usize).max(1)
     }
 
+    /// Bytes of the check's file: a record per message, written with
+    /// zeros and synced before the clock starts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let check = mq_broker::DiskCheck::default();
+    /// assert_eq!(check.file_bytes(), 25_000 * 166);
+    /// ```
+    pub fn file_bytes(&self) -> usize {
+        self.messages().saturating_mul(self.record_bytes)
+    }
+
     fn validate(&self) -> Result<(), DiskCheckError> {
         let bad = |what: &str| Err(DiskCheckError::Config(what.to_string()));
         if !(self.rate.is_finite() && self.rate > 0.0) {
@@ -96,7 +109,7 @@ impl DiskCheck {
         if self.window == 0 {
             return bad("the window must be at least 1");
         }
-        if self.messages().saturating_mul(self.record_bytes) > 8 << 30 {
+        if self.file_bytes() > 8 << 30 {
             return bad("rate × duration × record size must stay under 8 GiB of disk");
         }
         Ok(())
@@ -156,6 +169,8 @@ pub struct DiskCheckReport {
     pub syncs_us: Vec<u64>,
     /// From the first arrival to the last fdatasync's return.
     pub elapsed: Duration,
+    /// Bytes written in the measured batches: a record per message.
+    pub bytes_written: u64,
 }
 
 impl DiskCheckReport {
@@ -279,16 +294,7 @@ fn run(path: &Path, check: &DiskCheck) -> Result<DiskCheckReport, DiskCheckError
         .truncate(true)
         .open(path)
         .map_err(io)?;
-    // Zeros ahead of the data, synced, before the clock starts.
-    let size = n * check.record_bytes;
-    let chunk = vec![0u8; (1 << 20).min(size)];
-    let mut at = 0;
-    while at < size {
-        let len = chunk.len().min(size - at);
-        file.write_all_at(&chunk[..len], at as u64).map_err(io)?;
-        at += len;
-    }
-    file.sync_all().map_err(io)?;
+    prezero(&file, check.file_bytes()).map_err(io)?;
     let data = vec![0x5au8; (check.record_bytes * (check.window + 1).min(n)).min(1 << 20)];
 
     let schedule = Schedule {
@@ -305,9 +311,12 @@ fn run(path: &Path, check: &DiskCheck) -> Result<DiskCheckReport, DiskCheckError
         let due = schedule.arrival(first, &done).unwrap_or_else(Instant::now);
         wait_until(due);
         let batch = schedule.batch(first, n, Instant::now(), &done);
-        if batch.is_empty() {
-            continue;
-        }
+        // The message due first has arrived: a batch is never empty (an
+        // empty one would repeat forever).
+        assert!(
+            !batch.is_empty(),
+            "disk check: message {first} due but not taken"
+        );
         let began = Instant::now();
         let mut left = batch.len() * check.record_bytes;
         while left > 0 {
@@ -328,10 +337,25 @@ fn run(path: &Path, check: &DiskCheck) -> Result<DiskCheckReport, DiskCheckError
         check: check.clone(),
         latencies_us,
         syncs_us,
+        bytes_written: offset,
         elapsed: done
             .last()
             .map_or(Duration::ZERO, |d| d.duration_since(schedule.start)),
     })
+}
+
+/// Writes `size` bytes of zeros from the start of `file`, then syncs it:
+/// the blocks exist before the clock starts, as the journal keeps zeros
+/// ahead of its data.
+fn prezero(file: &std::fs::File, size: usize) -> std::io::Result<()> {
+    let chunk = vec![0u8; (1 << 20).min(size)];
+    let mut at = 0;
+    while at < size {
+        let len = chunk.len().min(size - at);
+        file.write_all_at(&chunk[..len], at as u64)?;
+        at += len;
+    }
+    file.sync_all()
 }
 
 /// Sleeps to within 100 µs of `t`, then spins: a 5,000 msgs/s schedule's
@@ -411,8 +435,17 @@ mod tests {
             record_bytes: 100,
             window: 3,
         };
-        let r = check_disk(&dir, &check).expect("runs");
+        // A watchdog: a check that never ends fails here instead of
+        // hanging the suite.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (d, c) = (dir.clone(), check.clone());
+        std::thread::spawn(move || tx.send(check_disk(&d, &c)));
+        let r = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a 0.1 s check ends within 30 s")
+            .expect("runs");
         assert_eq!(r.latencies_us.len(), 400);
+        assert_eq!(r.bytes_written, 400 * 100);
         // With a window of 3 no batch is larger than 4.
         assert!(r.syncs_us.len() >= 100, "{} syncs", r.syncs_us.len());
         // The last message is due at 399 × 250 µs.
@@ -490,6 +523,101 @@ mod tests {
         assert!(
             e.to_string().contains("/nonexistent/mq/mq-disk-check-"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_bounds_are_inclusive() {
+        let ok = |c: DiskCheck| assert!(c.validate().is_ok(), "{c:?} refused");
+        let refused = |c: DiskCheck| assert!(c.validate().is_err(), "{c:?} accepted");
+        let hour = Duration::from_secs(3600);
+        ok(DiskCheck {
+            rate: 1.0,
+            duration: hour,
+            ..Default::default()
+        });
+        refused(DiskCheck {
+            rate: 1.0,
+            duration: hour + Duration::from_nanos(1),
+            ..Default::default()
+        });
+        let mib16 = 16 << 20;
+        ok(DiskCheck {
+            rate: 1.0,
+            record_bytes: mib16,
+            ..Default::default()
+        });
+        refused(DiskCheck {
+            rate: 1.0,
+            record_bytes: mib16 + 1,
+            ..Default::default()
+        });
+        // 2^22 messages a second for 2048 s: 2^33 messages, 8 GiB at 1 byte.
+        let big = DiskCheck {
+            rate: (1u64 << 22) as f64,
+            duration: Duration::from_secs(2048),
+            record_bytes: 1,
+            ..Default::default()
+        };
+        assert_eq!(big.file_bytes(), 8 << 30);
+        ok(big.clone());
+        refused(DiskCheck {
+            record_bytes: 2,
+            ..big
+        });
+    }
+
+    #[test]
+    fn prezero_writes_exactly_the_size_in_zeros() {
+        let path = std::env::temp_dir().join(format!("mq-prezero-test-{}", std::process::id()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("file");
+        let size = (3 << 20) + 5;
+        prezero(&file, size).expect("writes");
+        let bytes = std::fs::read(&path).expect("reads");
+        std::fs::remove_file(&path).expect("removes");
+        assert_eq!(bytes.len(), size);
+        assert!(bytes.iter().all(|&b| b == 0));
+        assert_eq!(
+            DiskCheck {
+                record_bytes: 7,
+                rate: 10.0,
+                ..Default::default()
+            }
+            .file_bytes(),
+            350
+        );
+    }
+
+    #[test]
+    fn the_report_reads_its_quantiles_and_prints_three_lines() {
+        let r = DiskCheckReport {
+            check: DiskCheck {
+                rate: 100.0,
+                record_bytes: 10,
+                window: 5,
+                ..Default::default()
+            },
+            latencies_us: (1..=1000).collect(),
+            syncs_us: vec![40, 30, 20_000, 10],
+            elapsed: Duration::from_millis(2500),
+            bytes_written: 10_000,
+        };
+        assert_eq!(r.message_quantile(0.5), 501);
+        assert_eq!(r.message_quantile(0.99), 991);
+        assert_eq!(r.sync_quantile(0.5), 40);
+        assert_eq!(r.sync_quantile(1.0), 20_000);
+        assert_eq!(
+            r.to_string(),
+            "1000 messages of 10 B at 100/s (window 5): 4 fdatasyncs in 2.5 s\n\
+             write+fdatasync   p50    40 us  p99    20 ms  p99.9    20 ms  max    20 ms\n\
+             message latency   p50   501 us  p99   991 us  p99.9   1.0 ms  max   1.0 ms  \
+             (arrival to durable: the floor under Stored)"
         );
     }
 
