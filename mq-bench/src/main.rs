@@ -116,6 +116,11 @@ pub fn now_us() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
+/// Messages of a fixed-rate run: `--rate` × `--paced-seconds`.
+fn paced_count(args: &Args) -> u64 {
+    (args.rate * args.paced_seconds) as u64
+}
+
 /// How long to wait before message `seq` of a run paced at `rate` msgs/s.
 pub fn pace_delay(start: Instant, seq: u64, rate: f64) -> Option<Duration> {
     let target = start + Duration::from_secs_f64(seq as f64 / rate);
@@ -133,6 +138,30 @@ pub struct Load {
     pub disk: bool,
     /// Both clients talk TLS to a TLS-only broker listener.
     pub tls: bool,
+}
+
+impl Load {
+    /// `count` messages as fast as the window allows, to the in-memory
+    /// broker over plain TCP.
+    pub fn full_speed(payload: usize, window: usize, count: u64) -> Self {
+        Load {
+            payload,
+            window,
+            count,
+            rate: None,
+            disk: false,
+            tls: false,
+        }
+    }
+
+    /// The same load with `count` messages offered at `rate` msgs/s.
+    pub fn paced(self, count: u64, rate: f64) -> Self {
+        Load {
+            count,
+            rate: Some(rate),
+            ..self
+        }
+    }
 }
 
 /// The progress bar, updated every 1024 messages (or hidden).
@@ -284,14 +313,8 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
     for &payload in &args.sizes {
         if wants("jetstream") {
             for replicas in [1, 3] {
-                let load = Load {
-                    payload,
-                    window: args.e2e_window,
-                    count: (args.rate * args.paced_seconds) as u64,
-                    rate: Some(args.rate),
-                    disk: false,
-                    tls: false,
-                };
+                let load = Load::full_speed(payload, args.e2e_window, 0)
+                    .paced(paced_count(args), args.rate);
                 pb.start(
                     format!("{run} jetstream R{replicas} {payload}B @{}/s", args.rate),
                     load.count,
@@ -301,14 +324,7 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
         }
         if wants("publish") {
             for &window in &args.windows {
-                let load = Load {
-                    payload,
-                    window,
-                    count: count_for(args, payload, window),
-                    rate: None,
-                    disk: false,
-                    tls: false,
-                };
+                let load = Load::full_speed(payload, window, count_for(args, payload, window));
                 let c = ceiling(pb, run, load).await?;
                 rows.push(c.clone());
                 for &(disk, tls) in &setups {
@@ -322,14 +338,11 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
         }
         if wants("fan") {
             for shape in fan::SHAPES {
-                let load = Load {
+                let load = Load::full_speed(
                     payload,
-                    window: args.e2e_window,
-                    count: count_for(args, payload, args.e2e_window),
-                    rate: None,
-                    disk: false,
-                    tls: false,
-                };
+                    args.e2e_window,
+                    count_for(args, payload, args.e2e_window),
+                );
                 let c = ceiling_once(pb, run, load, rows, first).await?;
                 pb.start(
                     format!("{run} {} {payload}B", shape.name),
@@ -343,14 +356,8 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
         if wants("e2e-paced") && !wants("e2e") {
             // Only the fixed-rate rows (and their ceiling): a run short
             // enough to count its syscalls (`strace -c -f`).
-            let paced = Load {
-                payload,
-                window: args.e2e_window,
-                count: (args.rate * args.paced_seconds) as u64,
-                rate: Some(args.rate),
-                disk: false,
-                tls: false,
-            };
+            let paced =
+                Load::full_speed(payload, args.e2e_window, 0).paced(paced_count(args), args.rate);
             let pc = ceiling(pb, run, paced).await?;
             rows.push(pc.clone());
             for &(disk, tls) in &setups {
@@ -358,20 +365,13 @@ async fn one_run(args: &Args, run: &str, pb: &Progress, rows: &mut Vec<Row>) -> 
             }
         }
         if wants("e2e") {
-            let load = Load {
+            let load = Load::full_speed(
                 payload,
-                window: args.e2e_window,
-                count: count_for(args, payload, args.e2e_window),
-                rate: None,
-                disk: false,
-                tls: false,
-            };
+                args.e2e_window,
+                count_for(args, payload, args.e2e_window),
+            );
             let c = ceiling_once(pb, run, load, rows, first).await?;
-            let paced = Load {
-                count: (args.rate * args.paced_seconds) as u64,
-                rate: Some(args.rate),
-                ..load
-            };
+            let paced = load.paced(paced_count(args), args.rate);
             let pc = ceiling(pb, run, paced).await?;
             rows.push(pc.clone());
             for &(disk, tls) in &setups {
@@ -395,14 +395,7 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
     // loop, without the counting allocator's extra work.
     if parts[0] == "instr" {
         let count: u64 = parts.get(2).ok_or("instr:send|e2e:COUNT")?.parse()?;
-        let load = Load {
-            payload: 128,
-            window: 1000,
-            count,
-            rate: None,
-            disk: false,
-            tls: false,
-        };
+        let load = Load::full_speed(128, 1000, count);
         let row = match parts.get(1).copied() {
             Some("send") => publish::run(load, &pb).await?,
             Some("e2e") => e2e::run(load, &pb).await?,
@@ -424,14 +417,11 @@ async fn scenario(name: &str, args: &Args) -> BenchResult<()> {
         "broker-dedup" => memory::broker_dedup(num(1)?, num(2)?, &pb)?,
         "e2e-peak" => {
             let payload = num(1)? as usize;
-            let load = Load {
+            let load = Load::full_speed(
                 payload,
-                window: args.e2e_window,
-                count: count_for(args, payload, args.e2e_window),
-                rate: None,
-                disk: false,
-                tls: false,
-            };
+                args.e2e_window,
+                count_for(args, payload, args.e2e_window),
+            );
             memory::e2e_peak(load, &pb).await?
         }
         "recovery" => durable::recovery(num(1)?, &pb).await?,

@@ -18,9 +18,11 @@ mod failover;
 #[allow(dead_code)]
 mod nats;
 
-use std::io::{BufRead, BufReader};
+#[path = "support/spawn.rs"]
+mod spawn;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +31,6 @@ use mq_client_sender::{OutgoingMessage, Sender, SenderConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mq-broker");
 const MESSAGES: u64 = 1_500;
 
 struct GatewayProc {
@@ -39,23 +40,18 @@ struct GatewayProc {
 
 impl GatewayProc {
     fn start(urls: &[String], listen: &str, log: PathBuf) -> GatewayProc {
-        let err = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(BIN)
-            .args(["--backend", "jetstream", "--nats", &urls.join(",")])
-            .args(["--listen", listen, "--ack-wait-ms", "3000"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("spawn mq-broker");
-        let out = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).expect("read");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}; see {}", log.display()))
-            .to_owned();
+        let urls = urls.join(",");
+        let args = [
+            "--backend",
+            "jetstream",
+            "--nats",
+            &urls,
+            "--listen",
+            listen,
+            "--ack-wait-ms",
+            "3000",
+        ];
+        let (child, addr) = spawn::spawn_listening(&args, &log);
         GatewayProc { child, addr }
     }
 

@@ -6,9 +6,11 @@
 //! protocol's retransmission and dedup across restarts; power loss is shown
 //! on the simulated disk in `src/journal/tests.rs`.)
 
-use std::io::{BufRead, BufReader};
+#[path = "support/spawn.rs"]
+mod spawn;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +20,6 @@ use mq_protocol::{Backoff, MessageId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mq-broker");
 const MESSAGES: u64 = 20_000;
 const KILLS: usize = 5;
 
@@ -30,23 +31,16 @@ struct BrokerProc {
 
 impl BrokerProc {
     fn start(dir: &Path, listen: &str, log: PathBuf) -> BrokerProc {
-        let err = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(BIN)
-            .args(["--data-dir", dir.to_str().expect("utf-8 dir")])
-            .args(["--listen", listen, "--stats-every-secs", "0"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("spawn mq-broker");
-        let out = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).expect("read");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}; see {}", log.display()))
-            .to_owned();
+        let dir = dir.to_str().expect("utf-8 dir");
+        let args = [
+            "--data-dir",
+            dir,
+            "--listen",
+            listen,
+            "--stats-every-secs",
+            "0",
+        ];
+        let (child, addr) = spawn::spawn_listening(&args, &log);
         BrokerProc { child, addr, log }
     }
 
