@@ -348,12 +348,10 @@ fn run(path: &Path, check: &DiskCheck) -> Result<DiskCheckReport, DiskCheckError
 /// the blocks exist before the clock starts, as the journal keeps zeros
 /// ahead of its data.
 fn prezero(file: &std::fs::File, size: usize) -> std::io::Result<()> {
-    let chunk = vec![0u8; (1 << 20).min(size)];
-    let mut at = 0;
-    while at < size {
+    let chunk = vec![0u8; (1 << 20).min(size).max(1)];
+    for at in (0..size).step_by(chunk.len()) {
         let len = chunk.len().min(size - at);
         file.write_all_at(&chunk[..len], at as u64)?;
-        at += len;
     }
     file.sync_all()
 }
@@ -471,6 +469,13 @@ mod tests {
         for (check, word) in [
             (
                 DiskCheck {
+                    rate: 0.0,
+                    ..Default::default()
+                },
+                "rate",
+            ),
+            (
+                DiskCheck {
                     rate: -1.0,
                     ..Default::default()
                 },
@@ -513,10 +518,19 @@ mod tests {
                 "8 GiB",
             ),
         ] {
-            let e = check_disk(&dir, &check).expect_err("refused");
+            // Checked before any I/O (a check wrongly let through would
+            // run, so this asks `validate` and not `check_disk`).
+            let e = check.validate().expect_err("refused");
             assert!(matches!(e, DiskCheckError::Config(_)), "{e}");
             assert!(e.to_string().contains(word), "{e} should name {word}");
         }
+        // `check_disk` refuses a bad check the same way.
+        let bad = DiskCheck {
+            window: 0,
+            ..Default::default()
+        };
+        let e = check_disk(&dir, &bad).expect_err("refused");
+        assert!(e.to_string().starts_with("disk check: the window"), "{e}");
         // A directory that does not exist: an I/O error naming the file.
         let e =
             check_disk(Path::new("/nonexistent/mq"), &DiskCheck::default()).expect_err("no dir");
